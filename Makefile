@@ -1,0 +1,28 @@
+# Two commands do everything on a fresh machine with Python 3.11 and pip:
+#   make reproduce   # the whole embedded reproduction -> figures/ and figures/results.json
+#   make test        # unit tests + every notebook (smoke profile), pytest's summary last
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PROFILE ?= default
+
+.PHONY: setup reproduce test clean-data
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mtc_nb)" >/dev/null
+	@rm -f $(VENV)/.installed-* && touch $@
+
+reproduce: $(STAMP)
+	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/mtc reproduce --profile $(PROFILE)
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/python -m pytest
+
+clean-data:
+	rm -rf data/smoke data/default

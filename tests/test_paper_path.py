@@ -1,0 +1,43 @@
+"""The paper's setting at its boundaries: the user's image folders + CLIP weights on disk (a tiny random CLIP)."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from mtc_nb.core import load_profile
+from mtc_nb.encoders import tiny_clip, ClipEncoder
+from mtc_nb.classifier import classifier_stage, load_activations
+from mtc_nb.scenes import draw_attributes, render, MODES
+
+@pytest.fixture
+def paper_cfg(tmp_path):
+    rng = np.random.default_rng(0)
+    for sub, mode in (('human_correct', None), ('human_error', 'reverse_perspective')):
+        (tmp_path/'images'/sub/'genA').mkdir(parents=True)
+        for i in range(30):
+            Image.fromarray(render(draw_attributes(rng, 'road'), mode, 48)).save(tmp_path/'images'/sub/'genA'/f'{i}.png')
+    clip = tiny_clip(tmp_path/'clip')
+    return load_profile('paper', image_root=str(tmp_path/'images'), clip_path=str(clip), data_dir=str(tmp_path/'data'),
+                        figures_dir=str(tmp_path/'fig'), head_epochs=3, head_batch=8, splits=[0.6, 0.2, 0.2])
+
+def test_paper_profile_runs_through_clip_and_folders(paper_cfg, monkeypatch):
+    monkeypatch.delenv('MTC_CLIP_PATH', raising=False)
+    res = classifier_stage(paper_cfg)
+    assert res['h2'].shape == (60, 12)  # the tiny CLIP's projection dim
+    acts, ids = load_activations(paper_cfg.run_dir/'activations', 'test')
+    assert acts['h1'].shape == (len(ids), 256) and len(ids) == 12
+    assert set(res['manifest'].generator) == {'genA'}
+    # h2 comes from the same code path as a direct call
+    enc = ClipEncoder(paper_cfg.clip_path)
+    from mtc_nb.encoders import load_images
+    first = res['manifest'].iloc[0]
+    with torch.no_grad(): direct = enc(enc.preprocess(load_images([paper_cfg.path('image_root')/first.file])))
+    torch.testing.assert_close(res['h2'][0], direct[0])
+
+def test_missing_clip_weights_say_where_to_put_them(paper_cfg, tmp_path, monkeypatch):
+    monkeypatch.delenv('MTC_CLIP_PATH', raising=False)
+    with pytest.raises(FileNotFoundError, match='clip_path'):
+        classifier_stage(paper_cfg.replace(clip_path=str(tmp_path/'nowhere')))
+
+def test_missing_image_folders_are_a_clear_error(paper_cfg, tmp_path):
+    with pytest.raises(FileNotFoundError, match='human_correct'):
+        classifier_stage(paper_cfg.replace(image_root=str(tmp_path/'empty')))

@@ -1,0 +1,67 @@
+"""The project's own consistency: packaging, environment.yml, README, settings, the nbdev set-up."""
+import configparser, re, subprocess, sys, tomllib
+from pathlib import Path
+import pytest
+from mtc_nb.core import build_readme, load_profile, STAGES
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT/'pyproject.toml').read_text())
+
+def test_torch_is_pinned_exactly():
+    deps = PYPROJECT['project']['dependencies']
+    assert 'torch==2.13.0' in deps
+    assert not [d for d in deps if re.match(r'(torchvision|timm|open_clip)', d)], 'never beside torch 2.13.0'
+
+def test_nbdev_keeps_papermill_tags():
+    assert PYPROJECT['tool']['nbdev']['allowed_cell_metadata_keys'] == ['tags']
+
+def test_environment_yml_does_not_drift():
+    env = (ROOT/'environment.yml').read_text()
+    assert re.search(r'python=3\.11\b', env)
+    pins = re.findall(r'^\s*-\s*(torch==[\w.]+)\s*$', env, re.M)
+    assert pins == [d for d in PYPROJECT['project']['dependencies'] if d.startswith('torch')]
+    assert re.search(r'^\s*-\s*-e \.\[dev\]\s*$', env, re.M), 'environment.yml must install the project itself'
+    assert PYPROJECT['project']['requires-python'] == '>=3.11'
+
+def test_readme_is_built_from_index():
+    assert (ROOT/'README.md').read_text() == build_readme(ROOT/'nbs'/'index.ipynb'), 'run `mtc readme`'
+
+def test_readme_gives_the_two_commands():
+    text = (ROOT/'README.md').read_text()
+    assert 'make reproduce' in text and 'make test' in text
+    mk = (ROOT/'Makefile').read_text()
+    assert re.search(r'^reproduce:', mk, re.M) and re.search(r'^test:', mk, re.M)
+
+def test_ci_calls_the_readme_test_command():
+    assert 'make test' in (ROOT/'.ci'/'run').read_text()
+
+def test_profiles_exist_and_parse():
+    cp = configparser.ConfigParser(); cp.read(ROOT/'settings.ini')
+    assert {'smoke', 'default', 'paper'} <= set(cp.sections())
+    for name in cp.sections():
+        cfg = load_profile(name)
+        assert 0 < cfg.n_images and abs(sum(cfg.splits) - 1) < 1e-9
+    assert load_profile('smoke').n_images < load_profile('default').n_images
+
+def test_stage_notebooks_have_a_parameters_cell():
+    import json
+    for s in STAGES:
+        nb = json.loads((ROOT/'nbs'/f'{s}.ipynb').read_text())
+        tagged = [c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
+        assert len(tagged) == 1 and "profile = 'smoke'" in ''.join(tagged[0]['source']), s
+
+def test_mtc_command_rejects_unknown_profile():
+    r = subprocess.run([sys.executable, '-m', 'mtc_nb.core'], capture_output=True, text=True)  # importable as a module
+    assert r.returncode == 0
+    from mtc_nb.core import main
+    with pytest.raises(ValueError, match='Unknown profile'):
+        main(['reproduce', '--profile', 'no_such_profile'])
+
+def test_papermill_runs_a_stage_with_injected_parameters(tmp_path):
+    import json
+    from mtc_nb.core import run_stages
+    out, = run_stages('smoke', ['01_scenes'])
+    nb = json.loads(out.read_text())
+    injected = [c for c in nb['cells'] if 'injected-parameters' in c.get('metadata', {}).get('tags', [])]
+    assert injected and "profile = \"smoke\"" in ''.join(injected[0]['source'])
+    assert (load_profile('smoke').fig_dir/'scenes_gallery.png').exists()
