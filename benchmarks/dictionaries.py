@@ -1,0 +1,98 @@
+"""Dictionary training speed, each figure beside its comparison, all ratios from this one run (CPU).
+
+1. paper_repo: our training step vs a straightforward re-implementation of the paper code's loop (the
+   reference below: TensorDataset + DataLoader batches, five decoders, per-step `.item()` logging).
+2. Canonical Matryoshka step vs a plain TopK (one level) transcoder step of the same width.
+3. 8 configs (an L0 sweep x seeds) trained in one pass vs the same 8 trained one after another.
+4. Samples/s, and the ratio of a canonical step to the time of its three GEMMs alone.
+
+    .venv/bin/python benchmarks/dictionaries.py [--steps 40] [--d-in 1280] [--d-out 256]
+"""
+import argparse, time
+import torch, torch.nn as nn, torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+from mtc_nb.dictionaries import DictConfig, paper_repo_config, build, train_dictionaries
+
+class ReferencePaperTranscoder(nn.Module):
+    "The paper code's model written the straightforward way (same math as mtc_nb's paper_repo)."
+    def __init__(self, d_in, d_out, levels=(128, 256, 512, 1024, 2048), ks=(16, 32, 64, 128, 256)):
+        super().__init__()
+        self.levels, self.ks = levels, ks
+        self.encoder = nn.Linear(d_in, levels[-1])
+        self.decoders = nn.ModuleList([nn.Linear(m, d_out) for m in levels])
+    def forward(self, x):
+        z = self.encoder(x); z = F.relu(z) + (z > 1).float()
+        mask = torch.zeros_like(z); start = 0
+        for end, k in zip(self.levels, self.ks):
+            idx = torch.topk(torch.abs(z[:, start:end]), k, dim=1).indices
+            mask[:, start:end].scatter_(1, idx, 1.0); start = end
+        z = z * mask
+        return z, [dec(z[:, :m]) for dec, m in zip(self.decoders, self.levels)]
+
+def reference_epoch(model, opt, x, y, steps, batch=32):
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
+    total, n = 0.0, 0
+    for xb, yb in loader:
+        z, outs = model(xb)
+        loss = sum(w * F.mse_loss(o, yb) for w, o in zip([0.1, 0.15, 0.2, 0.25, 0.3], outs)) + 0.01 * z.abs().mean()
+        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step()
+        total += loss.item(); n += 1
+        if n >= steps: break
+    return total / n
+
+def our_steps(model, opt, x, y, steps, batch, clip=False):
+    perm = torch.randperm(len(x))
+    for i in range(steps):
+        b = perm[(i * batch) % (len(x) - batch):][:batch]
+        loss, _ = model.loss(x[b], y[b]); opt.zero_grad(set_to_none=True); loss.backward()
+        model.remove_parallel_grad()
+        if clip: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step(); model.constrain()
+
+def timeit(fn, reps=1):
+    fn()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(reps): fn()
+    return (time.perf_counter() - t0) / reps
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(); ap.add_argument('--steps', type=int, default=40)
+    ap.add_argument('--d-in', type=int, default=1280); ap.add_argument('--d-out', type=int, default=256); a = ap.parse_args()
+    torch.manual_seed(0); torch.set_num_threads(2)
+    N = 4096; x = torch.randn(N, a.d_in).relu(); y = torch.randn(N, a.d_out).relu()
+    S = a.steps; rows = []
+
+    ref = ReferencePaperTranscoder(a.d_in, a.d_out); ropt = torch.optim.AdamW(ref.parameters(), lr=1e-4, weight_decay=1e-5)
+    t_ref = timeit(lambda: reference_epoch(ref, ropt, x, y, S)) / S
+    ours = build([paper_repo_config(a.d_in, a.d_out)]); oopt = torch.optim.AdamW(ours.parameters(), lr=1e-4, weight_decay=1e-5)
+    t_ours = timeit(lambda: our_steps(ours, oopt, x, y, S, 32, clip=True)) / S
+    rows.append(('paper_repo step, batch 32: reference loop', t_ref, 'ours', t_ours))
+
+    def canon(kind, levels):
+        m = build([DictConfig(kind=kind, d_in=a.d_in, d_out=a.d_out, levels=levels, k=64)]); m.init_from_data(x, y)
+        o = torch.optim.AdamW(m.parameters(), lr=1e-4)
+        return timeit(lambda: our_steps(m, o, x, y, S, 64)) / S, m
+    t_topk, _ = canon('transcoder', (2048,))
+    t_mat, mat = canon('matryoshka_transcoder', (128, 256, 512, 1024, 2048))
+    rows.append(('plain TopK transcoder step, batch 64', t_topk, 'Matryoshka step', t_mat))
+
+    cfgs = [DictConfig(d_in=a.d_in, d_out=a.d_out, k=k, seed=s, epochs=1, batch_size=64) for k in (16, 32, 64, 124) for s in (0, 1)]
+    n = 64 * S
+    t0 = time.perf_counter(); train_dictionaries(cfgs, x[:n], y[:n], x[-256:], y[-256:], progress=False); t_one = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for c in cfgs: train_dictionaries([c], x[:n], y[:n], x[-256:], y[-256:], progress=False)
+    t_seq = time.perf_counter() - t0
+    rows.append((f'8 configs one after another ({S} steps each)', t_seq, '8 configs in one pass', t_one))
+
+    xb = x[:64]; W1 = torch.randn(a.d_in, 2048, requires_grad=True); W2 = torch.randn(2048, a.d_out, requires_grad=True)
+    def gemms():
+        h = xb @ W1; o = h @ W2; o.backward(torch.ones_like(o))  # forward: 2 GEMMs; backward adds their grads
+    t_gemm3 = timeit(lambda: [gemms() for _ in range(S)]) / S
+    rows.append(('its GEMMs alone (enc, dec fwd + bwd)', t_gemm3, 'canonical Matryoshka step', t_mat))
+
+    print(f"d_in={a.d_in} d_out={a.d_out} d_sae=2048, {torch.get_num_threads()} threads, {S} steps per timing")
+    print(f"{'baseline':<46}{'ms/step':>9}   {'compared':<30}{'ms/step':>9}{'ratio':>8}")
+    for base, tb, name, tn in rows:
+        print(f"{base:<46}{tb * 1e3:>9.2f}   {name:<30}{tn * 1e3:>9.2f}{tb / tn:>7.2f}x")
+    print(f"samples/s: paper_repo (batch 32) {32 / t_ours:,.0f}; canonical Matryoshka (batch 64) {64 / t_mat:,.0f}; "
+          f"8 configs in one pass {8 * n / t_one:,.0f} (sequential {8 * n / t_seq:,.0f})")
