@@ -165,6 +165,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'mtc_nb.scenes._render_row': ('scenes.html#_render_row', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes._road': ('scenes.html#_road', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes._sunlit': ('scenes.html#_sunlit', 'mtc_nb/scenes.py'),
+                               'mtc_nb.scenes.assign_splits': ('scenes.html#assign_splits', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes.draw_attributes': ('scenes.html#draw_attributes', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes.gallery': ('scenes.html#gallery', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes.index_folders': ('scenes.html#index_folders', 'mtc_nb/scenes.py'),
