@@ -6,7 +6,7 @@ from PIL import Image
 from mtc_nb.core import load_profile
 from mtc_nb.encoders import tiny_clip, ClipEncoder
 from mtc_nb.classifier import classifier_stage, load_activations
-from mtc_nb.scenes import draw_attributes, render, MODES
+from mtc_nb.scenes import draw_attributes, render
 
 @pytest.fixture
 def paper_cfg(tmp_path):

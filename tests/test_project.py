@@ -1,5 +1,5 @@
 """The project's own consistency: packaging, environment.yml, README, settings, the nbdev set-up."""
-import configparser, re, subprocess, sys, tomllib
+import configparser, re, tomllib
 from pathlib import Path
 import pytest
 from mtc_nb.core import build_readme, load_profile, STAGES
