@@ -11,7 +11,7 @@
 import argparse, time
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
-from mtc_nb.dictionaries import DictConfig, paper_repo_config, build, train_dictionaries
+from mtc_nb.dictionaries import DictConfig, paper_repo_config, build, train_dictionaries, make_optimizer, train_step
 
 class ReferencePaperTranscoder(nn.Module):
     "The paper code's model written the straightforward way (same math as mtc_nb's paper_repo)."
@@ -40,14 +40,11 @@ def reference_epoch(model, opt, x, y, steps, batch=32):
         if n >= steps: break
     return total / n
 
-def our_steps(model, opt, x, y, steps, batch, clip=False):
+def our_steps(model, opt, c, x, y, steps, batch):
     perm = torch.randperm(len(x))
     for i in range(steps):
         b = perm[(i * batch) % (len(x) - batch):][:batch]
-        loss, _ = model.loss(x[b], y[b]); opt.zero_grad(set_to_none=True); loss.backward()
-        model.remove_parallel_grad()
-        if clip: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step(); model.constrain()
+        train_step(model, opt, c, x[b], y[b])
 
 def timeit(fn, reps=1):
     fn()  # warm-up
@@ -64,14 +61,14 @@ if __name__ == '__main__':
 
     ref = ReferencePaperTranscoder(a.d_in, a.d_out); ropt = torch.optim.AdamW(ref.parameters(), lr=1e-4, weight_decay=1e-5)
     t_ref = timeit(lambda: reference_epoch(ref, ropt, x, y, S)) / S
-    ours = build([paper_repo_config(a.d_in, a.d_out)]); oopt = torch.optim.AdamW(ours.parameters(), lr=1e-4, weight_decay=1e-5)
-    t_ours = timeit(lambda: our_steps(ours, oopt, x, y, S, 32, clip=True)) / S
+    pc = paper_repo_config(a.d_in, a.d_out); ours = build([pc]); oopt = make_optimizer(ours, pc, S)[0]  # the library's optimizer
+    t_ours = timeit(lambda: our_steps(ours, oopt, pc, x, y, S, 32)) / S
     rows.append(('paper_repo step, batch 32: reference loop', t_ref, 'ours', t_ours))
 
     def canon(kind, levels):
-        m = build([DictConfig(kind=kind, d_in=a.d_in, d_out=a.d_out, levels=levels, k=64)]); m.init_from_data(x, y)
-        o = torch.optim.AdamW(m.parameters(), lr=1e-4)
-        return timeit(lambda: our_steps(m, o, x, y, S, 64)) / S, m
+        c = DictConfig(kind=kind, d_in=a.d_in, d_out=a.d_out, levels=levels, k=64); m = build([c]); m.init_from_data(x, y)
+        o = make_optimizer(m, c, S)[0]
+        return timeit(lambda: our_steps(m, o, c, x, y, S, 64)) / S, m
     t_topk, _ = canon('transcoder', (2048,))
     t_mat, mat = canon('matryoshka_transcoder', (128, 256, 512, 1024, 2048))
     rows.append(('plain TopK transcoder step, batch 64', t_topk, 'Matryoshka step', t_mat))

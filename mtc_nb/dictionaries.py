@@ -22,10 +22,10 @@ from .metrics import fvu, l0
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'KINDS', 'DictConfig', 'paper_block_k', 'paper_repo_config', 'ForwardOutput', 'Dictionary',
-           'PaperRepoTranscoder', 'build', 'eval_fvu', 'train_dictionaries', 'save_dictionary', 'load_dictionary',
-           'evaluate_dictionary', 'stage_configs', 'dictionaries_stage']
+           'PaperRepoTranscoder', 'build', 'make_optimizer', 'train_step', 'eval_fvu', 'train_dictionaries',
+           'save_dictionary', 'load_dictionary', 'evaluate_dictionary', 'stage_configs', 'dictionaries_stage']
 
-# %% ../nbs/05_dictionaries.ipynb #a6a2a8d2
+# %% ../nbs/05_dictionaries.ipynb #12daada3
 SCHEMA_VERSION = 1
 KINDS = ('matryoshka_transcoder', 'paper_repo', 'transcoder', 'sae', 'matryoshka_sae', 'skip_transcoder')
 
@@ -41,8 +41,8 @@ class DictConfig:
     block_k: tuple = (16, 32, 64, 128, 256)  # paper_repo: top-k inside each disjoint block
     level_weights: tuple | None = None  # loss weight per level; None: equal (paper_repo: 0.1 … 0.3)
     aux_k: int = 256  # AuxK: how many dead latents reconstruct the residual
-    aux_coef: float = 1 / 32  # AuxK loss weight
-    dead_steps: int = 200  # a latent silent this many steps counts as dead for AuxK
+    aux_coef: float = 1 / 4  # AuxK loss weight (higher than Gao et al.'s 1/32: small data leaves more latents dead)
+    dead_steps: int = 32  # a latent silent this many steps (≈ one epoch of the default) counts as dead for AuxK
     l1_coef: float = 0.01  # paper_repo: weight of mean |z|
     lr: float | None = None  # None: 2e-4 / sqrt(d_sae / 16384) (paper_repo: 1e-4)
     weight_decay: float = 0.0  # AdamW weight decay (paper_repo: 1e-5)
@@ -87,7 +87,7 @@ def paper_repo_config(d_in: int, d_out: int, **kw) -> DictConfig:
     kw.setdefault('block_k', paper_block_k(kw.get('levels', DictConfig.levels)))
     return DictConfig(kind='paper_repo', d_in=d_in, d_out=d_out, weight_decay=1e-5, batch_size=32, **kw).validate()
 
-# %% ../nbs/05_dictionaries.ipynb #c5381946
+# %% ../nbs/05_dictionaries.ipynb #4cac9894
 class ForwardOutput(NamedTuple):
     f: torch.Tensor  # latents (M, B, d_sae)
     recons: torch.Tensor  # reconstruction per level (G, M, B, d_out)
@@ -135,17 +135,17 @@ class Dictionary(torch.nn.Module):
         acts = F.relu(pre)
         if not self.training: return acts * (acts > self.theta[:, None, None])
         M, B, D = acts.shape
-        flat = acts.reshape(M, B * D); kmax = int(self.k.max()) * B
-        vals, idx = flat.topk(kmax, dim=1, sorted=True)
-        keep = torch.arange(kmax, device=flat.device)[None] < (self.k[:, None] * B)  # per-model budget k·B
-        vals = vals * keep
-        with torch.no_grad():  # the inference threshold: EMA of the smallest kept activation
-            kth = vals.gather(1, (self.k[:, None] * B - 1)).squeeze(1)
-            pos = torch.where(vals > 0, vals, torch.full_like(vals, float('inf'))).min(1).values
-            smallest = torch.minimum(kth, torch.where(torch.isfinite(pos), pos, kth))
-            m = torch.tensor([c.theta_momentum for c in self.cfgs], device=flat.device)
-            self.theta.copy_(torch.where(self.theta == 0, smallest, (1 - m) * self.theta + m * smallest))
-        return torch.zeros_like(flat).scatter_(1, idx, vals).reshape(M, B, D)
+        with torch.no_grad():  # BatchTopK as a threshold: model m keeps its k_m·B largest activations in the batch
+            flat = acts.detach().reshape(M, B * D)
+            kth = torch.stack([flat[m].kthvalue(B * D - min(int(self.k[m]) * B, B * D) + 1).values for m in range(M)])
+            keep = (acts >= kth[:, None, None]) & (acts > 0)
+            # the inference threshold θ: EMA of the smallest kept activation
+            smallest = kth.clone()
+            for m in torch.nonzero(kth <= 0).flatten().tolist():  # fewer than k·B positive activations
+                pos = flat[m][flat[m] > 0]; smallest[m] = pos.min() if len(pos) else self.theta[m]
+            m_ = torch.tensor([c.theta_momentum for c in self.cfgs], device=acts.device)
+            self.theta.copy_(torch.where(self.theta == 0, smallest, (1 - m_) * self.theta + m_ * smallest))
+        return acts * keep
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         "Latents (M, B, d_sae); in eval mode each sample is encoded alone (threshold θ)."
@@ -160,8 +160,9 @@ class Dictionary(torch.nn.Module):
         acc = self.b_dec[:, None].expand(f.shape[0], f.shape[1], -1)
         if self.W_skip is not None: acc = acc + torch.bmm(x[None].expand(f.shape[0], -1, -1), self.W_skip)
         W = self.W_dec * self.y_scale[:, None, None]  # decoder rows are unit-norm in target-RMS units
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            acc = acc + torch.bmm(f[..., lo:hi], W[:, lo:hi]); out.append(acc)
+        sizes = np.diff(bounds).tolist()  # one split (its backward is one concat, not a zero-filled tensor per slice)
+        for fb, Wb in zip(f.split(sizes, dim=-1), W.split(sizes, dim=1)):
+            acc = torch.baddbmm(acc, fb, Wb); out.append(acc)
         return torch.stack(out)
 
     def forward(self, x: torch.Tensor) -> ForwardOutput:
@@ -187,8 +188,8 @@ class Dictionary(torch.nn.Module):
         resid = (y - out.recons[-1]).detach()  # (M, B, d_out)
         pre = torch.where(dead[:, None], F.relu(out.pre), torch.zeros_like(out.pre))
         k = min(self.cfgs[0].aux_k, int(dead.sum(1).max()))
-        v, i = pre.topk(k, dim=-1)
-        f_aux = torch.zeros_like(pre).scatter_(-1, i, v)
+        kth = pre.detach().topk(k, dim=-1).values[..., -1:]
+        f_aux = pre * ((pre >= kth) & (pre > 0))
         e_hat = torch.bmm(f_aux, self.W_dec * self.y_scale[:, None, None])
         denom = ((resid - resid.mean(1, keepdim=True)) ** 2).sum(-1).mean(-1).clamp_min(1e-8)
         return ((e_hat - resid) ** 2).sum(-1).mean(-1) / denom * dead.any(1)
@@ -204,7 +205,7 @@ class Dictionary(torch.nn.Module):
         if self.W_dec.grad is not None:
             w = self.W_dec; self.W_dec.grad -= (self.W_dec.grad * w).sum(-1, keepdim=True) * w
 
-# %% ../nbs/05_dictionaries.ipynb #3bc1f9cb
+# %% ../nbs/05_dictionaries.ipynb #a2f63fb5
 class PaperRepoTranscoder(torch.nn.Module):
     "The paper code's Matryoshka transcoder: step activation, per-block top-k, one decoder per level."
     def __init__(self, cfg: DictConfig):
@@ -221,12 +222,12 @@ class PaperRepoTranscoder(torch.nn.Module):
     def step(x): return F.relu(x) + (x > 1).to(x.dtype)  # relu(x) + 1·[x > 1], γ = β = 1
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        "Latents (1, B, d_sae): top-k by |value| inside each disjoint block."
-        a = self.step(self.encoder(x)); out = torch.zeros_like(a); bounds = [0] + self.levels
-        for (lo, hi), k in zip(zip(bounds[:-1], bounds[1:]), self.block_k):
-            blk = a[:, lo:hi]; idx = blk.abs().topk(min(k, hi - lo), dim=1).indices
-            out[:, lo:hi] = torch.zeros_like(blk).scatter(1, idx, blk.gather(1, idx))
-        return out[None]
+        "Latents (1, B, d_sae): top-k by |value| inside each disjoint block (a mask from each block's k-th value; no scatter)."
+        a = self.step(self.encoder(x)); bounds = [0] + self.levels
+        with torch.no_grad():
+            kth = torch.cat([a[:, lo:hi].abs().topk(min(k, hi - lo), dim=1).values[:, -1:]
+                             for lo, hi, k in zip(bounds[:-1], bounds[1:], self.block_k)], dim=1)  # (B, G)
+        return (a * (a.abs() >= kth[:, self.block_id]))[None]
 
     def decode(self, f, x=None): return self.decoders[-1](f[0])[None]
 
@@ -245,7 +246,7 @@ class PaperRepoTranscoder(torch.nn.Module):
     def remove_parallel_grad(self): pass
     def init_from_data(self, x, y): pass
 
-# %% ../nbs/05_dictionaries.ipynb #f0fda5ac
+# %% ../nbs/05_dictionaries.ipynb #5bd1fe30
 def _group(cfgs):
     groups = {}
     for i, c in enumerate(cfgs):
@@ -257,13 +258,23 @@ def build(cfgs: list[DictConfig]) -> torch.nn.Module:
     "The model for a group of configs."
     return PaperRepoTranscoder(cfgs[0]) if cfgs[0].kind == 'paper_repo' else Dictionary(cfgs)
 
-def _optim(model, c, steps):
-    opt = torch.optim.AdamW(model.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
+def make_optimizer(model, c: DictConfig, steps: int):
+    "AdamW (fused: one kernel over all parameters) and the schedule of config `c`: returns (optimizer, scheduler, 'step' | 'epoch')."
+    opt = torch.optim.AdamW(model.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay, fused=True)  # one kernel for all parameters
     if c.kind == 'paper_repo':  # cosine per epoch to 1e-6, as the paper code
         return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs, eta_min=1e-6), 'epoch'
     warm = max(1, steps // 20)
     f = lambda s: min(1.0, (s + 1) / warm) * (0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)) * 0.9 + 0.1)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, f), 'step'
+
+def train_step(model, opt, c: DictConfig, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    "One optimizer step on a batch: loss, backward, decoder-gradient projection, clipping (paper_repo), step, unit-norm rows."
+    loss, _ = model.loss(x, y)
+    opt.zero_grad(set_to_none=True); loss.backward()
+    model.remove_parallel_grad()
+    if c.kind == 'paper_repo': torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
+    opt.step(); model.constrain()
+    return loss.detach()
 
 @torch.no_grad()
 def eval_fvu(model, x, y, batch: int = 1024) -> torch.Tensor:
@@ -283,7 +294,7 @@ def train_dictionaries(cfgs: list[DictConfig], h2_train, h1_train, h2_val, h1_va
         if xt.shape[1] != c.d_in or yt.shape[1] != c.d_out: raise ValueError(f"{c.kind}: activations are {xt.shape[1]}→{yt.shape[1]}, config says {c.d_in}→{c.d_out}")
         model.init_from_data(xt, yt); model.train()
         steps = c.epochs * math.ceil(len(xt) / c.batch_size)
-        opt, sched, every = _optim(model, c, steps)
+        opt, sched, every = make_optimizer(model, c, steps)
         states.append(dict(idx=idx, model=model, opt=opt, sched=sched, every=every, best=[float('inf')] * len(idx),
                            best_state=None, history=[], gen=torch.Generator().manual_seed(c.seed), c=c))
     epochs = max(s['c'].epochs for s in states)
@@ -294,11 +305,7 @@ def train_dictionaries(cfgs: list[DictConfig], h2_train, h1_train, h2_val, h1_va
             c, model = s['c'], s['model']; model.train()
             xt, yt = data(c, h2_train, h1_train)
             for b in torch.randperm(len(xt), generator=s['gen']).split(c.batch_size):
-                loss, _ = model.loss(xt[b], yt[b])
-                s['opt'].zero_grad(set_to_none=True); loss.backward()
-                model.remove_parallel_grad()
-                if c.kind == 'paper_repo': torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                s['opt'].step(); model.constrain()
+                train_step(model, s['opt'], c, xt[b], yt[b])
                 if s['every'] == 'step': s['sched'].step()
             if s['every'] == 'epoch': s['sched'].step()
             xv, yv = data(c, h2_val, h1_val)
