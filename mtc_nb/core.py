@@ -152,8 +152,8 @@ def build_readme(index_nb: str | os.PathLike) -> str:
         parts.append(src if c['cell_type'] == 'markdown' else f"```python\n{src}\n```")
     return README_HEADER + '\n\n'.join(parts) + '\n'
 
-# %% ../nbs/00_core.ipynb #85325f64
-STAGES = ['01_scenes', '02_encoders', '03_classifier', '05_dictionaries']  # stage notebooks, in the order data flows
+# %% ../nbs/00_core.ipynb #1fb325c5
+STAGES = ['01_scenes', '02_encoders', '03_classifier', '05_dictionaries', '08_failure_modes']  # stage notebooks, in the order data flows
 
 def run_stages(profile: str = 'default', stages: list[str] | None = None, **params) -> list[Path]:
     "Execute the stage notebooks with papermill; executed copies go to data/<profile>/runs/."
