@@ -152,13 +152,13 @@ def build_readme(index_nb: str | os.PathLike) -> str:
         parts.append(src if c['cell_type'] == 'markdown' else f"```python\n{src}\n```")
     return README_HEADER + '\n\n'.join(parts) + '\n'
 
-# %% ../nbs/00_core.ipynb #1fb325c5
+# %% ../nbs/00_core.ipynb #e9ae637c
 STAGES = ['01_scenes', '02_encoders', '03_classifier', '05_dictionaries', '08_failure_modes']  # stage notebooks, in the order data flows
 
 def run_stages(profile: str = 'default', stages: list[str] | None = None, **params) -> list[Path]:
-    "Execute the stage notebooks with papermill; executed copies go to data/<profile>/runs/."
+    "Execute the stage notebooks with papermill (`params` override the profile's settings); executed copies go to data/<profile>/runs/."
     import papermill as pm
-    cfg = load_profile(profile)
+    cfg = load_profile(profile, **params)  # unknown or malformed overrides fail here, before any stage runs
     out = cfg.run_dir/'runs'; out.mkdir(parents=True, exist_ok=True)
     done = []
     for s in stages or STAGES:
@@ -166,24 +166,26 @@ def run_stages(profile: str = 'default', stages: list[str] | None = None, **para
         if not nb.exists(): raise FileNotFoundError(f"No stage notebook {nb}")
         print(f"[mtc] running stage {s} (profile {profile})", flush=True)
         t0 = time.perf_counter()
-        pm.execute_notebook(str(nb), str(out/f'{s}.ipynb'), parameters={'profile': profile, **params},
+        pm.execute_notebook(str(nb), str(out/f'{s}.ipynb'), parameters={'profile': profile, 'overrides': params},
                             kernel_name='python3', cwd=str(cfg.root/'nbs'), progress_bar=False)
         print(f"[mtc] {s} done in {time.perf_counter()-t0:.1f}s", flush=True)
         done.append(out/f'{s}.ipynb')
     return done
 
 def main(argv: list[str] | None = None) -> None:
-    "Command line: `mtc reproduce [--profile P] [--stages a b]` or `mtc readme [--check]`."
+    "Command line: `mtc reproduce [--profile P] [--stages a b] [-p NAME VALUE]` or `mtc readme [--check]`."
     import argparse
     ap = argparse.ArgumentParser(prog='mtc', description=main.__doc__)
     sub = ap.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('reproduce', help='run the stage notebooks with papermill')
     r.add_argument('--profile', default='default'); r.add_argument('--stages', nargs='*')
+    r.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
+                   help='override a setting of the profile for this run (a papermill parameter), e.g. -p lmm_model gpt-4o-mini')
     m = sub.add_parser('readme', help='build README.md from nbs/index.ipynb')
     m.add_argument('--check', action='store_true', help='exit 1 if README.md is out of date')
     a = ap.parse_args(argv)
     if a.cmd == 'reproduce':
-        run_stages(a.profile, a.stages)
+        run_stages(a.profile, a.stages, **{k: _parse(v) for k, v in a.param})
     else:
         root = find_root(); text = build_readme(root/'nbs'/'index.ipynb')
         cur = (root/'README.md').read_text() if (root/'README.md').exists() else ''

@@ -25,7 +25,7 @@ __all__ = ['SCHEMA_VERSION', 'KINDS', 'DictConfig', 'paper_block_k', 'paper_repo
            'PaperRepoTranscoder', 'build', 'make_optimizer', 'train_step', 'eval_fvu', 'train_dictionaries',
            'save_dictionary', 'load_dictionary', 'evaluate_dictionary', 'stage_configs', 'dictionaries_stage']
 
-# %% ../nbs/05_dictionaries.ipynb #12daada3
+# %% ../nbs/05_dictionaries.ipynb #17812212
 SCHEMA_VERSION = 1
 KINDS = ('matryoshka_transcoder', 'paper_repo', 'transcoder', 'sae', 'matryoshka_sae', 'skip_transcoder')
 
@@ -74,7 +74,7 @@ class DictConfig:
             raise ValueError(f"levels must increase strictly and end at d_sae={self.d_sae}, got {self.nested}")
         if len(self.weights) != len(self.nested): raise ValueError(f"level_weights needs {len(self.nested)} values, got {len(self.weights)}")
         if self.kind == 'paper_repo' and len(self.block_k) != len(self.levels): raise ValueError("block_k needs one k per level")
-        if not (0 < self.k <= self.d_sae): raise ValueError(f"k must lie in (0, d_sae], got {self.k}")
+        if self.kind != 'paper_repo' and not (0 < self.k <= self.d_sae): raise ValueError(f"k must lie in (0, d_sae], got {self.k}")
         return self
 
 def paper_block_k(levels) -> tuple:

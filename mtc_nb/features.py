@@ -1,4 +1,4 @@
-"""For every latent of a trained dictionary: its top activating held-out images, a quantile sample of
+"""For every latent of a trained dictionary: its top activating held-out images, a sample of its
 weaker activations, its frequency and its error ratio — one table, one contact sheet per feature —
 and the metrics that say whether the features are the planted failure modes."""
 
@@ -32,47 +32,40 @@ def level_of(levels, d_sae: int | None = None) -> np.ndarray:
     levels = list(levels); d_sae = d_sae or levels[-1]
     return np.searchsorted(np.asarray(levels), np.arange(d_sae), side='right')
 
-# %% ../nbs/06_features.ipynb #3a9266a0
-def mine(A, labels, ids, top_n: int = 20, quantiles=(0.1, 0.25, 0.5, 0.75, 0.9), min_images: int = 3,
-         levels=None) -> pd.DataFrame:
-    "One row per latent: top images, a quantile sample, frequency and error ratio. Vectorised over latents."
-    A = torch.as_tensor(A, dtype=torch.float32); labels = np.asarray(labels); ids = np.asarray(ids)
+# %% ../nbs/06_features.ipynb #7d35c5ca
+def mine(A, labels, ids, top_n: int = 20, n_intervals: int = 5, min_images: int = 3, levels=None) -> pd.DataFrame:
+    "One row per latent: top images, an activation-interval sample, frequency and error ratio. Vectorised over latents."
+    A = torch.as_tensor(np.asarray(A), dtype=torch.float32); labels = np.asarray(labels); ids = np.asarray(ids)
     n, d = A.shape
     if len(labels) != n or len(ids) != n: raise ValueError(f"A has {n} rows but {len(labels)} labels and {len(ids)} ids")
     if n == 0: raise ValueError("no images to mine")
-    fires = A > 0
-    n_active = fires.sum(0).numpy()
     k = min(top_n, n)
-    vals, idx = A.topk(k, dim=0)  # (k, d): largest first
+    vals, idx = A.topk(k, dim=0)  # (k, d), largest first
     vals, idx = vals.T.numpy(), idx.T.numpy()  # (d, k)
     valid = vals > 0  # a top slot counts only if the latent fires there
-    top_lab = labels[idx] * valid
     n_top = valid.sum(1)
-    err = np.divide(top_lab.sum(1), n_top, out=np.full(d, np.nan), where=n_top > 0)
-    # quantile sample: sort only the firing entries, by latent then activation (descending), in one lexsort
-    rows, cols = fires.nonzero(as_tuple=True)
-    rows, cols, v = rows.numpy(), cols.numpy(), A[rows, cols].numpy()
-    srt = np.lexsort((-v, cols)); rows = rows[srt]
-    starts = np.concatenate([[0], np.cumsum(n_active)[:-1]])
-    q = np.asarray(quantiles)
-    pos = starts[:, None] + (q[None] * np.maximum(n_active[:, None] - 1, 0)).round().astype(int)  # (d, Q)
-    q_ok = n_active > 0
-    q_idx = np.where(q_ok[:, None], rows[np.minimum(pos, max(len(rows) - 1, 0))] if len(rows) else 0, 0)
+    err = np.divide((labels[idx] * valid).sum(1), n_top, out=np.full(d, np.nan), where=n_top > 0)
+    rows, cols = (A > 0).nonzero(as_tuple=True)  # the sparse codes, row-major
+    n_active = torch.bincount(cols, minlength=d).numpy()
+    mx = torch.as_tensor(vals[:, 0])
+    rel = A[rows, cols] / mx[cols]  # activation as a fraction of the latent's max, in (0, 1]
+    slot = cols * n_intervals + (rel * n_intervals).ceil().long().clamp(1, n_intervals) - 1
+    first = torch.full((d * n_intervals,), n, dtype=torch.long).scatter_reduce(0, slot, rows, 'amin')  # first image per interval
+    first = first.view(d, n_intervals).numpy()
     lv = level_of(levels, d) if levels is not None else np.zeros(d, int)
     return pd.DataFrame({
         'latent': np.arange(d), 'level': lv, 'n_active': n_active, 'frequency': n_active / n,
-        'max_activation': vals[:, 0] if k else np.zeros(d), 'error_ratio': err,
-        'skipped': n_active <= min_images,
+        'max_activation': vals[:, 0], 'error_ratio': err, 'skipped': n_active <= min_images,
         'top_ids': [ids[i[v]].tolist() for i, v in zip(idx, valid)],
         'top_activations': [a[v].round(5).tolist() for a, v in zip(vals, valid)],
-        'quantile_ids': [ids[i].tolist() if ok else [] for i, ok in zip(q_idx, q_ok)],
+        'interval_ids': [ids[f[f < n]].tolist() for f in first],  # weakest interval first
     })
 
-# %% ../nbs/06_features.ipynb #569c8f22
-def contact_sheet(paths, acts=None, flags=None, quantile_paths=(), thumb: int = 96, cols: int = 10, title: str = '') -> Image.Image:
-    "A grid of thumbnails (`paths`, with activations `acts` and red frames where `flags`), then a row of `quantile_paths`."
-    paths = list(paths); quantile_paths = list(quantile_paths)
-    rows = -(-len(paths) // cols) + (1 if quantile_paths else 0)
+# %% ../nbs/06_features.ipynb #2e9aa9c4
+def contact_sheet(paths, acts=None, flags=None, sample_paths=(), thumb: int = 96, cols: int = 10, title: str = '') -> Image.Image:
+    "A grid of thumbnails (`paths`, with activations `acts` and red frames where `flags`), then a row of `sample_paths`."
+    paths = list(paths); sample_paths = list(sample_paths)
+    rows = -(-len(paths) // cols) + (1 if sample_paths else 0)
     head = 18 if title else 0
     sheet = Image.new('RGB', (cols * thumb, head + max(rows, 1) * (thumb + 12)), 'white')
     draw = ImageDraw.Draw(sheet)
@@ -86,7 +79,7 @@ def contact_sheet(paths, acts=None, flags=None, quantile_paths=(), thumb: int = 
     for i, p in enumerate(paths):
         put(p, i // cols, i % cols, f"{acts[i]:.2f}" if acts is not None else None, bool(flags[i]) if flags is not None else False)
     r0 = -(-len(paths) // cols)
-    for i, p in enumerate(quantile_paths[:cols]): put(p, r0, i, 'quantile')
+    for i, p in enumerate(sample_paths[:cols]): put(p, r0, i, 'weaker')
     return sheet
 
 def write_contact_sheets(table: pd.DataFrame, path_of, label_of, folder, latents=None, **kw) -> list[Path]:
@@ -97,7 +90,7 @@ def write_contact_sheets(table: pd.DataFrame, path_of, label_of, folder, latents
     for r in tqdm(rows.itertuples(), total=len(rows), desc='contact sheets', leave=False):
         title = f"latent {r.latent} · level {r.level} · fires on {r.frequency:.1%} · error ratio {r.error_ratio:.2f}"
         img = contact_sheet([path_of(i) for i in r.top_ids], r.top_activations, [label_of(i) for i in r.top_ids],
-                            [path_of(i) for i in r.quantile_ids], title=title, **kw)
+                            [path_of(i) for i in r.interval_ids], title=title, **kw)
         p = folder/f'latent_{r.latent:05d}.png'; img.save(p); out.append(p)
     return out
 

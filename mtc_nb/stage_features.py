@@ -38,7 +38,7 @@ def lmm_from(cfg):
     return LMMConfig(base_url=str(cfg.lmm_base_url), model=str(cfg.lmm_model), api_key_env=str(cfg.lmm_api_key_env),
                      max_workers=int(cfg.lmm_max_workers), seed=int(cfg.seed))
 
-# %% ../nbs/08_failure_modes.ipynb #70c9a3bf
+# %% ../nbs/08_failure_modes.ipynb #3b50c279
 def analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm=None, sheets: bool = False) -> tuple[pd.DataFrame, dict]:
     "Feature table and scores of one dictionary on the held-out split."
     man = manifest.set_index('id').loc[ids].reset_index()
@@ -62,10 +62,12 @@ def analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm=N
         rng = np.random.default_rng(cfg.seed); judged, det = [], []
         for r in flagged.itertuples():
             votes = lmm.judge(r.error, r.top_ids, path_of); judged.append(np.mean([v is True for v in votes]))
-            silent = man.id.values[A[:, r.latent] <= 0]; neg = rng.choice(silent, min(5, len(silent)), replace=False)
+            silent = man.id.values[A[:, r.latent] <= 0]  # random images where it does not fire (else: outside its top list)
+            if not len(silent): silent = np.setdiff1d(man.id.values, r.top_ids)
+            neg = rng.choice(silent, min(5, len(silent)), replace=False)
             det.append(lmm.detection_score(r.error, r.top_ids[:5], neg, path_of))
         row['lmm_accuracy'] = float(np.mean(judged)) if judged else float('nan')
-        row['detection_score'] = float(np.mean(det)) if det else float('nan')
+        row['detection_score'] = float(np.nanmean(det)) if np.isfinite(det).any() else float('nan')  # NaN: no image left to serve as a negative
         row['lmm_stats'] = dict(lmm.stats)
     out = cfg.run_dir/'features'/name; out.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out/'features.parquet')

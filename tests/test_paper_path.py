@@ -41,3 +41,29 @@ def test_missing_clip_weights_say_where_to_put_them(paper_cfg, tmp_path, monkeyp
 def test_missing_image_folders_are_a_clear_error(paper_cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match='human_correct'):
         classifier_stage(paper_cfg.replace(image_root=str(tmp_path/'empty')))
+
+def test_paper_profile_through_dictionaries_and_an_lmm_endpoint(paper_cfg, monkeypatch):
+    "Folders + CLIP → classifier → dictionaries → features named by an LMM behind a local chat-completions server."
+    from mtc_nb.dictionaries import dictionaries_stage
+    from mtc_nb.stage_features import features_stage
+    from mtc_nb.interpret import LocalChatServer
+    monkeypatch.delenv('MTC_CLIP_PATH', raising=False)
+    cfg = paper_cfg.replace(dict_models=['matryoshka_transcoder', 'paper_repo'], dict_levels=[8, 16], dict_k=4, dict_k_sweep=[4],
+                            dict_epochs=2, paper_epochs=2, seeds=[0], feature_min_images=0, feature_top_n=5, lmm_judged_features=1)
+    classifier_stage(cfg); dictionaries_stage(cfg)
+
+    def respond(req, n):
+        text = req['messages'][0]['content'][0]['text']
+        if 'in common' in text: return '[Commonality: roads]'
+        if 'Check for' in text: return '[Error: the road widens toward the horizon]'
+        return '[Yes]'
+    with LocalChatServer(respond) as srv:
+        rows, tables = features_stage(cfg.replace(lmm_base_url=srv.url, lmm_model='test-model'), progress=False)
+    assert {r['interpreter'] for r in rows} == {'test-model'}
+    assert all(r['relevance_count'] == r['n_interpreted'] > 0 for r in rows)  # every interpreted latent was flagged
+    assert 'mode_coverage' not in rows[0]  # user folders carry no planted-mode ground truth
+    assert [(r['lmm_accuracy'], r['detection_score']) for r in rows] == [(1.0, 0.5)] * len(rows), rows  # the judge says yes to everything
+    assert any('in common' in r['json']['messages'][0]['content'][0]['text'] for r in srv.requests)
+    assert (cfg.run_dir/'features'/'lmm_cache.jsonl').exists()
+    t = tables[rows[0]['name']]
+    assert t.error[~t.skipped].eq('the road widens toward the horizon').all()

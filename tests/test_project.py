@@ -58,8 +58,11 @@ def test_mtc_command_rejects_unknown_profile():
 def test_papermill_runs_a_stage_with_injected_parameters(tmp_path):
     import json
     from mtc_nb.core import run_stages
-    out, = run_stages('smoke', ['01_scenes'])
+    out, = run_stages('smoke', ['01_scenes'], workers=1)
     nb = json.loads(out.read_text())
     injected = [c for c in nb['cells'] if 'injected-parameters' in c.get('metadata', {}).get('tags', [])]
     assert injected and "profile = \"smoke\"" in ''.join(injected[0]['source'])
+    assert 'overrides = {"workers": 1}' in ''.join(injected[0]['source'])
+    with pytest.raises(ValueError, match='no_such_setting'):
+        run_stages('smoke', ['01_scenes'], no_such_setting=1)
     assert (load_profile('smoke').fig_dir/'scenes_gallery.png').exists()
