@@ -32,7 +32,7 @@ def level_of(levels, d_sae: int | None = None) -> np.ndarray:
     levels = list(levels); d_sae = d_sae or levels[-1]
     return np.searchsorted(np.asarray(levels), np.arange(d_sae), side='right')
 
-# %% ../nbs/06_features.ipynb #7d35c5ca
+# %% ../nbs/06_features.ipynb #1e496115
 def mine(A, labels, ids, top_n: int = 20, n_intervals: int = 5, min_images: int = 3, levels=None) -> pd.DataFrame:
     "One row per latent: top images, an activation-interval sample, frequency and error ratio. Vectorised over latents."
     A = torch.as_tensor(np.asarray(A), dtype=torch.float32); labels = np.asarray(labels); ids = np.asarray(ids)
@@ -45,12 +45,13 @@ def mine(A, labels, ids, top_n: int = 20, n_intervals: int = 5, min_images: int 
     valid = vals > 0  # a top slot counts only if the latent fires there
     n_top = valid.sum(1)
     err = np.divide((labels[idx] * valid).sum(1), n_top, out=np.full(d, np.nan), where=n_top > 0)
-    rows, cols = (A > 0).nonzero(as_tuple=True)  # the sparse codes, row-major
+    flat = A.view(-1); nz = (flat > 0).nonzero().squeeze(1)  # the sparse codes: flat indices, row-major
+    rows, cols = nz // d, nz % d
     n_active = torch.bincount(cols, minlength=d).numpy()
-    mx = torch.as_tensor(vals[:, 0])
-    rel = A[rows, cols] / mx[cols]  # activation as a fraction of the latent's max, in (0, 1]
-    slot = cols * n_intervals + (rel * n_intervals).ceil().long().clamp(1, n_intervals) - 1
-    first = torch.full((d * n_intervals,), n, dtype=torch.long).scatter_reduce(0, slot, rows, 'amin')  # first image per interval
+    scale = n_intervals / torch.as_tensor(vals[:, 0]).clamp_min(1e-30)
+    q = flat[nz].mul_(scale[cols]).ceil_().clamp_(1, n_intervals).long()  # interval 1..n of (0, max] per activation
+    slot = cols.mul_(n_intervals).add_(q).sub_(1)
+    first = torch.full((d * n_intervals,), n, dtype=torch.long).scatter_reduce_(0, slot, rows, 'amin')  # first image per interval
     first = first.view(d, n_intervals).numpy()
     lv = level_of(levels, d) if levels is not None else np.zeros(d, int)
     return pd.DataFrame({
