@@ -164,13 +164,15 @@ def hierarchy(A, manifest: pd.DataFrame, levels) -> dict:
         tree[cat] = {'latent': p, 'level': int(levels[0]), 'iou': float(IO[p, ci]), 'children': kids}
     return {'per_level': per_level, 'tree': tree}
 
-# %% ../nbs/06_features.ipynb #51d95289
+# %% ../nbs/06_features.ipynb #18d437d7
 def relevance(table: pd.DataFrame, threshold: float = 0.95) -> dict:
-    "Counts and fractions of LMM/offline-flagged and ≥threshold-error-ratio features, overall and per level."
+    "Counts and fractions of interpreter-flagged features (of those interpreted) and of ≥threshold-error-ratio features (of those mined), overall and per level."
     t = table[~table.skipped]
     def block(d):
-        n = len(d); flagged = int(d.flagged.sum()) if 'flagged' in d else 0; thr = int((d.error_ratio >= threshold).sum())
-        return {'n_interpreted': n, 'relevance_count': flagged, 'relevance_fraction': flagged / n if n else float('nan'),
+        n = len(d); thr = int((d.error_ratio >= threshold).sum())
+        ok = d[d.status == 'ok'] if 'status' in d else d  # interpretations that came back (an LMM may fail on some)
+        flagged = int(ok.flagged.sum()) if 'flagged' in ok else 0
+        return {'n_mined': n, 'n_interpreted': len(ok), 'relevance_count': flagged, 'relevance_fraction': flagged / len(ok) if len(ok) else float('nan'),
                 'threshold_relevance_count': thr, 'threshold_relevance_fraction': thr / n if n else float('nan')}
     out = block(t); out['per_level'] = {int(g): block(d) for g, d in t.groupby('level')}
     return out

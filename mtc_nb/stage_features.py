@@ -38,7 +38,7 @@ def lmm_from(cfg):
     return LMMConfig(base_url=str(cfg.lmm_base_url), model=str(cfg.lmm_model), api_key_env=str(cfg.lmm_api_key_env),
                      max_workers=int(cfg.lmm_max_workers), seed=int(cfg.seed))
 
-# %% ../nbs/08_failure_modes.ipynb #3b50c279
+# %% ../nbs/08_failure_modes.ipynb #514e1a5c
 def analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm=None, sheets: bool = False) -> tuple[pd.DataFrame, dict]:
     "Feature table and scores of one dictionary on the held-out split."
     man = manifest.set_index('id').loc[ids].reset_index()
@@ -47,6 +47,7 @@ def analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm=N
     levels = c['levels'] if c['kind'] in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae') else [c['d_sae']]
     table = mine(A, man.label.values, man.id.values, top_n=int(cfg.feature_top_n), min_images=int(cfg.feature_min_images), levels=levels)
     has_modes = man['mode'].isin(['none', 'unknown']).mean() < 1
+    before = dict(lmm.stats) if lmm else {}
     interp = lmm.interpret(table, path_of) if lmm else offline_interpret(table, A, man)
     table = table.merge(interp, on='latent', how='left')
     table['flagged'] = table.flagged.fillna(False).astype(bool)
@@ -68,7 +69,7 @@ def analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm=N
             det.append(lmm.detection_score(r.error, r.top_ids[:5], neg, path_of))
         row['lmm_accuracy'] = float(np.mean(judged)) if judged else float('nan')
         row['detection_score'] = float(np.nanmean(det)) if np.isfinite(det).any() else float('nan')  # NaN: no image left to serve as a negative
-        row['lmm_stats'] = dict(lmm.stats)
+        row.update({f'lmm_{k}': v - before[k] for k, v in lmm.stats.items()})  # this dictionary's requests, cache hits, tokens, failures
     out = cfg.run_dir/'features'/name; out.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out/'features.parquet')
     if sheets:

@@ -59,6 +59,11 @@ def test_paper_profile_through_dictionaries_and_an_lmm_endpoint(paper_cfg, monke
         return '[Yes]'
     with LocalChatServer(respond) as srv:
         rows, tables = features_stage(cfg.replace(lmm_base_url=srv.url, lmm_model='test-model'), progress=False)
+        n_asked = len(srv.requests)
+        again, _ = features_stage(cfg.replace(lmm_base_url=srv.url, lmm_model='test-model'), progress=False)
+    assert sum(r['lmm_requests'] for r in rows) == n_asked > 0 and rows[0]['lmm_prompt_tokens'] > 0
+    assert len(srv.requests) == n_asked and sum(r['lmm_requests'] for r in again) == 0  # the rerun is served from the cache
+    assert [r['relevance_count'] for r in again] == [r['relevance_count'] for r in rows]
     assert {r['interpreter'] for r in rows} == {'test-model'}
     assert all(r['relevance_count'] == r['n_interpreted'] > 0 for r in rows)  # every interpreted latent was flagged
     assert 'mode_coverage' not in rows[0]  # user folders carry no planted-mode ground truth
