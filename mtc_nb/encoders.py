@@ -159,7 +159,7 @@ class EmbeddingCache:
         rows = [self.index['rows'][h] for h in hashes]
         return torch.stack([self._shard(s)[j] for s, j in rows]) if rows else torch.empty(0)
 
-# %% ../nbs/02_encoders.ipynb #dab12c9e
+# %% ../nbs/02_encoders.ipynb #d2fdc104
 def adapt_top(enc: LiteEncoder, t_train, y_train, t_val, y_val, epochs: int = 10, lr: float = 1e-3,
               batch_size: int = 64, seed: int = 0) -> dict:
     "Fine-tune `enc`'s top stages in place on trunk maps; returns the history (best epoch restored)."
@@ -170,7 +170,8 @@ def adapt_top(enc: LiteEncoder, t_train, y_train, t_val, y_val, epochs: int = 10
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     steps = epochs * ((len(t_train) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
-    y_train, y_val = torch.from_numpy(np.array(y_train, np.float32)), torch.from_numpy(np.array(y_val, np.float32))
+    as_float = lambda y: y.float() if torch.is_tensor(y) else torch.from_numpy(np.array(y, np.float32))  # a writable copy
+    y_train, y_val = as_float(y_train), as_float(y_val)
     best, hist, best_state = -1.0, [], None
     g = torch.Generator().manual_seed(seed)
     for ep in tqdm(range(epochs), desc='adapting top stages', unit='epoch'):

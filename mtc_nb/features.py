@@ -32,10 +32,11 @@ def level_of(levels, d_sae: int | None = None) -> np.ndarray:
     levels = list(levels); d_sae = d_sae or levels[-1]
     return np.searchsorted(np.asarray(levels), np.arange(d_sae), side='right')
 
-# %% ../nbs/06_features.ipynb #1e496115
+# %% ../nbs/06_features.ipynb #2420e854
 def mine(A, labels, ids, top_n: int = 20, n_intervals: int = 5, min_images: int = 3, levels=None) -> pd.DataFrame:
     "One row per latent: top images, an activation-interval sample, frequency and error ratio. Vectorised over latents."
-    A = torch.as_tensor(np.asarray(A), dtype=torch.float32); labels = np.asarray(labels); ids = np.asarray(ids)
+    A = A.float() if torch.is_tensor(A) else torch.from_numpy(np.require(A, np.float32, ['C', 'W']))  # copies only read-only input
+    labels = np.asarray(labels); ids = np.asarray(ids)
     n, d = A.shape
     if len(labels) != n or len(ids) != n: raise ValueError(f"A has {n} rows but {len(labels)} labels and {len(ids)} ids")
     if n == 0: raise ValueError("no images to mine")

@@ -13,8 +13,8 @@ from sklearn.metrics import roc_auc_score
 # %% auto #0
 __all__ = ['fvu', 'l0', 'firing_fractions', 'dead_fraction', 'dense_fraction', 'cosine', 'splice_fidelity']
 
-# %% ../nbs/04_metrics.ipynb #c0b153b3
-def _f64(t) -> torch.Tensor: return torch.as_tensor(t).double()
+# %% ../nbs/04_metrics.ipynb #093b0bae
+def _f64(t) -> torch.Tensor: return torch.from_numpy(np.array(t, np.float64)) if isinstance(t, np.ndarray) else torch.as_tensor(t).double()  # a copy: numpy input may be read-only
 
 def fvu(y, y_hat) -> torch.Tensor:
     "Fraction of variance unexplained of `y_hat` (..., n, d) against `y` (n, d); one value per leading index."
@@ -39,7 +39,7 @@ def cosine(y, y_hat) -> torch.Tensor:
     "Mean cosine similarity between rows of `y` and `y_hat` (per leading index of `y_hat`)."
     return F.cosine_similarity(_f64(y_hat), _f64(y).expand_as(_f64(y_hat)), dim=-1).mean(-1)
 
-# %% ../nbs/04_metrics.ipynb #5b258be6
+# %% ../nbs/04_metrics.ipynb #e9bcbb04
 def _auroc(labels, scores):
     return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) > 1 else float('nan')
 
@@ -47,7 +47,7 @@ def splice_fidelity(logit_from_h1, h1, h1_hat, labels) -> dict:
     "Per level of `h1_hat` (G, n, d): prediction agreement, ΔAUROC and BCE recovered vs mean-ablated h1."
     h1 = torch.as_tensor(h1, dtype=torch.float32); h1_hat = torch.as_tensor(h1_hat, dtype=torch.float32)
     if h1_hat.dim() == 2: h1_hat = h1_hat[None]
-    y = torch.as_tensor(labels, dtype=torch.float32)
+    y = torch.from_numpy(np.array(labels, np.float32))  # a copy: labels may be a read-only view
     with torch.no_grad():
         clean = logit_from_h1(h1); ablated = logit_from_h1(h1.mean(0, keepdim=True).expand_as(h1))
         bce = lambda z: float(F.binary_cross_entropy_with_logits(z, y))
