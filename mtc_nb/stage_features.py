@@ -38,7 +38,7 @@ def lmm_from(cfg):
     return LMMConfig(base_url=str(cfg.lmm_base_url), model=str(cfg.lmm_model), api_key_env=str(cfg.lmm_api_key_env),
                      max_workers=int(cfg.lmm_max_workers), seed=int(cfg.seed))
 
-# %% ../nbs/08_failure_modes.ipynb #514e1a5c
+# %% ../nbs/08_failure_modes.ipynb #eed11d97
 def analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm=None, sheets: bool = False) -> tuple[pd.DataFrame, dict]:
     "Feature table and scores of one dictionary on the held-out split."
     man = manifest.set_index('id').loc[ids].reset_index()
@@ -52,7 +52,7 @@ def analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm=N
     table = table.merge(interp, on='latent', how='left')
     table['flagged'] = table.flagged.fillna(False).astype(bool)
     rel = relevance(table)
-    row = {'name': name, 'kind': c['kind'], 'k': c['k'], 'seed': c['seed'], 'interpreter': lmm.name if lmm else OFFLINE, **{k: v for k, v in rel.items() if k != 'per_level'},
+    row = {'name': name, 'kind': c['kind'], 'k': c['k'], 'seed': c['seed'], 'levels': list(levels), 'interpreter': lmm.name if lmm else OFFLINE, **{k: v for k, v in rel.items() if k != 'per_level'},
            'per_level': rel['per_level']}
     if has_modes:
         row.update(accuracy(table, manifest))
