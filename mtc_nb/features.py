@@ -63,9 +63,9 @@ def mine(A, labels, ids, top_n: int = 20, n_intervals: int = 5, min_images: int 
         'interval_ids': [ids[f[f < n]].tolist() for f in first],  # weakest interval first
     })
 
-# %% ../nbs/06_features.ipynb #2e9aa9c4
-def contact_sheet(paths, acts=None, flags=None, sample_paths=(), thumb: int = 96, cols: int = 10, title: str = '') -> Image.Image:
-    "A grid of thumbnails (`paths`, with activations `acts` and red frames where `flags`), then a row of `sample_paths`."
+# %% ../nbs/06_features.ipynb #cad5c5b9
+def contact_sheet(paths, acts=None, flags=None, sample_paths=(), sample_flags=None, thumb: int = 96, cols: int = 10, title: str = '') -> Image.Image:
+    "A grid of thumbnails (`paths`, with activations `acts` and red frames where `flags`), then a row of `sample_paths` (framed where `sample_flags`)."
     paths = list(paths); sample_paths = list(sample_paths)
     rows = -(-len(paths) // cols) + (1 if sample_paths else 0)
     head = 18 if title else 0
@@ -81,7 +81,7 @@ def contact_sheet(paths, acts=None, flags=None, sample_paths=(), thumb: int = 96
     for i, p in enumerate(paths):
         put(p, i // cols, i % cols, f"{acts[i]:.2f}" if acts is not None else None, bool(flags[i]) if flags is not None else False)
     r0 = -(-len(paths) // cols)
-    for i, p in enumerate(sample_paths[:cols]): put(p, r0, i, 'weaker')
+    for i, p in enumerate(sample_paths[:cols]): put(p, r0, i, 'weaker', bool(sample_flags[i]) if sample_flags is not None else False)
     return sheet
 
 def write_contact_sheets(table: pd.DataFrame, path_of, label_of, folder, latents=None, **kw) -> list[Path]:
@@ -92,7 +92,7 @@ def write_contact_sheets(table: pd.DataFrame, path_of, label_of, folder, latents
     for r in tqdm(rows.itertuples(), total=len(rows), desc='contact sheets', leave=False):
         title = f"latent {r.latent} · level {r.level} · fires on {r.frequency:.1%} · error ratio {r.error_ratio:.2f}"
         img = contact_sheet([path_of(i) for i in r.top_ids], r.top_activations, [label_of(i) for i in r.top_ids],
-                            [path_of(i) for i in r.interval_ids], title=title, **kw)
+                            [path_of(i) for i in r.interval_ids], [label_of(i) for i in r.interval_ids], title=title, **kw)
         p = folder/f'latent_{r.latent:05d}.png'; img.save(p); out.append(p)
     return out
 
