@@ -1,7 +1,8 @@
 """Dictionary training speed, each figure beside its comparison, all ratios from this one run (CPU).
 
 1. paper_repo: our training step vs a straightforward re-implementation of the paper code's loop (the
-   reference below: TensorDataset + DataLoader batches, five decoders, per-step `.item()` logging).
+   reference below: TensorDataset + DataLoader batches, five decoders, and the paper loop's per-step
+   bookkeeping: level losses and active shares read back with `.item()`, a progress-bar postfix).
 2. Canonical Matryoshka step vs a plain TopK (one level) transcoder step of the same width.
 3. 8 configs (an L0 sweep x seeds) trained in one pass vs the same 8 trained one after another.
 4. Samples/s, and the ratio of a canonical step to the time of its GEMMs alone; the bound that the
@@ -11,6 +12,7 @@
 """
 import argparse, time
 import torch, torch.nn as nn, torch.nn.functional as F
+from tqdm import tqdm
 from torch.utils.data import DataLoader, TensorDataset
 from mtc_nb.dictionaries import DictConfig, paper_repo_config, build, train_dictionaries, make_optimizer, train_step
 
@@ -23,23 +25,34 @@ class ReferencePaperTranscoder(nn.Module):
         self.decoders = nn.ModuleList([nn.Linear(m, d_out) for m in levels])
     def forward(self, x):
         z = self.encoder(x); z = F.relu(z) + (z > 1).float()
-        mask = torch.zeros_like(z); start = 0
-        for end, k in zip(self.levels, self.ks):
-            idx = torch.topk(torch.abs(z[:, start:end]), k, dim=1).indices
-            mask[:, start:end].scatter_(1, idx, 1.0); start = end
-        z = z * mask
-        return z, [dec(z[:, :m]) for dec, m in zip(self.decoders, self.levels)]
+        sparse = torch.zeros_like(z); start = 0
+        for end, k in zip(self.levels, self.ks):  # top-k by |value| in each block: a 0/1 mask, then written back
+            blk = z[:, start:end]; mask = torch.zeros_like(blk)
+            mask.scatter_(1, torch.topk(blk.abs(), k, dim=1).indices, 1.0)
+            sparse[:, start:end] = blk * mask; start = end
+        return sparse, [dec(sparse[:, :m]) for dec, m in zip(self.decoders, self.levels)]
 
 def reference_epoch(model, opt, x, y, steps, batch=32):
+    """The paper code's training loop: DataLoader batches; per step the weighted level losses, L1, clipping,
+    and the bookkeeping it does every step (each level's loss and share of active latents read back with
+    .item(), running totals, progress-bar postfix)."""
     loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
-    total, n = 0.0, 0
-    for xb, yb in loader:
-        z, outs = model(xb)
-        loss = sum(w * F.mse_loss(o, yb) for w, o in zip([0.1, 0.15, 0.2, 0.25, 0.3], outs)) + 0.01 * z.abs().mean()
-        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step()
-        total += loss.item(); n += 1
-        if n >= steps: break
-    return total / n
+    weights = [0.1, 0.15, 0.2, 0.25, 0.3]
+    level_loss, level_active, totals, n = [0.0] * 5, [0.0] * 5, [0.0, 0.0, 0.0], 0
+    with tqdm(loader, desc='reference epoch', leave=False) as bar:
+        for xb, yb in bar:
+            z, outs = model(xb)
+            recon = 0
+            for i, o in enumerate(outs):
+                li = F.mse_loss(o, yb); recon = recon + weights[i] * li; level_loss[i] += li.item()
+            sparse = 0.01 * z.abs().mean(); loss = recon + sparse
+            opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step()
+            totals[0] += loss.item(); totals[1] += recon.item(); totals[2] += sparse.item()
+            for i, m in enumerate(model.levels): level_active[i] += (z[:, :m] != 0).float().mean().item()
+            bar.set_postfix({'loss': f"{loss.item():.4f}", 'recon': f"{recon.item():.4f}", 'sparse': f"{sparse.item():.6f}"})
+            n += 1
+            if n >= steps: break
+    return totals[0] / n
 
 def our_steps(model, opt, c, x, y, steps, batch):
     perm = torch.randperm(len(x))

@@ -211,7 +211,7 @@ def load_encoder(folder: str | os.PathLike) -> LiteEncoder:
     if unexpected: raise ValueError(f"{folder}: unexpected weights {unexpected[:3]}")
     return enc.eval()
 
-# %% ../nbs/02_encoders.ipynb #7e4a5084
+# %% ../nbs/02_encoders.ipynb #1bfe6440
 def get_encoder(cfg, manifest=None, maps=None):
     "The profile's encoder; with `finetune_epochs > 0`, adapted on trunk `maps` of the `manifest` rows (and saved), or reloaded."
     if cfg.encoder == 'clip': return ClipEncoder(cfg.path('clip_path'))
@@ -223,10 +223,10 @@ def get_encoder(cfg, manifest=None, maps=None):
         if meta.get('finetune_epochs') == cfg.finetune_epochs and meta.get('seed') == cfg.seed and meta.get('n_train') == int((manifest.split == 'train').sum()):
             return load_encoder(folder)
     enc = LiteEncoder(cfg.image_size, cfg.trunk_blocks)
-    tr, va = (manifest.split == 'train').values, (manifest.split == 'val').values
+    tr, va = np.flatnonzero(manifest.split == 'train'), np.flatnonzero(manifest.split == 'val')  # positions (writable; torch-indexable)
     info = adapt_top(enc, maps[tr], manifest.label.values[tr], maps[va], manifest.label.values[va],
                      epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed)
-    save_encoder(enc, folder, finetune_epochs=cfg.finetune_epochs, seed=cfg.seed, n_train=int(tr.sum()),
+    save_encoder(enc, folder, finetune_epochs=cfg.finetune_epochs, seed=cfg.seed, n_train=len(tr),
                  best_val_accuracy=info['best_val_accuracy'], history=info['history'])
     return enc
 
