@@ -24,7 +24,7 @@ from .features import concept_matrix, iou
 __all__ = ['OFFLINE', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS', 'describe_concept', 'offline_interpret', 'parse_reply',
            'LMMConfig', 'image_part', 'AnswerCache', 'LMMInterpreter', 'LocalChatServer']
 
-# %% ../nbs/07_interpret.ipynb #2a7d738a
+# %% ../nbs/07_interpret.ipynb #48fea9e4
 OFFLINE = 'offline-concepts'
 
 def describe_concept(concept: str) -> str:
@@ -55,7 +55,8 @@ def offline_interpret(table: pd.DataFrame, A, manifest: pd.DataFrame, min_iou: f
             if IO[j, m] >= min_iou and r.error_ratio >= min_error_ratio:
                 row.update(error=describe_concept(names[m]), error_mode=names[m].split(':', 1)[1], flagged=True, error_score=float(IO[j, m]))
         rows.append(row)
-    return pd.DataFrame(rows)
+    cols = ['latent', 'interpreter', 'concept', 'score', 'commonality', 'error', 'error_mode', 'flagged', 'status', 'error_score']
+    return pd.DataFrame(rows, columns=cols)  # the columns even when every latent was skipped
 
 # %% ../nbs/07_interpret.ipynb #2bac3fab
 PROMPT_VERSION = 'paper-2pass-v1'
