@@ -264,8 +264,10 @@ def build(cfgs: list[DictConfig]) -> torch.nn.Module:
 def make_optimizer(model, c: DictConfig, steps: int):
     "AdamW (fused: one kernel over all parameters) and the schedule of config `c`: returns (optimizer, scheduler, 'step' | 'epoch')."
     opt = torch.optim.AdamW(model.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay, fused=True)  # one kernel for all parameters
-    if c.kind == 'paper_repo':  # cosine per epoch to 1e-6, as the paper code
-        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs, eta_min=1e-6), 'epoch'
+    if c.kind == 'paper_repo':  # as the paper code: lr held for min(5, E//10) epochs, then cosine per epoch to lr/100
+        hold = min(5, c.epochs // 10); T = c.epochs - hold; lo = 0.01
+        f = lambda e: lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * max(0, e - hold) / T))
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, f), 'epoch'
     warm = max(1, steps // 20)
     f = lambda s: min(1.0, (s + 1) / warm) * (0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)) * 0.9 + 0.1)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, f), 'step'
