@@ -28,7 +28,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'mtc_nb.core.Profile.run_dir': ('core.html#profile.run_dir', 'mtc_nb/core.py'),
                              'mtc_nb.core._checked': ('core.html#_checked', 'mtc_nb/core.py'),
                              'mtc_nb.core._jsonable': ('core.html#_jsonable', 'mtc_nb/core.py'),
-                             'mtc_nb.core._merge': ('core.html#_merge', 'mtc_nb/core.py'),
                              'mtc_nb.core._parse': ('core.html#_parse', 'mtc_nb/core.py'),
                              'mtc_nb.core.build_readme': ('core.html#build_readme', 'mtc_nb/core.py'),
                              'mtc_nb.core.find_root': ('core.html#find_root', 'mtc_nb/core.py'),

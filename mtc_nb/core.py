@@ -102,11 +102,6 @@ def pick_device(device: str | None = None) -> str:
     return device or ('cuda' if torch.cuda.is_available() else 'cpu')
 
 # %% ../nbs/00_core.ipynb #fdf02941
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items(): out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
 def _jsonable(o):
     if isinstance(o, dict): return {str(k): _jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]
@@ -125,10 +120,12 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return path
 
 def update_results(cfg: Profile, **sections) -> dict:
-    "Merge `sections` into `cfg.fig_dir/results.json` and return the whole document."
+    """Write `sections` into `cfg.fig_dir/results.json` and return the whole document. A section replaces its previous
+    version whole (a rerun with other settings leaves nothing stale), except `timings_s`, which collects one entry per stage."""
     path = cfg.fig_dir/'results.json'
     cur = json.loads(path.read_text()) if path.exists() else {}
-    new = _merge(cur, {'profile': cfg.name, 'seed': cfg.seed, 'seeds': cfg.seeds, **sections})
+    if 'timings_s' in sections: sections = {**sections, 'timings_s': {**cur.get('timings_s', {}), **sections['timings_s']}}
+    new = _jsonable({**cur, 'profile': cfg.name, 'seed': cfg.seed, 'seeds': cfg.seeds, **sections})  # as the file will hold it
     write_json(path, new)
     return new
 
