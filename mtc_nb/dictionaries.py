@@ -250,10 +250,14 @@ class PaperRepoTranscoder(torch.nn.Module):
     def init_from_data(self, x, y): pass
 
 # %% ../nbs/05_dictionaries.ipynb #5bd1fe30
+_PER_MODEL = ('seed', 'k', 'aux_coef', 'theta_momentum', 'level_weights', 'lr')  # what a stack holds per model (lr: via learning_rate)
+
 def _group(cfgs):
+    "Indices of configs that can train stacked: every setting a `Dictionary` shares across its models is equal."
     groups = {}
     for i, c in enumerate(cfgs):
-        key = ('paper', i) if c.kind == 'paper_repo' else (c.kind, c.d_in, c.d_out, c.d_sae, c.nested, c.batch_size, c.epochs, c.learning_rate, c.weight_decay, c.aux_k, c.dead_steps)
+        shared = tuple((k, v) for k, v in asdict(c).items() if k not in _PER_MODEL)
+        key = ('paper', i) if c.kind == 'paper_repo' else (c.learning_rate, *shared)
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 
