@@ -224,13 +224,18 @@ class PaperRepoTranscoder(torch.nn.Module):
     @staticmethod
     def step(x): return F.relu(x) + (x > 1).to(x.dtype)  # relu(x) + 1·[x > 1], γ = β = 1
 
+    @torch.no_grad()
+    def _keep(self, a):
+        "Mask of the top-k by |value| inside each disjoint block: |a| ≥ the block's k-th largest |value|."
+        bounds = [0] + self.levels
+        kth = torch.cat([a[:, lo:hi].abs().topk(min(k, hi - lo), dim=1, sorted=False).values.amin(1, keepdim=True)
+                         for lo, hi, k in zip(bounds[:-1], bounds[1:], self.block_k)], dim=1)  # (B, G)
+        return a.abs() >= kth[:, self.block_id]
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         "Latents (1, B, d_sae): top-k by |value| inside each disjoint block (a mask from each block's k-th value; no scatter)."
-        a = self.step(self.encoder(x)); bounds = [0] + self.levels
-        with torch.no_grad():
-            kth = torch.cat([a[:, lo:hi].abs().topk(min(k, hi - lo), dim=1).values[:, -1:]
-                             for lo, hi, k in zip(bounds[:-1], bounds[1:], self.block_k)], dim=1)  # (B, G)
-        return (a * (a.abs() >= kth[:, self.block_id]))[None]
+        a = self.step(self.encoder(x))
+        return (a * self._keep(a))[None]
 
     def decode(self, f, x=None): return self.decoders[-1](f[0])[None]
 
@@ -244,6 +249,38 @@ class PaperRepoTranscoder(torch.nn.Module):
         mse = torch.stack([F.mse_loss(r[0], y) for r in out.recons])
         total = (torch.tensor(w) * mse).sum() + self.cfgs[0].l1_coef * out.f.abs().mean()
         return total, {'recon': mse.detach()[None]}
+
+    @torch.no_grad()
+    def backward_clipped(self, x: torch.Tensor, y: torch.Tensor, max_norm: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """`loss(x, y)`, with its gradient clipped to `max_norm` written into every `.grad`: the same result as
+        `loss().backward()` then `clip_grad_norm_`, with the backward written out by hand. Returns (loss, gradient norm)."""
+        c, enc, B = self.cfgs[0], self.encoder, x.shape[0]
+        pre = torch.addmm(enc.bias, x, enc.weight.t())
+        a = F.relu(pre).add_(pre > 1)
+        f = a.mul_(self._keep(a))  # f ≥ 0, so |f| = f and d|f|/df = 1 where f > 0
+        n_y, n_f = y.numel(), f.numel()
+        df, dys, loss = torch.zeros_like(f), [], f.sum() * (c.l1_coef / n_f)
+        for w, dec, m in zip(c.weights, self.decoders, self.levels):  # level g: w_g · mean (ŷ_g − y)²
+            r = torch.addmm(dec.bias, f[:, :m], dec.weight.t()).sub_(y)
+            loss += r.pow(2).sum() * (w / n_y)
+            dy = r.mul_(2 * w / n_y); dys.append(dy)
+            df[:, :m].addmm_(dy, dec.weight)
+        dpre = df.add_(c.l1_coef / n_f).mul_(f > 0)  # through the mask and the relu; the step's jump has no gradient
+        # ‖Aᵀ X‖²_F = ⟨A Aᵀ, X Xᵀ⟩: every weight gradient's norm from B×B Gram matrices of the batch, in float64
+        gram = lambda t: (t := t.double()) @ t.T
+        sq = (gram(dpre) * gram(x)).sum() + dpre.double().sum(0).square().sum()
+        f_gram = torch.zeros(B, B, dtype=torch.float64)
+        for lo, hi, dy in zip([0] + self.levels, self.levels, dys):  # the Gram of a prefix accumulates its blocks'
+            f_gram += gram(f[:, lo:hi])
+            sq += (gram(dy) * f_gram).sum() + dy.double().sum(0).square().sum()
+        norm = sq.sqrt().float()
+        coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)  # clip_grad_norm_'s rule, folded into the upstream gradients
+        for p in self.parameters():
+            if p.grad is None: p.grad = torch.empty_like(p)
+        dpre.mul_(coef); torch.mm(dpre.t(), x, out=enc.weight.grad); torch.sum(dpre, 0, out=enc.bias.grad)
+        for dy, dec, m in zip(dys, self.decoders, self.levels):
+            dy.mul_(coef); torch.mm(dy.t(), f[:, :m], out=dec.weight.grad); torch.sum(dy, 0, out=dec.bias.grad)
+        return loss, norm
 
     def constrain(self): pass
     def remove_parallel_grad(self): pass
@@ -277,11 +314,12 @@ def make_optimizer(model, c: DictConfig, steps: int):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, f), 'step'
 
 def train_step(model, opt, c: DictConfig, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    "One optimizer step on a batch: loss, backward, decoder-gradient projection, clipping (paper_repo), step, unit-norm rows."
-    loss, _ = model.loss(x, y)
-    opt.zero_grad(set_to_none=True); loss.backward()
-    model.remove_parallel_grad()
-    if c.kind == 'paper_repo': torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
+    "One optimizer step on a batch: loss, backward, decoder-gradient projection (clipping at 1 for paper_repo), step, unit-norm rows."
+    if isinstance(model, PaperRepoTranscoder): loss, _ = model.backward_clipped(x, y, max_norm=1.0)  # hand-written backward
+    else:
+        loss, _ = model.loss(x, y)
+        opt.zero_grad(set_to_none=True); loss.backward()
+        model.remove_parallel_grad()
     opt.step(); model.constrain()
     return loss.detach()
 
