@@ -269,11 +269,11 @@ class PaperRepoTranscoder(torch.nn.Module):
         # ‖Aᵀ X‖²_F = ⟨A Aᵀ, X Xᵀ⟩: every weight gradient's norm from B×B Gram matrices of the batch, in float64
         gram = lambda t: (t := t.double()) @ t.T
         sq = (gram(dpre) * gram(x)).sum() + dpre.double().sum(0).square().sum()
-        f_gram = torch.zeros(B, B, dtype=torch.float64)
+        f_gram = torch.zeros(B, B, dtype=torch.float64, device=f.device)
         for lo, hi, dy in zip([0] + self.levels, self.levels, dys):  # the Gram of a prefix accumulates its blocks'
             f_gram += gram(f[:, lo:hi])
             sq += (gram(dy) * f_gram).sum() + dy.double().sum(0).square().sum()
-        norm = sq.sqrt().float()
+        norm = sq.sqrt().to(f.dtype)
         coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)  # clip_grad_norm_'s rule, folded into the upstream gradients
         for p in self.parameters():
             if p.grad is None: p.grad = torch.empty_like(p)
