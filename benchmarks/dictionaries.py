@@ -1,4 +1,5 @@
-"""Dictionary training speed, each figure beside its comparison, all ratios from this one run (CPU).
+"""Dictionary training speed, each figure beside its comparison, all ratios from this one run (CPU);
+step times are the median of 5 repetitions.
 
 1. paper_repo: our training step vs a straightforward re-implementation of the paper code's loop (the
    reference below: TensorDataset + DataLoader batches, five decoders, and the paper loop's per-step
@@ -13,7 +14,7 @@
 
     .venv/bin/python benchmarks/dictionaries.py [--steps 40] [--d-in 1280] [--d-out 256]
 """
-import argparse, time
+import argparse, statistics, time
 import torch, torch.nn as nn, torch.nn.functional as F
 from tqdm import tqdm
 from torch.utils.data import DataLoader, TensorDataset
@@ -63,11 +64,13 @@ def our_steps(model, opt, c, x, y, steps, batch):
         b = perm[(i * batch) % (len(x) - batch):][:batch]
         train_step(model, opt, c, x[b], y[b])
 
-def timeit(fn, reps=1):
-    fn()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(reps): fn()
-    return (time.perf_counter() - t0) / reps
+def timeit(fn, reps=5):
+    "Median wall time of `reps` calls, after one warm-up call (the median keeps one disturbed call from moving a ratio)."
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(); ap.add_argument('--steps', type=int, default=40)
