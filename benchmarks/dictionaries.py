@@ -4,7 +4,8 @@ step times are the median of 5 repetitions.
 1. paper_repo: our training step vs a straightforward re-implementation of the paper code's loop (the
    reference below: TensorDataset + DataLoader batches, five decoders, and the paper loop's per-step
    bookkeeping: level losses and active shares read back with `.item()`, a progress-bar postfix).
-2. Canonical Matryoshka step vs a plain TopK (one level) transcoder step of the same width.
+2. Canonical Matryoshka step vs a plain TopK (one level) transcoder step of the same width; and the
+   library's hand-written backward (`train_grads`) vs autograd's gradient of the same loss.
 3. 8 configs (an L0 sweep x seeds) trained in one pass vs the same 8 trained one after another.
 4. Samples/s, and the ratio of a canonical step to the time of its GEMMs alone; the bound that the
    8 models' GEMMs and AdamW updates put on any one-pass speed-up (stacking amortises per-step overhead,
@@ -64,6 +65,14 @@ def our_steps(model, opt, c, x, y, steps, batch):
         b = perm[(i * batch) % (len(x) - batch):][:batch]
         train_step(model, opt, c, x[b], y[b])
 
+def autograd_steps(model, opt, x, y, steps, batch):
+    "The same steps with autograd's gradient of `model.loss` in place of the hand-written `train_grads`."
+    perm = torch.randperm(len(x))
+    for i in range(steps):
+        b = perm[(i * batch) % (len(x) - batch):][:batch]
+        loss, _ = model.loss(x[b], y[b]); opt.zero_grad(set_to_none=True); loss.backward()
+        model.remove_parallel_grad(); opt.step(); model.constrain()
+
 def timeit(fn, reps=5):
     "Median wall time of `reps` calls, after one warm-up call (the median keeps one disturbed call from moving a ratio)."
     fn()
@@ -92,6 +101,9 @@ if __name__ == '__main__':
     t_topk, _ = canon('transcoder', (2048,))
     t_mat, mat = canon('matryoshka_transcoder', (128, 256, 512, 1024, 2048))
     rows.append(('plain TopK transcoder step, batch 64', t_topk, 'Matryoshka step', t_mat))
+    c = DictConfig(d_in=a.d_in, d_out=a.d_out, k=64); m = build([c]); m.init_from_data(x, y); o = make_optimizer(m, c, S)[0]
+    t_auto = timeit(lambda: autograd_steps(m, o, x, y, S, 64)) / S
+    rows.append(('Matryoshka step, autograd backward', t_auto, 'hand-written (train_grads)', t_mat))
 
     cfgs = [DictConfig(d_in=a.d_in, d_out=a.d_out, k=k, seed=s, epochs=1, batch_size=64) for k in (16, 32, 64, 124) for s in (0, 1)]
     n = 64 * S

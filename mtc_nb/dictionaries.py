@@ -139,8 +139,12 @@ class Dictionary(torch.nn.Module):
         if not self.training: return acts * (acts > self.theta[:, None, None])
         M, B, D = acts.shape
         with torch.no_grad():  # BatchTopK as a threshold: model m keeps its k_m·B largest activations in the batch
-            flat = acts.detach().reshape(M, B * D)
-            kth = torch.stack([flat[m].kthvalue(B * D - min(int(self.k[m]) * B, B * D) + 1).values for m in range(M)])
+            flat = acts.detach().reshape(M, B * D); kth = torch.empty(M, dtype=acts.dtype, device=acts.device)
+            for m in range(M):
+                n_keep = min(int(self.k[m]) * B, B * D)
+                cand = flat[m][flat[m] >= self.theta[m] / 2]  # θ ≈ last step's threshold: when n_keep values pass θ/2, the
+                src = cand if len(cand) >= n_keep else flat[m]  # n_keep-th largest is among them (a 10× shorter search)
+                kth[m] = src.kthvalue(len(src) - n_keep + 1).values
             keep = (acts >= kth[:, None, None]) & (acts > 0)
             # the inference threshold θ: EMA of the smallest kept activation
             smallest = kth.clone()
@@ -159,43 +163,101 @@ class Dictionary(torch.nn.Module):
         return self._decode_levels(f, x)[-1]
 
     def _decode_levels(self, f, x=None):
-        out, bounds = [], [0] + self.levels
-        acc = self.b_dec[:, None].expand(f.shape[0], f.shape[1], -1)
-        if self.W_skip is not None: acc = acc + torch.bmm(x[None].expand(f.shape[0], -1, -1), self.W_skip)
-        W = self.W_dec * self.y_scale[:, None, None]  # decoder rows are unit-norm in target-RMS units
-        sizes = np.diff(bounds).tolist()  # one split (its backward is one concat, not a zero-filled tensor per slice)
-        for fb, Wb in zip(f.split(sizes, dim=-1), W.split(sizes, dim=1)):
-            acc = torch.baddbmm(acc, fb, Wb); out.append(acc)
-        return torch.stack(out)
+        "Reconstruction per level (G, M, B, d_out): b_dec (+ x W_skip) + y_scale · (cumulative sum of the blocks' f W_dec)."
+        out, acc, sizes = [], None, np.diff([0] + self.levels).tolist()
+        base = self.b_dec[:, None]
+        if self.W_skip is not None: base = base + torch.bmm(x[None].expand(f.shape[0], -1, -1), self.W_skip)
+        for fb, Wb in zip(f.split(sizes, dim=-1), self.W_dec.split(sizes, dim=1)):  # one split: its backward is one concat
+            acc = torch.bmm(fb, Wb) if acc is None else torch.baddbmm(acc, fb, Wb); out.append(acc)
+        return torch.stack(out) * self.y_scale[:, None, None] + base  # decoder rows are unit-norm in target-RMS units
 
     def forward(self, x: torch.Tensor) -> ForwardOutput:
         pre = self.pre_acts(x); f = self._sparsify(pre)
         return ForwardOutput(f, self._decode_levels(f, x), pre)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        "Σ_g w_g ‖y − ŷ_g‖² (sum over dims, mean over batch) + aux_coef · AuxK; summed over the M models."
+        "Σ_g w_g ‖y − ŷ_g‖² (sum over dims, mean over batch) + aux_coef · AuxK; summed over the M models (autograd's reference)."
         out = self(x)
         err = ((out.recons - y) ** 2).sum(-1).mean(-1) / self.y_scale ** 2  # (G, M), in target-RMS units
         rec = (self.level_w.T * err).sum(0)  # (M,)
-        with torch.no_grad():
-            fired = (out.f > 0).any(1)
-            self.since_fired.add_(1).masked_fill_(fired, 0)
-        aux = self._auxk(out, y)
-        total = rec + torch.tensor([c.aux_coef for c in self.cfgs]) * aux
+        self._mark_fired(out.f)
+        aux = torch.zeros(len(self.cfgs))
+        if (sel := self._aux_select(out.pre)) is not None:
+            f_aux, idx, any_dead = sel
+            resid = (y - out.recons[-1]).detach()  # (M, B, d_out)
+            e = torch.bmm(f_aux, self._rows(idx)) - resid
+            aux = e.square().sum(-1).mean(-1) / self._aux_denom(resid) * any_dead
+        total = rec + self._aux_coef * aux
         return total.sum(), {'recon': rec.detach(), 'aux': aux.detach()}
 
-    def _auxk(self, out: ForwardOutput, y: torch.Tensor) -> torch.Tensor:
-        "AuxK (Gao et al.): the top aux_k dead latents reconstruct the full-level residual."
+    @property
+    def _aux_coef(self): return torch.tensor([c.aux_coef for c in self.cfgs])
+
+    @torch.no_grad()
+    def _mark_fired(self, f):
+        "Count the steps since each latent last fired."
+        self.since_fired.add_(1).masked_fill_((f > 0).any(1), 0)
+
+    def _aux_select(self, pre):
+        """AuxK (Gao et al.): the top aux_k dead latents reconstruct the full-level residual. Returns their activations
+        (M, B, n) over the n = most dead latents of any model (padded with masked live ones), the latents' indices (M, n)
+        and which models have dead latents; None when no model has any."""
         dead = self.since_fired > self.cfgs[0].dead_steps  # (M, d_sae)
-        if not dead.any(): return torch.zeros(len(self.cfgs))
-        resid = (y - out.recons[-1]).detach()  # (M, B, d_out)
-        pre = torch.where(dead[:, None], F.relu(out.pre), torch.zeros_like(out.pre))
-        k = min(self.cfgs[0].aux_k, int(dead.sum(1).max()))
-        kth = pre.detach().topk(k, dim=-1).values[..., -1:]
-        f_aux = pre * ((pre >= kth) & (pre > 0))
-        e_hat = torch.bmm(f_aux, self.W_dec * self.y_scale[:, None, None])
-        denom = ((resid - resid.mean(1, keepdim=True)) ** 2).sum(-1).mean(-1).clamp_min(1e-8)
-        return ((e_hat - resid) ** 2).sum(-1).mean(-1) / denom * dead.any(1)
+        n = int(dead.sum(1).max())
+        if n == 0: return None
+        idx = dead.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :n]  # dead latents first
+        M, B, _ = pre.shape
+        act = F.relu(pre.gather(2, idx[:, None].expand(M, B, n))) * dead.gather(1, idx)[:, None]
+        kth = act.detach().topk(min(self.cfgs[0].aux_k, n), dim=-1).values[..., -1:]
+        return act * ((act >= kth) & (act > 0)), idx, dead.any(1)
+
+    def _rows(self, idx):
+        "Decoder rows `idx` (M, n) in target units: (M, n, d_out)."
+        return self.W_dec.gather(1, idx[..., None].expand(-1, -1, self.W_dec.shape[-1])) * self.y_scale[:, None, None]
+
+    @staticmethod
+    def _aux_denom(resid): return ((resid - resid.mean(1, keepdim=True)) ** 2).sum(-1).mean(-1).clamp_min(1e-8)
+
+    @torch.no_grad()
+    def train_grads(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """`loss(x, y)`, with its gradient written into every `.grad`: the gradient of autograd, with the backward
+        written out by hand. Gradients are allocated once and then overwritten; b_pre's gradient is the batch sum of
+        the pre-activation gradients times W_encᵀ, never the full input gradient that autograd forms."""
+        M, B = len(self.cfgs), x.shape[0]
+        xn = (x[None] - self.b_pre[:, None]) / self.x_scale[:, None, None]
+        pre = torch.baddbmm(self.b_enc[:, None], xn, self.W_enc)
+        f = self._sparsify(pre); recons = self._decode_levels(f, x)
+        resid = y - recons[-1]
+        diff = recons.sub_(y)  # (G, M, B, d_out)
+        rec = (self.level_w.T * diff.square().sum(-1).mean(-1) / self.y_scale ** 2).sum(0)
+        self._mark_fired(f)
+        for p in self.parameters():
+            if p.grad is None: p.grad = torch.zeros_like(p)
+        # level g's gradient, then R_j = Σ_{g ≥ j}: block j of the latents feeds every level from j on
+        dy = diff.mul_((self.level_w.T / self.y_scale ** 2)[:, :, None, None] * (2 / B))
+        R = dy.flip(0).cumsum(0).flip(0)  # (G, M, B, d_out)
+        y_s = self.y_scale[:, None, None]; R_s = R * y_s  # ŷ_g = base + y_scale · Σ_{j ≤ g} f_j W_j
+        bounds = [0] + self.levels; df = []
+        for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            self.W_dec.grad[:, lo:hi].baddbmm_(f[..., lo:hi].transpose(1, 2), R_s[j], beta=0)
+            df.append(torch.bmm(R_s[j], self.W_dec[:, lo:hi].transpose(1, 2)))
+        dpre = torch.cat(df, dim=2).mul_(f > 0)  # through the BatchTopK mask and the relu
+        torch.sum(R[0], 1, out=self.b_dec.grad)
+        if self.W_skip is not None: torch.bmm(x.T.expand(M, -1, -1), R[0], out=self.W_skip.grad)
+        aux = torch.zeros(M)
+        if (sel := self._aux_select(pre)) is not None:
+            f_aux, idx, any_dead = sel
+            rows = self._rows(idx); e = torch.bmm(f_aux, rows).sub_(resid); denom = self._aux_denom(resid)
+            aux = e.square().sum(-1).mean(-1) / denom * any_dead
+            de = e.mul_((self._aux_coef * any_dead / denom * (2 / B))[:, None, None])
+            self.W_dec.grad.scatter_add_(1, idx[..., None].expand_as(rows), torch.bmm(f_aux.transpose(1, 2), de).mul_(y_s))
+            dpre.scatter_add_(2, idx[:, None].expand_as(f_aux), torch.bmm(de, rows.transpose(1, 2)).mul_(f_aux > 0))
+        torch.bmm(xn.transpose(1, 2), dpre, out=self.W_enc.grad)
+        torch.sum(dpre, 1, out=self.b_enc.grad)
+        for m in range(M): torch.mv(self.W_enc[m], self.b_enc.grad[m], out=self.b_pre.grad[m])  # per model: the same as alone
+        self.b_pre.grad.div_(-self.x_scale[:, None])
+        total = rec + self._aux_coef * aux
+        return total.sum(), {'recon': rec, 'aux': aux}
 
     @torch.no_grad()
     def constrain(self):
@@ -206,7 +268,7 @@ class Dictionary(torch.nn.Module):
     def remove_parallel_grad(self):
         "Remove the gradient component parallel to each decoder row (called before each step)."
         if self.W_dec.grad is not None:
-            w = self.W_dec; self.W_dec.grad -= (self.W_dec.grad * w).sum(-1, keepdim=True) * w
+            w = self.W_dec; self.W_dec.grad.addcmul_(torch.linalg.vecdot(self.W_dec.grad, w)[..., None], w, value=-1)
 
 # %% ../nbs/05_dictionaries.ipynb #a2f63fb5
 class PaperRepoTranscoder(torch.nn.Module):
@@ -251,9 +313,9 @@ class PaperRepoTranscoder(torch.nn.Module):
         return total, {'recon': mse.detach()[None]}
 
     @torch.no_grad()
-    def backward_clipped(self, x: torch.Tensor, y: torch.Tensor, max_norm: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_grads(self, x: torch.Tensor, y: torch.Tensor, max_norm: float = 1.0) -> tuple[torch.Tensor, dict]:
         """`loss(x, y)`, with its gradient clipped to `max_norm` written into every `.grad`: the same result as
-        `loss().backward()` then `clip_grad_norm_`, with the backward written out by hand. Returns (loss, gradient norm)."""
+        `loss().backward()` then `clip_grad_norm_`, with the backward written out by hand. Returns (loss, {'grad_norm'})."""
         c, enc, B = self.cfgs[0], self.encoder, x.shape[0]
         pre = torch.addmm(enc.bias, x, enc.weight.t())
         a = F.relu(pre).add_(pre > 1)
@@ -280,7 +342,7 @@ class PaperRepoTranscoder(torch.nn.Module):
         dpre.mul_(coef); torch.mm(dpre.t(), x, out=enc.weight.grad); torch.sum(dpre, 0, out=enc.bias.grad)
         for dy, dec, m in zip(dys, self.decoders, self.levels):
             dy.mul_(coef); torch.mm(dy.t(), f[:, :m], out=dec.weight.grad); torch.sum(dy, 0, out=dec.bias.grad)
-        return loss, norm
+        return loss, {'grad_norm': norm}
 
     def constrain(self): pass
     def remove_parallel_grad(self): pass
@@ -314,13 +376,9 @@ def make_optimizer(model, c: DictConfig, steps: int):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, f), 'step'
 
 def train_step(model, opt, c: DictConfig, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    "One optimizer step on a batch: loss, backward, decoder-gradient projection (clipping at 1 for paper_repo), step, unit-norm rows."
-    if isinstance(model, PaperRepoTranscoder): loss, _ = model.backward_clipped(x, y, max_norm=1.0)  # hand-written backward
-    else:
-        loss, _ = model.loss(x, y)
-        opt.zero_grad(set_to_none=True); loss.backward()
-        model.remove_parallel_grad()
-    opt.step(); model.constrain()
+    "One optimizer step on a batch: loss and gradients (`train_grads`; paper_repo clips at 1), decoder-gradient projection, step, unit-norm rows."
+    loss, _ = model.train_grads(x, y)
+    model.remove_parallel_grad(); opt.step(); model.constrain()
     return loss.detach()
 
 @torch.no_grad()
