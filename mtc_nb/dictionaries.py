@@ -181,7 +181,7 @@ class Dictionary(torch.nn.Module):
         err = ((out.recons - y) ** 2).sum(-1).mean(-1) / self.y_scale ** 2  # (G, M), in target-RMS units
         rec = (self.level_w.T * err).sum(0)  # (M,)
         self._mark_fired(out.f)
-        aux = torch.zeros(len(self.cfgs))
+        aux = torch.zeros(len(self.cfgs), device=x.device)
         if (sel := self._aux_select(out.pre)) is not None:
             f_aux, idx, any_dead = sel
             resid = (y - out.recons[-1]).detach()  # (M, B, d_out)
@@ -191,7 +191,7 @@ class Dictionary(torch.nn.Module):
         return total.sum(), {'recon': rec.detach(), 'aux': aux.detach()}
 
     @property
-    def _aux_coef(self): return torch.tensor([c.aux_coef for c in self.cfgs])
+    def _aux_coef(self): return torch.tensor([c.aux_coef for c in self.cfgs], device=self.W_dec.device)
 
     @torch.no_grad()
     def _mark_fired(self, f):
@@ -244,7 +244,7 @@ class Dictionary(torch.nn.Module):
         dpre = torch.cat(df, dim=2).mul_(f > 0)  # through the BatchTopK mask and the relu
         torch.sum(R[0], 1, out=self.b_dec.grad)
         if self.W_skip is not None: torch.bmm(x.T.expand(M, -1, -1), R[0], out=self.W_skip.grad)
-        aux = torch.zeros(M)
+        aux = torch.zeros(M, device=x.device)
         if (sel := self._aux_select(pre)) is not None:
             f_aux, idx, any_dead = sel
             rows = self._rows(idx); e = torch.bmm(f_aux, rows).sub_(resid); denom = self._aux_denom(resid)
