@@ -59,19 +59,16 @@ def reference_epoch(model, opt, x, y, steps, batch=32):
             if n >= steps: break
     return totals[0] / n
 
-def our_steps(model, opt, c, x, y, steps, batch):
-    perm = torch.randperm(len(x))
-    for i in range(steps):
-        b = perm[(i * batch) % (len(x) - batch):][:batch]
-        train_step(model, opt, c, x[b], y[b])
+def autograd_step(model, opt, c, x, y):
+    "`train_step` with autograd's gradient of `model.loss` in place of the hand-written `train_grads`."
+    loss, _ = model.loss(x, y); opt.zero_grad(set_to_none=True); loss.backward()
+    model.remove_parallel_grad(); opt.step(); model.constrain()
 
-def autograd_steps(model, opt, x, y, steps, batch):
-    "The same steps with autograd's gradient of `model.loss` in place of the hand-written `train_grads`."
+def our_steps(model, opt, c, x, y, steps, batch, step=train_step):
     perm = torch.randperm(len(x))
     for i in range(steps):
         b = perm[(i * batch) % (len(x) - batch):][:batch]
-        loss, _ = model.loss(x[b], y[b]); opt.zero_grad(set_to_none=True); loss.backward()
-        model.remove_parallel_grad(); opt.step(); model.constrain()
+        step(model, opt, c, x[b], y[b])
 
 def timeit(fn, reps=5):
     "Median wall time of `reps` calls, after one warm-up call (the median keeps one disturbed call from moving a ratio)."
@@ -102,7 +99,7 @@ if __name__ == '__main__':
     t_mat, mat = canon('matryoshka_transcoder', (128, 256, 512, 1024, 2048))
     rows.append(('plain TopK transcoder step, batch 64', t_topk, 'Matryoshka step', t_mat))
     c = DictConfig(d_in=a.d_in, d_out=a.d_out, k=64); m = build([c]); m.init_from_data(x, y); o = make_optimizer(m, c, S)[0]
-    t_auto = timeit(lambda: autograd_steps(m, o, x, y, S, 64)) / S
+    t_auto = timeit(lambda: our_steps(m, o, c, x, y, S, 64, step=autograd_step)) / S
     rows.append(('Matryoshka step, autograd backward', t_auto, 'hand-written (train_grads)', t_mat))
 
     cfgs = [DictConfig(d_in=a.d_in, d_out=a.d_out, k=k, seed=s, epochs=1, batch_size=64) for k in (16, 32, 64, 124) for s in (0, 1)]
@@ -126,9 +123,7 @@ if __name__ == '__main__':
         h = xb @ W1; o = h @ W2; o.backward(torch.ones_like(o))
     t_gemm = timeit(lambda: [gemms() for _ in range(S)]) / S
     # and the AdamW update every one of the 8 models pays each step, whatever the trainer: all their parameters, fused
-    adam_p = [torch.nn.Parameter(t.detach().clone()) for t in mat.parameters()]
-    for q in adam_p: q.grad = torch.randn_like(q)
-    adam_p8 = [torch.nn.Parameter(q.detach().repeat(8, *[1] * (q.dim() - 1))) for q in adam_p]
+    adam_p8 = [torch.nn.Parameter(q.detach().repeat(8, *[1] * (q.dim() - 1))) for q in mat.parameters()]
     for q in adam_p8: q.grad = torch.randn_like(q)
     aopt = torch.optim.AdamW(adam_p8, lr=1e-4, fused=True)
     t_adam8 = timeit(lambda: [aopt.step() for _ in range(S)]) / S

@@ -130,9 +130,10 @@ class Dictionary(torch.nn.Module):
         rms = lambda t: ((t - t.mean(0)) ** 2).sum(1).mean().div(t.shape[1]).sqrt().clamp_min(1e-8)
         self.x_scale.fill_(float(rms(x))); self.y_scale.fill_(float(rms(y)))
 
+    def _centred(self, x): return (x[None] - self.b_pre[:, None]) / self.x_scale[:, None, None]  # (M, B, d_in)
+
     def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
-        xn = (x[None] - self.b_pre[:, None]) / self.x_scale[:, None, None]
-        return torch.baddbmm(self.b_enc[:, None], xn, self.W_enc)
+        return torch.baddbmm(self.b_enc[:, None], self._centred(x), self.W_enc)
 
     def _sparsify(self, pre: torch.Tensor) -> torch.Tensor:
         acts = F.relu(pre)
@@ -178,17 +179,16 @@ class Dictionary(torch.nn.Module):
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
         "Σ_g w_g ‖y − ŷ_g‖² (sum over dims, mean over batch) + aux_coef · AuxK; summed over the M models (autograd's reference)."
         out = self(x)
-        err = ((out.recons - y) ** 2).sum(-1).mean(-1) / self.y_scale ** 2  # (G, M), in target-RMS units
-        rec = (self.level_w.T * err).sum(0)  # (M,)
+        rec = self._level_loss(out.recons - y)
         self._mark_fired(out.f)
         aux = torch.zeros(len(self.cfgs), device=x.device)
-        if (sel := self._aux_select(out.pre)) is not None:
-            f_aux, idx, any_dead = sel
-            resid = (y - out.recons[-1]).detach()  # (M, B, d_out)
-            e = torch.bmm(f_aux, self._rows(idx)) - resid
-            aux = e.square().sum(-1).mean(-1) / self._aux_denom(resid) * any_dead
+        if (sel := self._aux_select(out.pre)) is not None: aux = self._auxk(*sel, (y - out.recons[-1]).detach())[0]
         total = rec + self._aux_coef * aux
         return total.sum(), {'recon': rec.detach(), 'aux': aux.detach()}
+
+    def _level_loss(self, diff):
+        "Σ_g w_g ‖ŷ_g − y‖² per model (M,), from the errors `diff` (G, M, B, d_out); in target-RMS units."
+        return (self.level_w.T * diff.square().sum(-1).mean(-1) / self.y_scale ** 2).sum(0)
 
     @property
     def _aux_coef(self): return torch.tensor([c.aux_coef for c in self.cfgs], device=self.W_dec.device)
@@ -215,8 +215,11 @@ class Dictionary(torch.nn.Module):
         "Decoder rows `idx` (M, n) in target units: (M, n, d_out)."
         return self.W_dec.gather(1, idx[..., None].expand(-1, -1, self.W_dec.shape[-1])) * self.y_scale[:, None, None]
 
-    @staticmethod
-    def _aux_denom(resid): return ((resid - resid.mean(1, keepdim=True)) ** 2).sum(-1).mean(-1).clamp_min(1e-8)
+    def _auxk(self, f_aux, idx, any_dead, resid):
+        "AuxK's loss per model (M,), from the latents of `_aux_select` and the residual; also its error (M, B, d_out), rows and residual variance."
+        rows = self._rows(idx); e = torch.bmm(f_aux, rows) - resid
+        denom = ((resid - resid.mean(1, keepdim=True)) ** 2).sum(-1).mean(-1).clamp_min(1e-8)
+        return e.square().sum(-1).mean(-1) / denom * any_dead, e, rows, denom
 
     @torch.no_grad()
     def train_grads(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -224,12 +227,12 @@ class Dictionary(torch.nn.Module):
         written out by hand. Gradients are allocated once and then overwritten; b_pre's gradient is the batch sum of
         the pre-activation gradients times W_encᵀ, never the full input gradient that autograd forms."""
         M, B = len(self.cfgs), x.shape[0]
-        xn = (x[None] - self.b_pre[:, None]) / self.x_scale[:, None, None]
+        xn = self._centred(x)
         pre = torch.baddbmm(self.b_enc[:, None], xn, self.W_enc)
         f = self._sparsify(pre); recons = self._decode_levels(f, x)
         resid = y - recons[-1]
         diff = recons.sub_(y)  # (G, M, B, d_out)
-        rec = (self.level_w.T * diff.square().sum(-1).mean(-1) / self.y_scale ** 2).sum(0)
+        rec = self._level_loss(diff)
         self._mark_fired(f)
         for p in self.parameters():
             if p.grad is None: p.grad = torch.zeros_like(p)
@@ -247,8 +250,7 @@ class Dictionary(torch.nn.Module):
         aux = torch.zeros(M, device=x.device)
         if (sel := self._aux_select(pre)) is not None:
             f_aux, idx, any_dead = sel
-            rows = self._rows(idx); e = torch.bmm(f_aux, rows).sub_(resid); denom = self._aux_denom(resid)
-            aux = e.square().sum(-1).mean(-1) / denom * any_dead
+            aux, e, rows, denom = self._auxk(f_aux, idx, any_dead, resid)
             de = e.mul_((self._aux_coef * any_dead / denom * (2 / B))[:, None, None])
             self.W_dec.grad.scatter_add_(1, idx[..., None].expand_as(rows), torch.bmm(f_aux.transpose(1, 2), de).mul_(y_s))
             dpre.scatter_add_(2, idx[:, None].expand_as(f_aux), torch.bmm(de, rows.transpose(1, 2)).mul_(f_aux > 0))
