@@ -16,7 +16,7 @@ from safetensors.torch import save_file, load_file
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from .core import write_json, seed_everything
+from .core import write_json, seed_everything, open_stage, close_stage, stage_dir
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'PlausibilityHead', 'train_head', 'evaluate', 'save_head', 'load_head', 'save_activations',
@@ -83,6 +83,7 @@ def evaluate(model: PlausibilityHead, h2, df: pd.DataFrame, threshold: float = 0
             'specificity': float((pred[y == 0] == 0).mean()) if (y == 0).any() else float('nan'),
             'recall': float((pred[y == 1] == 1).mean()) if (y == 1).any() else float('nan'),
             'per_mode_recall': {m: float(pred[(df['mode'] == m).values].mean()) for m in sorted(modes)},
+            'per_mode_n': {m: int((df['mode'] == m).sum()) for m in sorted(modes)},
             'n': int(len(y))}
 
 # %% ../nbs/03_classifier.ipynb #322bd787
@@ -115,17 +116,28 @@ def load_activations(folder: str | os.PathLike, split: str) -> tuple[dict, list[
     return load_file(folder/f'{split}.safetensors'), json.loads((folder/f'{split}_ids.json').read_text())
 
 # %% ../nbs/03_classifier.ipynb #20d3483d
-def classifier_stage(cfg) -> dict:
-    "Train (or reload) the head of profile `cfg` on cached h2, evaluate on test, write activations. Returns test metrics."
-    from mtc_nb.scenes import scenes_stage
-    from mtc_nb.encoders import encode_stage
-    manifest, image_dir = scenes_stage(cfg)
-    h2, enc = encode_stage(cfg, manifest, image_dir)
+def classifier_stage(cfg, force: bool = False) -> dict:
+    """Train the head of profile `cfg` on the encoder stage's h2, evaluate it on the test split and write the activations
+    of every split; reused while the stage's fingerprint is unchanged (`force` trains again).
+    Returns {'metrics', 'history', 'manifest', 'h2', 'model'}."""
+    from mtc_nb.scenes import load_scenes
+    from mtc_nb.encoders import load_embeddings
+    spec, done = open_stage(cfg, 'classifier', force)
+    manifest, _ = load_scenes(cfg)
+    h2, ids = load_embeddings(cfg)
+    if ids != manifest.id.tolist(): raise ValueError("the encoder stage's h2 rows do not follow the scenes manifest")
+    folder = stage_dir(cfg, 'classifier')
+    if done:
+        head_cfg = json.loads((folder/'config.json').read_text())
+        return {'metrics': head_cfg['test'], 'history': head_cfg['history'], 'manifest': manifest, 'h2': h2,
+                'model': load_head(folder)}
     idx = manifest.groupby('split').indices
     if 'test' not in idx: raise ValueError("the test split is empty: set a non-zero test fraction in `splits`")
-    model, hist = train_head(h2[idx['train']], manifest.label.values[idx['train']], h2[idx['val']], manifest.label.values[idx['val']],
+    labels = manifest.label.values
+    model, hist = train_head(h2[idx['train']], labels[idx['train']], h2[idx['val']], labels[idx['val']],
                              cfg.head_hidden, cfg.head_epochs, cfg.head_lr, cfg.head_batch, cfg.seed)
     metrics = evaluate(model, h2[idx['test']], manifest.iloc[idx['test']])
-    save_head(model, cfg.run_dir/'classifier', encoder=enc.fingerprint(), history=hist, test=metrics)
+    save_head(model, folder, history=hist, test=metrics)
     save_activations(cfg.run_dir/'activations', model, h2, manifest)
+    close_stage(cfg, 'classifier', spec, test=metrics)
     return {'metrics': metrics, 'history': hist, 'manifest': manifest, 'h2': h2, 'model': model}

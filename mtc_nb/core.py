@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #0f2c3c71
 from __future__ import annotations
-import configparser, json, os, random, time, contextlib
+import configparser, contextlib, hashlib, json, math, os, random, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,11 @@ from typing import Any
 import numpy as np
 
 # %% auto #0
-__all__ = ['README_HEADER', 'STAGES', 'find_root', 'Profile', 'load_profile', 'seed_everything', 'pick_device', 'write_json',
-           'update_results', 'timed', 'build_readme', 'run_stages', 'main']
+__all__ = ['README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'MANIFEST_SCHEMA_VERSION',
+           'SELF_CHECK_TAG', 'find_root', 'Profile', 'load_profile', 'seed_everything', 'pick_device', 'machine_info',
+           'write_json', 'update_results', 'timed', 'build_readme', 'StaleStageError', 'stage_specs', 'ancestors',
+           'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'open_stage', 'close_stage',
+           'headline_numbers', 'check_results', 'stage_notebook', 'run_stages', 'main']
 
 # %% ../nbs/00_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -101,6 +104,25 @@ def pick_device(device: str | None = None) -> str:
     import torch
     return device or ('cuda' if torch.cuda.is_available() else 'cpu')
 
+# %% ../nbs/00_core.ipynb #4b4639c0
+def _cpu_model() -> str:
+    "The CPU's model name, from /proc/cpuinfo where there is one."
+    import platform
+    cpuinfo = Path('/proc/cpuinfo')
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors='replace').splitlines():
+            if line.lower().startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+def machine_info() -> dict:
+    "The machine a result is made on: CPU model, cores, torch and its thread count, the MKL code path, Python."
+    import platform
+    import torch
+    return {'cpu': _cpu_model(), 'cores': os.cpu_count(), 'torch': torch.__version__, 'threads': torch.get_num_threads(),
+            'mkl_cbwr': os.environ.get('MKL_CBWR', 'default'), 'cuda': torch.cuda.is_available(),
+            'python': platform.python_version(), 'platform': platform.platform()}
+
 # %% ../nbs/00_core.ipynb #fdf02941
 def _jsonable(o):
     if isinstance(o, dict): return {str(k): _jsonable(v) for k, v in o.items()}
@@ -125,7 +147,8 @@ def update_results(cfg: Profile, **sections) -> dict:
     path = cfg.fig_dir/'results.json'
     cur = json.loads(path.read_text()) if path.exists() else {}
     if 'timings_s' in sections: sections = {**sections, 'timings_s': {**cur.get('timings_s', {}), **sections['timings_s']}}
-    new = _jsonable({**cur, 'profile': cfg.name, 'seed': cfg.seed, 'seeds': cfg.seeds, **sections})  # as the file will hold it
+    new = _jsonable({**cur, 'profile': cfg.name, 'seed': cfg.seed, 'seeds': cfg.seeds, **sections,
+                    'machine': machine_info()})  # as the file will hold it
     write_json(path, new)
     return new
 
@@ -149,44 +172,243 @@ def build_readme(index_nb: str | os.PathLike) -> str:
         parts.append(src if c['cell_type'] == 'markdown' else f"```python\n{src}\n```")
     return README_HEADER + '\n\n'.join(parts) + '\n'
 
-# %% ../nbs/00_core.ipynb #e9ae637c
-STAGES = ['01_scenes', '02_encoders', '03_classifier', '05_dictionaries', '08_failure_modes']  # stage notebooks, in the order data flows
+# %% ../nbs/00_core.ipynb #c6139732
+STAGE_OF_NOTEBOOK = {'01_scenes': 'scenes', '02_encoders': 'encoder', '03_classifier': 'classifier',
+                     '05_dictionaries': 'dictionaries', '08_failure_modes': 'features'}
+STAGES = list(STAGE_OF_NOTEBOOK)  # stage notebooks, in the order data flows
+UPSTREAM = {'scenes': (), 'encoder': ('scenes',), 'classifier': ('encoder',), 'dictionaries': ('classifier',),
+            'features': ('dictionaries',)}
+STAGE_SETTINGS = {  # the settings each stage reads (settings of earlier stages reach it through their fingerprints)
+    'scenes': ('dataset', 'image_root', 'n_images', 'image_size', 'violation_rate', 'modes', 'splits', 'seed'),
+    'encoder': ('encoder', 'image_size', 'trunk_blocks', 'finetune_epochs', 'finetune_lr', 'clip_path', 'seed'),
+    'classifier': ('head_hidden', 'head_epochs', 'head_lr', 'head_batch', 'seed'),
+    'dictionaries': ('dict_models', 'dict_levels', 'dict_k', 'dict_k_sweep', 'dict_epochs', 'dict_batch',
+                     'paper_epochs', 'seeds'),
+    'features': ('dict_models', 'dict_k', 'feature_top_n', 'feature_min_images', 'lmm_base_url', 'lmm_model',
+                 'lmm_judged_features', 'seed'),
+}
+MANIFEST_SCHEMA_VERSION = 1
 
-def run_stages(profile: str = 'default', stages: list[str] | None = None, **params) -> list[Path]:
-    "Execute the stage notebooks with papermill (`params` override the profile's settings); executed copies go to data/<profile>/runs/."
+class StaleStageError(RuntimeError):
+    "A stage was asked to read an upstream stage whose outputs are missing or were made from other settings."
+
+def _hash(obj) -> str: return hashlib.sha256(json.dumps(_jsonable(obj), sort_keys=True).encode()).hexdigest()[:16]
+
+def _folder_listing(root: Path) -> str:
+    "A hash of every file under the user's image folders: relative path, size and modification time."
+    entries = []
+    for sub in ('human_correct', 'human_error'):
+        for p in sorted((root/sub).rglob('*')) if (root/sub).is_dir() else []:
+            if p.is_file():
+                st = p.stat()
+                entries.append((p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    return _hash(entries)
+
+def stage_specs(cfg: Profile) -> dict:
+    "For every stage: what its outputs depend on (settings, upstream fingerprints, inputs, code version) and its fingerprint."
+    from mtc_nb import __version__
+    specs = {}
+    for stage in UPSTREAM:
+        settings = {k: cfg.values.get(k) for k in STAGE_SETTINGS[stage]}
+        if stage == 'encoder' and cfg.values.get('encoder') == 'clip':
+            settings['clip_path'] = str(cfg.path('clip_path'))
+        folders = stage == 'scenes' and cfg.values.get('dataset') == 'folders'
+        inputs = _folder_listing(cfg.path('image_root')) if folders else None
+        body = {'stage': stage, 'code': __version__, 'settings': settings, 'inputs': inputs,
+                'upstream': {u: specs[u]['fingerprint'] for u in UPSTREAM[stage]}}
+        specs[stage] = {**body, 'fingerprint': _hash(body)}
+    return specs
+
+def ancestors(stage: str) -> list[str]:
+    "Every stage whose outputs `stage` depends on, nearest first."
+    out = []
+    for u in UPSTREAM[stage]: out += [u, *[a for a in ancestors(u) if a not in out]]
+    return out
+
+def stage_dir(cfg: Profile, stage: str) -> Path: return cfg.run_dir/stage
+
+def read_manifest(cfg: Profile, stage: str) -> dict | None:
+    "The manifest of a completed stage, or None (never run, or interrupted before it completed)."
+    p = stage_dir(cfg, stage)/'stage.json'
+    try: man = json.loads(p.read_text())
+    except (FileNotFoundError, json.JSONDecodeError): return None
+    return man if man.get('complete') and man.get('schema_version') == MANIFEST_SCHEMA_VERSION else None
+
+def _what_changed(old: dict, new: dict) -> str:
+    changes = [f"{k}: {old['settings'].get(k)!r} → {v!r}" for k, v in new['settings'].items()
+               if old['settings'].get(k) != v]
+    changes += [f"upstream stage {u} changed" for u, fp in new['upstream'].items() if old['upstream'].get(u) != fp]
+    if old.get('inputs') != new['inputs']: changes.append('the input images changed')
+    if old.get('code') != new['code']: changes.append(f"mtc_nb {old.get('code')} → {new['code']}")
+    return 'stale (' + '; '.join(changes or ['fingerprint differs']) + ')'
+
+def stage_state(cfg: Profile, stage: str, specs: dict | None = None) -> tuple[bool, str]:
+    "(current, why): whether `stage`'s completed outputs were made from the current settings, and in words."
+    spec = (specs or stage_specs(cfg))[stage]
+    man = read_manifest(cfg, stage)
+    if man is None: return False, 'not run yet, or interrupted before it completed'
+    if man['fingerprint'] == spec['fingerprint']: return True, f"unchanged (fingerprint {spec['fingerprint']})"
+    return False, _what_changed(man, spec)
+
+def require_stage(cfg: Profile, stage: str, specs: dict | None = None, reader: str | None = None) -> dict:
+    "The manifest of `stage`, whose outputs must be complete and current (else `StaleStageError`, naming what changed)."
+    current, why = stage_state(cfg, stage, specs)
+    if not current:
+        who = f"stage {reader!r} reads stage {stage!r}" if reader else f"stage {stage!r}"
+        raise StaleStageError(f"{who}, which is {why}: run the stages in order, "
+                              f"e.g. `mtc reproduce --profile {cfg.name}` (it reruns only what changed)")
+    return read_manifest(cfg, stage)
+
+def open_stage(cfg: Profile, stage: str, force: bool = False) -> tuple[dict, dict | None]:
+    """Begin `stage`: every stage upstream must be complete and current (else `StaleStageError`, naming what changed).
+    Returns (the stage's spec, its manifest when its outputs are current and may be reused, else None). When the stage
+    is to run, its old manifest is removed first, so a run killed from here on leaves it incomplete."""
+    specs = stage_specs(cfg)
+    for u in reversed(ancestors(stage)): require_stage(cfg, u, specs, reader=stage)  # the earliest stale one is the cause
+    current, _ = stage_state(cfg, stage, specs)
+    if current and not force: return specs[stage], read_manifest(cfg, stage)
+    (stage_dir(cfg, stage)/'stage.json').unlink(missing_ok=True)
+    return specs[stage], None
+
+def close_stage(cfg: Profile, stage: str, spec: dict, **record) -> dict:
+    "Mark `stage` complete: its manifest (spec, machine, and `record`: what it produced) is written last, atomically."
+    man = {'schema_version': MANIFEST_SCHEMA_VERSION, **spec, 'complete': True, 'created': time.time(),
+           'machine': machine_info(), **record}
+    write_json(stage_dir(cfg, stage)/'stage.json', man)
+    return read_manifest(cfg, stage)
+
+# %% ../nbs/00_core.ipynb #b86632ee
+def _rate_tolerance(p: float, n: int) -> float:
+    "Three binomial standard errors of a rate `p` measured on `n` items, plus one item."
+    n = max(int(n), 1)
+    return 3 * math.sqrt(max(p * (1 - p), 0.0) / n) + 1 / n
+
+def headline_numbers(results: dict) -> dict:
+    "Headline numbers of a results.json document with their tolerances: {key: (value, tolerance or 0 for exact)}."
+    out = {}
+    ds = results.get('dataset', {})
+    for k in ('n_images', 'n_modes', 'n_categories'):
+        if k in ds: out[f'dataset.{k}'] = (ds[k], 0)
+    for split, n in ds.get('splits', {}).items(): out[f'dataset.splits.{split}'] = (n, 0)
+    n_test = ds.get('splits', {}).get('test', 1)
+    cl = results.get('classifier', {})
+    for k in ('test_accuracy', 'test_auroc'):
+        if cl.get(k) is not None: out[f'classifier.{k}'] = (cl[k], _rate_tolerance(cl[k], n_test))
+    per_mode_n = cl.get('per_mode_n', {})
+    for mode, r in cl.get('per_mode_recall', {}).items():
+        n = per_mode_n.get(mode, n_test / (2 * max(ds.get('n_modes', 1), 1)))
+        if r is not None: out[f'classifier.per_mode_recall.{mode}'] = (r, _rate_tolerance(r, n))
+    for model, v in results.get('dictionaries', {}).items():
+        for k, floor in (('fvu', 0.05), ('l0', 0.05)):
+            for level, x, s in zip(v.get('levels', []), v.get(k, []), v.get(f'{k}_std', [])):
+                if x is not None: out[f'dictionaries.{model}.{k}@{level}'] = (x, 3 * (s or 0) + floor * abs(x))
+        if v.get('dead_fraction') is not None:
+            out[f'dictionaries.{model}.dead_fraction'] = (v['dead_fraction'], 3 * (v.get('dead_fraction_std') or 0) + 0.02)
+    n_modes = max(ds.get('n_modes', 1), 1)
+    for model, v in results.get('features', {}).items():
+        for k, floor in (('relevance_fraction', 0.02), ('threshold_relevance_fraction', 0.02), ('accuracy', 0.02),
+                         ('mode_coverage', 1 / n_modes)):
+            if v.get(k) is not None: out[f'features.{model}.{k}'] = (v[k], 3 * (v.get(f'{k}_std') or 0) + floor)
+    return out
+
+def check_results(committed: dict, fresh: dict):
+    "Each headline number of `committed` beside `fresh`'s, with its tolerance and whether it agrees (a DataFrame)."
+    import pandas as pd
+    ref, new = headline_numbers(committed), headline_numbers(fresh)
+    rows = []
+    for key, (value, tol) in ref.items():
+        got = new.get(key, (None, None))[0]
+        ok = got is not None and abs(got - value) <= tol + 1e-9
+        rows.append({'number': key, 'committed': value, 'fresh': got, 'tolerance': tol, 'agrees': ok})
+    return pd.DataFrame(rows)
+
+# %% ../nbs/00_core.ipynb #e9ae637c
+SELF_CHECK_TAG = 'self-check'  # cells that test the library: `make test` runs them, `mtc reproduce` leaves them out
+
+def stage_notebook(path: str | os.PathLike):
+    "The notebook at `path` as `mtc reproduce` runs it: without its self-check cells (those are `make test`'s)."
+    import nbformat
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells = [c for c in nb.cells if SELF_CHECK_TAG not in c.get('metadata', {}).get('tags', [])]
+    return nb
+
+def _run_record(cfg: Profile, name: str, fingerprint: str) -> dict:
+    "What an executed stage notebook was made from: its stage's fingerprint, its source and where its figures went."
+    source = hashlib.sha256((cfg.root/'nbs'/f'{name}.ipynb').read_bytes()).hexdigest()[:16]
+    return {'fingerprint': fingerprint, 'notebook': source, 'figures_dir': str(cfg.fig_dir)}
+
+def run_stages(profile: str = 'default', stages: list[str] | None = None, force: bool = False, **params) -> list[Path]:
+    """Execute the stage notebooks with papermill (`params` override the profile's settings); executed copies go to
+    data/<profile>/runs/. A stage whose outputs and executed notebook are current is skipped (`force` reruns it);
+    after a kill, the chain resumes at the first stage that had not completed."""
     import papermill as pm
     cfg = load_profile(profile, **params)  # unknown or malformed overrides fail here, before any stage runs
-    out = cfg.run_dir/'runs'; out.mkdir(parents=True, exist_ok=True)
+    out = cfg.run_dir/'runs'
+    out.mkdir(parents=True, exist_ok=True)
+    unknown = [s for s in stages or [] if s not in STAGE_OF_NOTEBOOK]
+    if unknown: raise ValueError(f"Unknown stage notebook(s) {unknown}; stages: {STAGES}")
     done = []
-    for s in stages or STAGES:
-        nb = cfg.root/'nbs'/f'{s}.ipynb'
-        if not nb.exists(): raise FileNotFoundError(f"No stage notebook {nb}")
-        print(f"[mtc] running stage {s} (profile {profile})", flush=True)
+    for name in stages or STAGES:
+        stage = STAGE_OF_NOTEBOOK[name]
+        current, why = stage_state(cfg, stage)
+        record_file, executed = out/f'{name}.json', out/f'{name}.ipynb'
+        record = _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint'])
+        old = json.loads(record_file.read_text()) if record_file.exists() else None
+        if current and not force and old == record and executed.exists():
+            print(f"[mtc] {name}: skipped, {why}; --force reruns it", flush=True)
+            done.append(executed)
+            continue
+        print(f"[mtc] running stage {name} (profile {profile}): {'forced' if force else why}", flush=True)
+        record_file.unlink(missing_ok=True)
         t0 = time.perf_counter()
-        pm.execute_notebook(str(nb), str(out/f'{s}.ipynb'), parameters={'profile': profile, 'overrides': params},
+        pm.execute_notebook(stage_notebook(cfg.root/'nbs'/f'{name}.ipynb'), str(executed),
+                            parameters={'profile': profile, 'overrides': params, 'force': force},
                             kernel_name='python3', cwd=str(cfg.root/'nbs'), progress_bar=False)
-        print(f"[mtc] {s} done in {time.perf_counter()-t0:.1f}s", flush=True)
-        done.append(out/f'{s}.ipynb')
+        write_json(record_file, _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint']))
+        print(f"[mtc] {name} done in {time.perf_counter() - t0:.1f}s", flush=True)
+        done.append(executed)
     return done
 
+def _committed_results(ref: str, root: Path) -> dict:
+    "results.json from a file, or from git (`git:REF`, the file at figures/results.json in commit REF)."
+    import subprocess
+    if not ref.startswith('git:'): return json.loads(Path(ref).read_text())
+    show = ['git', '-C', str(root), 'show', f"{ref[4:]}:figures/results.json"]
+    return json.loads(subprocess.run(show, check=True, capture_output=True, text=True).stdout)
+
 def main(argv: list[str] | None = None) -> None:
-    "Command line: `mtc reproduce [--profile P] [--stages a b] [-p NAME VALUE]` or `mtc readme [--check]`."
+    "Command line: `mtc reproduce`, `mtc check-results`, `mtc readme` (`mtc COMMAND --help` for each)."
     import argparse
     ap = argparse.ArgumentParser(prog='mtc', description=main.__doc__)
     sub = ap.add_subparsers(dest='cmd', required=True)
-    r = sub.add_parser('reproduce', help='run the stage notebooks with papermill')
-    r.add_argument('--profile', default='default'); r.add_argument('--stages', nargs='*')
+    r = sub.add_parser('reproduce', help='run the stage notebooks with papermill (stages already current are skipped)')
+    r.add_argument('--profile', default='default')
+    r.add_argument('--stages', nargs='*', help=f'stage notebooks to run, of {STAGES}')
+    r.add_argument('--force', action='store_true', help='rerun the stages even where their outputs are current')
     r.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
-                   help='override a setting of the profile for this run (a papermill parameter), e.g. -p lmm_model gpt-4o-mini')
+                   help='override a setting of the profile for this run (a papermill parameter), e.g. -p lmm_model m')
+    c = sub.add_parser('check-results', help="compare a run's headline numbers with the committed ones")
+    c.add_argument('--committed', default='git:HEAD', help='a results.json, or git:REF (default git:HEAD)')
+    c.add_argument('--fresh', default='figures/results.json', help='the results.json of the run to check')
     m = sub.add_parser('readme', help='build README.md from nbs/index.ipynb')
     m.add_argument('--check', action='store_true', help='exit 1 if README.md is out of date')
     a = ap.parse_args(argv)
+    root = find_root()
     if a.cmd == 'reproduce':
-        run_stages(a.profile, a.stages, **{k: _parse(v) for k, v in a.param})
+        run_stages(a.profile, a.stages, force=a.force, **{k: _parse(v) for k, v in a.param})
+    elif a.cmd == 'check-results':
+        fresh = Path(a.fresh) if Path(a.fresh).is_absolute() else root/a.fresh
+        table = check_results(_committed_results(a.committed, root), json.loads(fresh.read_text()))
+        with __import__('pandas').option_context('display.max_rows', None, 'display.width', 160):
+            print(table.to_string(index=False))
+        print(f"{int(table.agrees.sum())} of {len(table)} headline numbers agree within tolerance")
+        if not table.agrees.all(): raise SystemExit(1)
     else:
-        root = find_root(); text = build_readme(root/'nbs'/'index.ipynb')
+        text = build_readme(root/'nbs'/'index.ipynb')
         cur = (root/'README.md').read_text() if (root/'README.md').exists() else ''
         if a.check:
             if cur != text: raise SystemExit("README.md is out of date: run `mtc readme`.")
             print("README.md is in sync with nbs/index.ipynb")
-        else: (root/'README.md').write_text(text); print("wrote README.md")
+        else:
+            (root/'README.md').write_text(text)
+            print("wrote README.md")

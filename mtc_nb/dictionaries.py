@@ -17,13 +17,14 @@ import torch.nn.functional as F
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 
-from .core import write_json
+from .core import write_json, open_stage, close_stage, stage_dir
 from .metrics import fvu, l0
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'KINDS', 'DictConfig', 'paper_block_k', 'paper_repo_config', 'ForwardOutput', 'Dictionary',
            'PaperRepoTranscoder', 'build', 'make_optimizer', 'train_step', 'eval_fvu', 'train_dictionaries',
-           'save_dictionary', 'load_dictionary', 'evaluate_dictionary', 'stage_configs', 'dictionaries_stage']
+           'save_dictionary', 'load_dictionary', 'evaluate_dictionary', 'stage_configs', 'checkpoint_name',
+           'dictionaries_stage']
 
 # %% ../nbs/05_dictionaries.ipynb #17812212
 SCHEMA_VERSION = 1
@@ -351,7 +352,9 @@ class PaperRepoTranscoder(torch.nn.Module):
     def init_from_data(self, x, y): pass
 
 # %% ../nbs/05_dictionaries.ipynb #5bd1fe30
-_PER_MODEL = ('seed', 'k', 'aux_coef', 'theta_momentum', 'level_weights', 'lr')  # what a stack holds per model (lr: via learning_rate)
+# what a stack holds per model (lr: via learning_rate). Not the seed: a seed fixes a model's initialisation AND its
+# data order, for every kind alike, so only models of one seed can share batches
+_PER_MODEL = ('k', 'aux_coef', 'theta_momentum', 'level_weights', 'lr')
 
 def _group(cfgs):
     "Indices of configs that can train stacked: every setting a `Dictionary` shares across its models is equal."
@@ -442,7 +445,9 @@ def save_dictionary(res: dict, folder: str | os.PathLike, **meta) -> Path:
     m, j = res['model'], res['index']
     sd = m.state_dict()
     if isinstance(m, Dictionary): sd = {k: v[j:j + 1] if v.dim() and v.shape[0] == len(m.cfgs) else v for k, v in sd.items()}
-    save_file({k: v.contiguous() for k, v in sd.items()}, folder/'weights.safetensors')
+    tmp = folder/'weights.safetensors.tmp'
+    save_file({k: v.contiguous() for k, v in sd.items()}, tmp)
+    os.replace(tmp, folder/'weights.safetensors')  # atomic: a killed save never leaves half a file under the name
     write_json(folder/'config.json', {'schema_version': SCHEMA_VERSION, 'config': asdict(res['config']), **meta})
     return folder
 
@@ -488,23 +493,44 @@ def stage_configs(cfg, d_in: int, d_out: int) -> list[DictConfig]:
                 out.append(DictConfig(kind=kind, k=cfg.dict_k, epochs=cfg.dict_epochs, batch_size=cfg.dict_batch, seed=seed, **b))
     return [c.validate() for c in out]
 
-def dictionaries_stage(cfg) -> list[dict]:
-    "Train and evaluate the profile's dictionaries; checkpoints under data/<profile>/dictionaries/. Returns one metrics row per dictionary."
+def checkpoint_name(c: DictConfig) -> str:
+    "The folder name of a dictionary's checkpoint: kind, k (canonical kinds) and seed."
+    return f"paper_repo_s{c.seed}" if c.kind == 'paper_repo' else f"{c.kind}_k{c.k}_s{c.seed}"
+
+def _completed_row(folder: Path, fingerprint: str) -> dict | None:
+    "The held-out metrics of a checkpoint that a run with this stage fingerprint completed, else None."
+    try: meta = json.loads((folder/'config.json').read_text())
+    except (FileNotFoundError, json.JSONDecodeError): return None
+    return meta.get('test') if meta.get('stage_fingerprint') == fingerprint else None
+
+def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[dict]:
+    """Train and evaluate the profile's dictionaries, one group of stacked configs after another; checkpoints under
+    data/<profile>/dictionaries/. A checkpoint is complete once its config.json carries the stage's fingerprint and
+    its held-out metrics, so a killed run resumes at the first unfinished group. Returns one metrics row each."""
     from mtc_nb.classifier import load_activations, load_head
-    import pandas as pd
+    from mtc_nb.scenes import load_scenes
+    import shutil
+    spec, done = open_stage(cfg, 'dictionaries', force)
+    root = stage_dir(cfg, 'dictionaries')
+    if done: return [json.loads((root/n/'config.json').read_text())['test'] for n in done['checkpoints']]
     acts = {s: load_activations(cfg.run_dir/'activations', s) for s in ('train', 'val', 'test')}
-    head = load_head(cfg.run_dir/'classifier')
-    man = pd.read_parquet(cfg.run_dir/'scenes'/'manifest.parquet') if cfg.dataset == 'scenes' else None
-    labels = (man.set_index('id').loc[acts['test'][1], 'label'].values if man is not None
-              else (acts['test'][0]['h0'] > 0.5).numpy().astype(int))
+    head = load_head(stage_dir(cfg, 'classifier'))
+    manifest, _ = load_scenes(cfg)
+    labels = manifest.set_index('id').loc[acts['test'][1], 'label'].values  # the true labels, of scenes and folders
     d_in, d_out = acts['train'][0]['h2'].shape[1], acts['train'][0]['h1'].shape[1]
     cfgs = stage_configs(cfg, d_in, d_out)
-    tr, va = acts['train'][0], acts['val'][0]
-    res = train_dictionaries(cfgs, tr['h2'], tr['h1'], va['h2'], va['h1'])
-    rows = []
-    for r in res:
-        c = r['config']; name = f"{c.kind}_k{c.k}_s{c.seed}" if c.kind != 'paper_repo' else f"paper_repo_s{c.seed}"
-        row = evaluate_dictionary(r, acts['test'][0], head, labels); row['name'] = name
-        save_dictionary(r, cfg.run_dir/'dictionaries'/name, test=row)
-        rows.append(row)
-    return rows
+    names = [checkpoint_name(c) for c in cfgs]
+    for old in (p for p in root.glob('*') if p.is_dir() and p.name not in names): shutil.rmtree(old)  # other settings'
+    tr, va, te = acts['train'][0], acts['val'][0], acts['test'][0]
+    rows = {} if force else {i: r for i, n in enumerate(names) if (r := _completed_row(root/n, spec['fingerprint']))}
+    todo = [idx for idx in _group(cfgs) if any(i not in rows for i in idx)]
+    for idx in tqdm(todo, desc='dictionary groups', unit='group', disable=not progress):
+        trained = train_dictionaries([cfgs[i] for i in idx], tr['h2'], tr['h1'], va['h2'], va['h1'], progress=progress)
+        for i, res in zip(idx, trained):
+            folder = save_dictionary(res, root/names[i])
+            loaded = {'model': load_dictionary(folder), 'index': 0, 'config': cfgs[i]}  # as every later reader sees it
+            rows[i] = {**evaluate_dictionary(loaded, te, head, labels), 'name': names[i]}
+            meta = json.loads((folder/'config.json').read_text())
+            write_json(folder/'config.json', {**meta, 'test': rows[i], 'stage_fingerprint': spec['fingerprint']})
+    close_stage(cfg, 'dictionaries', spec, checkpoints=names)
+    return [rows[i] for i in range(len(cfgs))]

@@ -15,11 +15,13 @@ from PIL import Image
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 
-from .core import write_json, seed_everything
+from .core import write_json, seed_everything, open_stage, close_stage, require_stage, stage_dir
+from .scenes import load_scenes
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'load_images', 'LiteEncoder', 'ClipEncoder', 'tiny_clip', 'content_hash', 'EmbeddingCache',
-           'adapt_top', 'save_encoder', 'load_encoder', 'get_encoder', 'trunk_maps', 'encode_stage']
+           'adapt_top', 'save_encoder', 'load_encoder', 'adapt_encoder', 'trunk_maps', 'stage_encoder', 'encoder_stage',
+           'load_embeddings']
 
 # %% ../nbs/02_encoders.ipynb #78e54c27
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -212,21 +214,13 @@ def load_encoder(folder: str | os.PathLike) -> LiteEncoder:
     return enc.eval()
 
 # %% ../nbs/02_encoders.ipynb #1bfe6440
-def get_encoder(cfg, manifest=None, maps=None):
-    "The profile's encoder; with `finetune_epochs > 0`, adapted on trunk `maps` of the `manifest` rows (and saved), or reloaded."
-    if cfg.encoder == 'clip': return ClipEncoder(cfg.path('clip_path'))
-    if cfg.encoder != 'efficientnet-lite0': raise ValueError(f"encoder must be 'efficientnet-lite0' or 'clip', got {cfg.encoder!r}")
-    folder = cfg.run_dir/'encoder'
-    if cfg.finetune_epochs <= 0: return LiteEncoder(cfg.image_size, cfg.trunk_blocks)
-    if (folder/'config.json').exists():
-        meta = json.loads((folder/'config.json').read_text())
-        if meta.get('finetune_epochs') == cfg.finetune_epochs and meta.get('seed') == cfg.seed and meta.get('n_train') == int((manifest.split == 'train').sum()):
-            return load_encoder(folder)
+def adapt_encoder(cfg, manifest, maps) -> LiteEncoder:
+    "A LiteEncoder whose top stages are fine-tuned on the trunk `maps` of the manifest's train/val rows, saved in the stage."
     enc = LiteEncoder(cfg.image_size, cfg.trunk_blocks)
-    tr, va = np.flatnonzero(manifest.split == 'train'), np.flatnonzero(manifest.split == 'val')  # positions (writable; torch-indexable)
+    tr, va = np.flatnonzero(manifest.split == 'train'), np.flatnonzero(manifest.split == 'val')  # writable positions
     info = adapt_top(enc, maps[tr], manifest.label.values[tr], maps[va], manifest.label.values[va],
                      epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed)
-    save_encoder(enc, folder, finetune_epochs=cfg.finetune_epochs, seed=cfg.seed, n_train=len(tr),
+    save_encoder(enc, stage_dir(cfg, 'encoder'), finetune_epochs=cfg.finetune_epochs, seed=cfg.seed, n_train=len(tr),
                  best_val_accuracy=info['best_val_accuracy'], history=info['history'])
     return enc
 
@@ -235,16 +229,49 @@ def trunk_maps(cfg, enc: LiteEncoder, paths) -> torch.Tensor:
     cache = EmbeddingCache(cfg.run_dir/'cache', enc.trunk_fingerprint())
     return cache.embed(paths, lambda b: enc.trunk(enc.preprocess(load_images(b))), cfg.batch_size, desc='trunk maps')
 
-def encode_stage(cfg, manifest, image_dir) -> tuple[torch.Tensor, object]:
-    "(h2 for every manifest row in order, the encoder)."
+def _check_encoder_name(cfg):
+    if cfg.encoder not in ('efficientnet-lite0', 'clip'):
+        raise ValueError(f"encoder must be 'efficientnet-lite0' or 'clip', got {cfg.encoder!r}")
+
+def _embed(cfg, manifest, image_dir) -> tuple[torch.Tensor, object]:
+    "(h2 for every manifest row in order, the encoder), through the caches; the Lite encoder is adapted first."
     paths = [Path(image_dir)/f for f in manifest.file]
     if cfg.encoder == 'clip':
-        enc = get_encoder(cfg)
+        enc = ClipEncoder(cfg.path('clip_path'))
         fn = lambda b: enc(enc.preprocess(load_images(b)))
         return EmbeddingCache(cfg.run_dir/'cache', enc.fingerprint()).embed(paths, fn, cfg.batch_size, desc='CLIP h2'), enc
     base = LiteEncoder(cfg.image_size, cfg.trunk_blocks)
     t = trunk_maps(cfg, base, paths)
-    enc = get_encoder(cfg, manifest, t)
+    enc = adapt_encoder(cfg, manifest, t) if cfg.finetune_epochs > 0 else base
     cache = EmbeddingCache(cfg.run_dir/'cache', enc.fingerprint())
     by_path = dict(zip(paths, t))
     return cache.embed(paths, lambda b: enc.top(torch.stack([by_path[Path(p)] for p in b])), 256, desc='h2'), enc
+
+def stage_encoder(cfg):
+    "The encoder the stage used: the saved adapted LiteEncoder, the frozen one, or CLIP from its folder."
+    _check_encoder_name(cfg)
+    if cfg.encoder == 'clip': return ClipEncoder(cfg.path('clip_path'))
+    if cfg.finetune_epochs > 0: return load_encoder(stage_dir(cfg, 'encoder'))
+    return LiteEncoder(cfg.image_size, cfg.trunk_blocks)
+
+def encoder_stage(cfg, force: bool = False) -> tuple[torch.Tensor, object]:
+    """(h2 for every image of the scenes stage, in manifest order; the encoder). Writes h2.safetensors and its ids;
+    reused while the stage's fingerprint is unchanged, `force` computes it again."""
+    _check_encoder_name(cfg)
+    spec, done = open_stage(cfg, 'encoder', force)
+    if done: return load_embeddings(cfg)[0], stage_encoder(cfg)
+    manifest, image_dir = load_scenes(cfg)
+    h2, enc = _embed(cfg, manifest, image_dir)
+    folder = stage_dir(cfg, 'encoder')
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({'h2': h2.contiguous()}, folder/'h2.safetensors')
+    write_json(folder/'h2_ids.json', manifest.id.tolist())
+    close_stage(cfg, 'encoder', spec, encoder=enc.name, encoder_fingerprint=enc.fingerprint(), d_h2=enc.d,
+                n_images=len(manifest))
+    return h2, enc
+
+def load_embeddings(cfg) -> tuple[torch.Tensor, list[str]]:
+    "(h2, ids) written by the encoder stage, which must be complete and current."
+    require_stage(cfg, 'encoder')
+    folder = stage_dir(cfg, 'encoder')
+    return load_file(folder/'h2.safetensors')['h2'], json.loads((folder/'h2_ids.json').read_text())

@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 from .features import concept_matrix, iou
 
 # %% auto #0
-__all__ = ['OFFLINE', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS', 'describe_concept', 'offline_interpret', 'parse_reply',
-           'LMMConfig', 'image_part', 'AnswerCache', 'LMMInterpreter', 'LocalChatServer']
+__all__ = ['OFFLINE', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS', 'MODE_CUES', 'describe_concept', 'offline_interpret',
+           'parse_reply', 'error_mode_of', 'LMMConfig', 'image_part', 'AnswerCache', 'LMMInterpreter',
+           'LocalChatServer']
 
 # %% ../nbs/07_interpret.ipynb #48fea9e4
 OFFLINE = 'offline-concepts'
@@ -82,6 +83,24 @@ def parse_reply(kind: str, text: str | None):
     if kind == 'judge':
         m = re.search(r'\[\s*(Yes|No)\s*\]', text, re.I); return (m.group(1).lower() == 'yes') if m else None
     raise ValueError(f"unknown reply kind {kind!r}")
+
+# %% ../nbs/07_interpret.ipynb #9b358755
+MODE_CUES = {  # cue phrases per planted mode, matched case-insensitively against an error description
+    'shadow_missing': r"\bno (visible )?shadow|missing shadow|lacks? (a |any )?shadow|without (a |any )?shadow|shadowless",
+    'shadow_toward_light': r"shadows? (\w+ ){0,3}(toward|towards|facing|into) the (sun|light)|shadow (direction|side)",
+    'shading_mirrored': r"(lit|shaded|shading|highlight\w*) (\w+ ){0,3}(wrong|opposite|away)|inconsistent (shading|lighting)",
+    'floating': r"float|hover|levitat|suspended|not (resting|touching)|above the ground",
+    'unstable_stack': r"unstable|overhang|topple|tipping|cent(re|er) of (mass|gravity)|could not balance|unbalanced",
+    'liquid_tilted': r"liquid|water (level|surface)|surface (is )?(tilted|not level)",
+    'finger_count': r"finger|digit|thumb",
+    'reverse_perspective': r"perspective|widen|vanishing point|grow\w* toward the horizon",
+}
+
+def error_mode_of(description: str | None, modes=None) -> tuple[str | None, list[str]]:
+    "(the planted mode an error description names, or None; every mode whose cues it matches) among `modes`."
+    if not description: return None, []
+    hits = [m for m in (modes or MODE_CUES) if re.search(MODE_CUES[m], description, re.I)]
+    return (hits[0] if len(hits) == 1 else None), hits
 
 # %% ../nbs/07_interpret.ipynb #cd63630f
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter, ImageEnhance
 from tqdm.auto import tqdm
 
-from .core import write_json
+from .core import write_json, open_stage, close_stage, require_stage, stage_dir
 
 # %% auto #0
 __all__ = ['MODES', 'CATEGORIES', 'KINDS', 'GENERATORS', 'IMAGE_EXTS', 'Mode', 'Style', 'draw_attributes', 'render', 'twins',
-           'gallery', 'assign_splits', 'sample_specs', 'make_dataset', 'index_folders', 'scenes_stage']
+           'gallery', 'assign_splits', 'sample_specs', 'make_dataset', 'index_folders', 'scenes_stage', 'load_scenes']
 
 # %% ../nbs/01_scenes.ipynb #c8cb07b7
 @dataclass(frozen=True)
@@ -310,19 +310,20 @@ def make_dataset(folder: str | os.PathLike, n_images: int, seed: int = 0, violat
                   splits=[float(s) for s in splits], size=int(size), generators=list(generators or GENERATORS),
                   mode_weights=mode_weights or {}, version=1)
     pfile, mfile = folder/'params.json', folder/'manifest.parquet'
-    if pfile.exists() and not overwrite:
-        old = json.loads(pfile.read_text())
-        if old != params:
-            diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
-            raise FileExistsError(f"{folder} holds scenes made with other parameters {diff}; pass overwrite=True to replace them.")
+    old = json.loads(pfile.read_text()) if pfile.exists() else None
+    if old is not None and old != params and not overwrite:
+        diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
+        raise FileExistsError(f"{folder} holds scenes made with other parameters {diff}; "
+                              "pass overwrite=True to replace them.")
+    if old == params:
         if mfile.exists():
             df = pd.read_parquet(mfile)
             if all((folder/'images'/f).exists() for f in df.file): return df
     df = sample_specs(n_images, seed, violation_rate, modes, splits, generators, mode_weights)
     df['file'] = df.id + '.png'; df['size'] = size
     (folder/'images').mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        for p in (folder/'images').glob('*.png'): p.unlink()
+    pfile.unlink(missing_ok=True)  # written last: a folder without it is incomplete
+    for p in (folder/'images').glob('*.png'): p.unlink()
     recs = df[['file', 'attrs', 'mode', 'size', 'generator']].to_dict('records')
     chunks = [(recs[i:i + 50], str(folder/'images')) for i in range(0, len(recs), 50)]
     with tqdm(total=len(recs), desc='rendering scenes', unit='img') as bar:
@@ -355,12 +356,27 @@ def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int =
     return df
 
 # %% ../nbs/01_scenes.ipynb #e8cc902a
-def scenes_stage(cfg) -> tuple[pd.DataFrame, Path]:
-    "The dataset of profile `cfg`: (manifest, image folder). Generated scenes, or the user's folders for `dataset = folders`."
+def scenes_stage(cfg, force: bool = False) -> tuple[pd.DataFrame, Path]:
+    """The dataset of profile `cfg`: (manifest, image folder); generated scenes, or the user's folders for
+    `dataset = folders`. Reused while the stage's fingerprint is unchanged; `force` makes it again."""
+    spec, done = open_stage(cfg, 'scenes', force)
+    if done: return load_scenes(cfg)
+    folder = stage_dir(cfg, 'scenes')
     if cfg.dataset == 'folders':
-        root = cfg.path('image_root')
-        return index_folders(root, cfg.splits, cfg.seed), root
-    folder = cfg.run_dir/'scenes'
-    df = make_dataset(folder, cfg.n_images, cfg.seed, cfg.violation_rate, cfg.modes, cfg.splits, cfg.image_size,
-                      workers=cfg.workers)
-    return df, folder/'images'
+        image_dir = cfg.path('image_root')
+        df = index_folders(image_dir, cfg.splits, cfg.seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        df.to_parquet(folder/'manifest.parquet', index=False)
+    else:
+        image_dir = folder/'images'
+        df = make_dataset(folder, cfg.n_images, cfg.seed, cfg.violation_rate, cfg.modes, cfg.splits, cfg.image_size,
+                          workers=cfg.workers, overwrite=True)
+    close_stage(cfg, 'scenes', spec, n_images=len(df), splits=df.split.value_counts().to_dict())
+    return df, image_dir
+
+def load_scenes(cfg) -> tuple[pd.DataFrame, Path]:
+    "The scenes stage's outputs (manifest, image folder); the stage must be complete and current."
+    require_stage(cfg, 'scenes')
+    folder = stage_dir(cfg, 'scenes')
+    image_dir = cfg.path('image_root') if cfg.dataset == 'folders' else folder/'images'
+    return pd.read_parquet(folder/'manifest.parquet'), image_dir

@@ -11,22 +11,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .core import open_stage, close_stage, require_stage, stage_dir
 from .dictionaries import load_dictionary
 from .features import latent_codes, mine, write_contact_sheets, mode_recovery, hierarchy, relevance, accuracy
-from .interpret import offline_interpret, LMMConfig, LMMInterpreter, OFFLINE
+from .interpret import offline_interpret, error_mode_of, LMMConfig, LMMInterpreter, OFFLINE
 
 # %% auto #0
 __all__ = ['stage_dictionaries', 'lmm_from', 'analyse_dictionary', 'features_stage']
 
 # %% ../nbs/08_failure_modes.ipynb #e1919158
 def stage_dictionaries(cfg) -> list[tuple[str, Path, dict]]:
-    "(name, folder, config) of each checkpoint of the profile at the matched dict_k (and every paper_repo)."
-    root = cfg.run_dir/'dictionaries'
-    if not root.is_dir(): raise FileNotFoundError(f"No dictionaries in {root}: run the dictionaries stage first")
+    """(name, folder, config) of each checkpoint that this run's dictionaries stage wrote (its manifest lists them; the
+    stage must be current), at the matched dict_k (and every paper_repo)."""
+    done = require_stage(cfg, 'dictionaries')
+    root = stage_dir(cfg, 'dictionaries')
     out = []
-    for d in sorted(p for p in root.iterdir() if (p/'config.json').exists()):
-        c = json.loads((d/'config.json').read_text())['config']
-        if c['kind'] in cfg.dict_models and (c['kind'] == 'paper_repo' or c['k'] == cfg.dict_k): out.append((d.name, d, c))
+    for name in done['checkpoints']:
+        c = json.loads((root/name/'config.json').read_text())['config']
+        if c['kind'] in cfg.dict_models and (c['kind'] == 'paper_repo' or c['k'] == cfg.dict_k):
+            out.append((name, root/name, c))
     if not out: raise FileNotFoundError(f"No checkpoint in {root} matches dict_models={cfg.dict_models} at k={cfg.dict_k}")
     return out
 
@@ -53,6 +56,13 @@ def analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm=N
     rel = relevance(table)
     row = {'name': name, 'kind': c['kind'], 'k': c['k'], 'seed': c['seed'], 'levels': list(levels), 'interpreter': lmm.name if lmm else OFFLINE, **{k: v for k, v in rel.items() if k != 'per_level'},
            'per_level': rel['per_level']}
+    if has_modes and lmm:  # the LMM describes errors in words: map each to a planted mode where the data has them
+        planted = sorted(set(man['mode']) - {'none', 'unknown'})
+        mapped = [error_mode_of(e, planted) if f else (None, []) for e, f in zip(table.error, table.flagged)]
+        table['error_mode'] = [m for m, _ in mapped]
+        flagged = table.flagged & ~table.skipped
+        row['error_mode_mapping'] = {'flagged': int(flagged.sum()), 'mapped': int(table.error_mode[flagged].notna().sum()),
+                                     'ambiguous': int(sum(len(h) > 1 for (_, h), f in zip(mapped, flagged) if f))}
     if has_modes:
         row.update(accuracy(table, manifest))
         rec = mode_recovery(A, man); row['mode_coverage'] = rec['coverage']; row['modes'] = rec['modes']
@@ -78,21 +88,25 @@ def analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm=N
     return table, row
 
 # %% ../nbs/08_failure_modes.ipynb #285b68ab
-def features_stage(cfg, progress: bool = True) -> tuple[list[dict], dict]:
+def features_stage(cfg, force: bool = False, progress: bool = True) -> tuple[list[dict], dict]:
     "Analyse every matched dictionary of the profile; contact sheets for the canonical model of the first seed. Returns (rows, tables)."
     from mtc_nb.classifier import load_activations
-    from mtc_nb.scenes import scenes_stage
+    from mtc_nb.scenes import load_scenes
     from tqdm.auto import tqdm
-    manifest, image_dir = scenes_stage(cfg)
+    spec, done = open_stage(cfg, 'features', force)
+    todo = stage_dictionaries(cfg)
+    out_dir = stage_dir(cfg, 'features')
+    if done: return done['rows'], {name: pd.read_parquet(out_dir/name/'features.parquet') for name, _, _ in todo}
+    manifest, image_dir = load_scenes(cfg)
     files = manifest.set_index('id').file
     path_of = lambda i: Path(image_dir)/files[i]
     acts, ids = load_activations(cfg.run_dir/'activations', 'test')
     lmm_cfg = lmm_from(cfg)
-    lmm = LMMInterpreter(lmm_cfg, cfg.run_dir/'features'/'lmm_cache.jsonl') if lmm_cfg else None
+    lmm = LMMInterpreter(lmm_cfg, out_dir/'lmm_cache.jsonl') if lmm_cfg else None
     rows, tables = [], {}
-    todo = stage_dictionaries(cfg)
     first = next((n for n, _, c in todo if c['kind'] == 'matryoshka_transcoder'), todo[0][0])
     for name, folder, c in tqdm(todo, desc='analysing dictionaries', disable=not progress):
         tables[name], row = analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm, sheets=name == first)
         rows.append(row)
+    close_stage(cfg, 'features', spec, rows=rows)
     return rows, tables
