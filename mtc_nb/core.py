@@ -174,10 +174,10 @@ def build_readme(index_nb: str | os.PathLike) -> str:
 
 # %% ../nbs/00_core.ipynb #c6139732
 STAGE_OF_NOTEBOOK = {'01_scenes': 'scenes', '02_encoders': 'encoder', '03_classifier': 'classifier',
-                     '05_dictionaries': 'dictionaries', '08_failure_modes': 'features'}
+                     '05_dictionaries': 'dictionaries', '08_failure_modes': 'features', '09_benchmark': 'benchmark'}
 STAGES = list(STAGE_OF_NOTEBOOK)  # stage notebooks, in the order data flows
 UPSTREAM = {'scenes': (), 'encoder': ('scenes',), 'classifier': ('encoder',), 'dictionaries': ('classifier',),
-            'features': ('dictionaries',)}
+            'features': ('dictionaries',), 'benchmark': ('features',)}
 STAGE_SETTINGS = {  # the settings each stage reads (settings of earlier stages reach it through their fingerprints)
     'scenes': ('dataset', 'image_root', 'n_images', 'image_size', 'violation_rate', 'modes', 'splits', 'seed'),
     'encoder': ('encoder', 'image_size', 'trunk_blocks', 'finetune_epochs', 'finetune_lr', 'clip_path', 'seed'),
@@ -186,6 +186,7 @@ STAGE_SETTINGS = {  # the settings each stage reads (settings of earlier stages 
                      'paper_epochs', 'seeds'),
     'features': ('dict_models', 'dict_k', 'feature_top_n', 'feature_min_images', 'lmm_base_url', 'lmm_model',
                  'lmm_judged_features', 'seed'),
+    'benchmark': ('benchmark_images', 'benchmark_bootstrap', 'generated_root', 'image_size', 'seed'),
 }
 MANIFEST_SCHEMA_VERSION = 1
 
@@ -194,14 +195,14 @@ class StaleStageError(RuntimeError):
 
 def _hash(obj) -> str: return hashlib.sha256(json.dumps(_jsonable(obj), sort_keys=True).encode()).hexdigest()[:16]
 
-def _folder_listing(root: Path) -> str:
-    "A hash of every file under the user's image folders: relative path, size and modification time."
+def _folder_listing(root: Path) -> str | None:
+    "A hash of every file under a folder of the user's images: relative path, size and modification time (None: no folder)."
+    if not root.is_dir(): return None
     entries = []
-    for sub in ('human_correct', 'human_error'):
-        for p in sorted((root/sub).rglob('*')) if (root/sub).is_dir() else []:
-            if p.is_file():
-                st = p.stat()
-                entries.append((p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    for p in sorted(root.rglob('*')):
+        if p.is_file():
+            st = p.stat()
+            entries.append((p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
     return _hash(entries)
 
 def stage_specs(cfg: Profile) -> dict:
@@ -212,8 +213,9 @@ def stage_specs(cfg: Profile) -> dict:
         settings = {k: cfg.values.get(k) for k in STAGE_SETTINGS[stage]}
         if stage == 'encoder' and cfg.values.get('encoder') == 'clip':
             settings['clip_path'] = str(cfg.path('clip_path'))
-        folders = stage == 'scenes' and cfg.values.get('dataset') == 'folders'
-        inputs = _folder_listing(cfg.path('image_root')) if folders else None
+        inputs = None
+        if stage == 'scenes' and cfg.values.get('dataset') == 'folders': inputs = _folder_listing(cfg.path('image_root'))
+        if stage == 'benchmark': inputs = _folder_listing(cfg.path('generated_root'))
         body = {'stage': stage, 'code': __version__, 'settings': settings, 'inputs': inputs,
                 'upstream': {u: specs[u]['fingerprint'] for u in UPSTREAM[stage]}}
         specs[stage] = {**body, 'fingerprint': _hash(body)}
@@ -377,7 +379,7 @@ def _committed_results(ref: str, root: Path) -> dict:
     return json.loads(subprocess.run(show, check=True, capture_output=True, text=True).stdout)
 
 def main(argv: list[str] | None = None) -> None:
-    "Command line: `mtc reproduce`, `mtc check-results`, `mtc readme` (`mtc COMMAND --help` for each)."
+    "Command line: `mtc reproduce`, `mtc label`, `mtc check-results`, `mtc readme` (`mtc COMMAND --help` for each)."
     import argparse
     ap = argparse.ArgumentParser(prog='mtc', description=main.__doc__)
     sub = ap.add_subparsers(dest='cmd', required=True)
@@ -390,12 +392,22 @@ def main(argv: list[str] | None = None) -> None:
     c = sub.add_parser('check-results', help="compare a run's headline numbers with the committed ones")
     c.add_argument('--committed', default='git:HEAD', help='a results.json, or git:REF (default git:HEAD)')
     c.add_argument('--fresh', default='figures/results.json', help='the results.json of the run to check')
+    lab = sub.add_parser('label', help="an image's implausibility score and the failure features that fire on it")
+    lab.add_argument('paths', nargs='+', help='image files or folders (searched recursively)')
+    lab.add_argument('--profile', default='default', help='whose trained artifacts to use')
+    lab.add_argument('--format', default='jsonl', choices=['jsonl', 'csv'])
     m = sub.add_parser('readme', help='build README.md from nbs/index.ipynb')
     m.add_argument('--check', action='store_true', help='exit 1 if README.md is out of date')
     a = ap.parse_args(argv)
     root = find_root()
     if a.cmd == 'reproduce':
         run_stages(a.profile, a.stages, force=a.force, **{k: _parse(v) for k, v in a.param})
+    elif a.cmd == 'label':
+        import sys
+        from mtc_nb.benchmark import label, write_labels
+        rows, unreadable = label(a.paths, a.profile)
+        write_labels(rows, unreadable, a.format, sys.stdout)
+        for f, reason in unreadable: print(f"[mtc] unreadable: {f}: {reason}", file=sys.stderr)
     elif a.cmd == 'check-results':
         fresh = Path(a.fresh) if Path(a.fresh).is_absolute() else root/a.fresh
         table = check_results(_committed_results(a.committed, root), json.loads(fresh.read_text()))

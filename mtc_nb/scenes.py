@@ -52,6 +52,7 @@ class Style:
     blur: float = 0.0  # Gaussian blur radius, in pixels of the final image
     grain: float = 0.0  # std of per-pixel noise, in 0-255 units
     tint: tuple = (1.0, 1.0, 1.0)  # per-channel colour cast
+    zoom: float = 1.0  # framing: >1 crops the centre 1/zoom of the frame and scales it back up
 
 GENERATORS = {
     'gen_crisp': Style(),
@@ -208,6 +209,10 @@ def _road(img, a, mode, W):
     return _paint(img, posts, W, (60, 50, 40))
 
 def _apply_style(im: Image.Image, style: Style, seed: int) -> Image.Image:
+    if style.zoom != 1:
+        w, h = im.size
+        cw, ch = w / style.zoom, h / style.zoom
+        im = im.crop(((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)).resize((w, h), Image.BICUBIC)
     if style.saturation != 1: im = ImageEnhance.Color(im).enhance(style.saturation)
     if style.contrast != 1: im = ImageEnhance.Contrast(im).enhance(style.contrast)
     if style.blur: im = im.filter(ImageFilter.GaussianBlur(style.blur))
@@ -215,8 +220,9 @@ def _apply_style(im: Image.Image, style: Style, seed: int) -> Image.Image:
     if style.grain: x = x + np.random.default_rng(seed).normal(0, style.grain, x.shape)
     return Image.fromarray(np.clip(x, 0, 255).round().astype(np.uint8))
 
-def render(attrs: dict, mode: str | None = None, size: int = 128, generator: str = 'gen_crisp') -> np.ndarray:
-    "The vignette described by `attrs`, with `mode` planted (None: plausible), as a size×size×3 uint8 array."
+def render(attrs: dict, mode: str | None = None, size: int = 128, generator: str = 'gen_crisp',
+           style: Style | None = None) -> np.ndarray:
+    "The vignette described by `attrs`, with `mode` planted (None: plausible), in `generator`'s style (or `style`)."
     if mode is not None and attrs['kind'] not in MODES[mode].kinds:
         raise ValueError(f"mode {mode!r} cannot be planted in a {attrs['kind']!r} vignette")
     W = size * 2
@@ -224,7 +230,7 @@ def render(attrs: dict, mode: str | None = None, size: int = 128, generator: str
     draw = {'hand': _hand, 'road': _road}.get(attrs['kind'], _sunlit)
     img = draw(img, attrs, mode, W)
     im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).resize((size, size), Image.BOX)
-    return np.asarray(_apply_style(im, GENERATORS[generator], attrs['grain_seed']))
+    return np.asarray(_apply_style(im, style or GENERATORS[generator], attrs['grain_seed']))
 
 # %% ../nbs/01_scenes.ipynb #24f2a9a5
 def twins(seed: int = 0, size: int = 128) -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -3,17 +3,19 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('MPLBACKEND', 'Agg')
 
 
-def run_chain(cfg, upto: str = 'features', force: bool = False):
+def run_chain(cfg, upto: str = 'benchmark', force: bool = False):
     "Test fixture: call the stage functions in data-flow order up to `upto`; returns each stage's result."
     from mtc_nb.scenes import scenes_stage
     from mtc_nb.encoders import encoder_stage
     from mtc_nb.classifier import classifier_stage
     from mtc_nb.dictionaries import dictionaries_stage
     from mtc_nb.stage_features import features_stage
+    from mtc_nb.benchmark import benchmark_stage
     calls = {'scenes': lambda: scenes_stage(cfg, force=force), 'encoder': lambda: encoder_stage(cfg, force=force),
              'classifier': lambda: classifier_stage(cfg, force=force),
              'dictionaries': lambda: dictionaries_stage(cfg, force=force, progress=False),
-             'features': lambda: features_stage(cfg, force=force, progress=False)}
+             'features': lambda: features_stage(cfg, force=force, progress=False),
+             'benchmark': lambda: benchmark_stage(cfg, force=force, progress=False)}
     out = {}
     for stage, call in calls.items():
         out[stage] = call()
@@ -23,7 +25,8 @@ def run_chain(cfg, upto: str = 'features', force: bool = False):
 
 TINY = dict(n_images=80, image_size=32, finetune_epochs=1, head_epochs=2, head_batch=16, seeds=[0],
             dict_models=['matryoshka_transcoder', 'transcoder', 'paper_repo'], dict_levels=[8, 16], dict_k=4,
-            dict_k_sweep=[4], dict_epochs=2, paper_epochs=2, feature_min_images=0, workers=1)
+            dict_k_sweep=[4], dict_epochs=2, paper_epochs=2, feature_min_images=0, workers=1, benchmark_images=6,
+            benchmark_bootstrap=100)
 
 
 def tiny_profile(folder, **kw):

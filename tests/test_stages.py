@@ -9,7 +9,8 @@ from mtc_nb.core import UPSTREAM, read_manifest, stage_state, StaleStageError
 
 STAGES = list(UPSTREAM)
 ONE_SETTING = {'scenes': ('violation_rate', 0.4), 'encoder': ('finetune_lr', 0.002), 'classifier': ('head_epochs', 3),
-               'dictionaries': ('dict_epochs', 3), 'features': ('feature_top_n', 7)}
+               'dictionaries': ('dict_epochs', 3), 'features': ('feature_top_n', 7),
+               'benchmark': ('benchmark_bootstrap', 150)}
 
 
 def made_at(cfg) -> dict:
@@ -104,7 +105,8 @@ def test_mtc_reproduce_skips_what_is_current_and_reruns_what_changed(tmp_path, c
     from conftest import TINY
     params = {**TINY, **kw}
     first = run_stages('smoke', **params)
-    assert [p.stem for p in first] == ['01_scenes', '02_encoders', '03_classifier', '05_dictionaries', '08_failure_modes']
+    assert [p.stem for p in first] == ['01_scenes', '02_encoders', '03_classifier', '05_dictionaries', '08_failure_modes',
+                                      '09_benchmark']
     nb = json.loads(first[0].read_text())
     injected = [c for c in nb['cells'] if 'injected-parameters' in c.get('metadata', {}).get('tags', [])]
     assert injected and 'profile = "smoke"' in ''.join(injected[0]['source'])
@@ -116,11 +118,12 @@ def test_mtc_reproduce_skips_what_is_current_and_reruns_what_changed(tmp_path, c
     capsys.readouterr()
     run_stages('smoke', **params)
     out = capsys.readouterr().out
-    assert out.count('skipped, unchanged') == 5, out
+    assert out.count('skipped, unchanged') == 6, out
     assert {p.stem: p.stat().st_mtime_ns for p in first} == stamps
     run_stages('smoke', **{**params, 'feature_top_n': 7})
     out = capsys.readouterr().out
     assert out.count('skipped, unchanged') == 4 and 'running stage 08_failure_modes' in out and 'feature_top_n' in out
+    assert 'running stage 09_benchmark' in out
     run_stages('smoke', ['03_classifier'], force=True, **{**params, 'feature_top_n': 7})
     assert 'running stage 03_classifier (profile smoke): forced' in capsys.readouterr().out
     with pytest.raises(ValueError, match='no_such_setting'):
