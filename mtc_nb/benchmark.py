@@ -56,7 +56,8 @@ PANEL = (
     SimGenerator('sim-F', _rates(0.05, liquid_tilted=0.7, shadow_missing=0.25), UNSEEN_STYLES['sepia'], False,
                  'fluids and missing shadows, in an unseen style'),
     SimGenerator('sim-G', _rates(0.15), UNSEEN_STYLES['hazy'], False, 'a little of everything, in an unseen style'),
-    SimGenerator('sim-H', _rates(0.03), GENERATORS['gen_grainy'], True, "style-only control: sim-A's profile, restyled"),
+    SimGenerator('sim-H', _rates(0.03), GENERATORS['gen_grainy'], True,
+                 "style-only control: sim-A's profile, restyled"),
 )
 CLEAN, CONTROL = 'sim-A', 'sim-H'
 
@@ -356,7 +357,8 @@ def measure(images: pd.DataFrame, fire, cal_fire, cal_truth, features: pd.DataFr
         simulated = bool(sub.simulated.iloc[0])
         truth = _truth(sub, features).mean(0) if simulated else np.full(len(features), np.nan)
         true_rate = float(sub.label.mean()) if simulated else float('nan')
-        human = float(sub.label.dropna().mean()) if not simulated and 'label' in sub and sub.label.notna().any() else None
+        labelled = sub.label.dropna() if not simulated and 'label' in sub else pd.Series([], dtype=float)
+        human = float(labelled.mean()) if len(labelled) else None  # the rate of a human-labelled sample
         for i, (concept, level, label) in enumerate(zip(names, levels, labels)):
             for kind in ('raw', 'corrected'):
                 lo, hi = est[f'{kind}_ci']
@@ -407,7 +409,7 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
             'spearman_rate': float(rho),
             'spearman_rate_raw': float(spearmanr(raw_overall.true, raw_overall.prevalence).statistic),
             'prevalence_mae': float(err.mean()) if len(err) else None,
-            'prevalence_mae_raw': float((raw_cells.prevalence - raw_cells.true).abs().mean()) if len(raw_cells) else None,
+            'prevalence_mae_raw': float((raw_cells.prevalence - raw_cells.true).abs().mean()) if len(cells) else None,
             'ci_coverage': float(inside.mean()) if len(inside) else None,
             'control_ok': _control_ok(overall),
             'seen_style_mae': float(err[is_seen.values].mean()) if is_seen.any() else None,
@@ -441,7 +443,8 @@ def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
         panel = make_panel(folder/'panel', int(cfg.benchmark_images), int(cfg.image_size), int(cfg.seed), progress)
         frames.append(panel.assign(simulated=True, path=[str(folder/'panel'/f) for f in panel.file]))
     real = index_generated(cfg.path('generated_root'))
-    if len(real): frames.append(real.assign(simulated=False, path=[str(cfg.path('generated_root')/f) for f in real.file]))
+    if len(real):
+        frames.append(real.assign(simulated=False, path=[str(cfg.path('generated_root')/f) for f in real.file]))
     if not frames: raise ValueError(f"nothing to benchmark: benchmark_images is 0 and {cfg.path('generated_root')} "
                                     "holds no generator folder")
     images = pd.concat(frames, ignore_index=True)
@@ -458,7 +461,8 @@ def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
     for j, f in enumerate(features.feature): images[f'fires:{f}'] = fire[:, j + 1]
     images = images.drop(columns=['attrs', 'path'], errors='ignore')  # paths are found again by `benchmark_image`
     summary = validate_panel(table, features)
-    for df, stem in ((table, 'table'), (features, 'features'), (causal, 'causal'), (ranks, 'ranking'), (images, 'images')):
+    outputs = {'table': table, 'features': features, 'causal': causal, 'ranking': ranks, 'images': images}
+    for stem, df in outputs.items():
         df.to_parquet(folder/f'{stem}.parquet', index=False)
     table.to_csv(folder/'table.csv', index=False)
     write_json(folder/'scorer.json', {'dictionary': name, 'error_ratio': error_ratio})
@@ -490,7 +494,8 @@ def markdown_summary(table: pd.DataFrame, ranks: pd.DataFrame, causal: pd.DataFr
                     'modes, not real image generators.', '']
     out += ['## Ranking by implausibility rate (corrected for the classifier\'s errors)', '',
             '| rank | generator | rate | 95% interval of the rank |', '|---|---|---|---|']
-    out += [f"| {r.rank} | {tag(r.generator)} | {r.rate:.3f} | {r.rank_low}–{r.rank_high} |" for r in ranks.itertuples()]
+    out += [f"| {r.rank} | {tag(r.generator)} | {r.rate:.3f} | {r.rank_low}–{r.rank_high} |"
+            for r in ranks.itertuples()]
     out += ['', '## Most prevalent failures (corrected prevalence, 95% interval)', '']
     for g, d in corr[corr.level != 'overall'].groupby('generator'):
         top = d.sort_values('prevalence', ascending=False).head(3)
@@ -517,8 +522,9 @@ def markdown_summary(table: pd.DataFrame, ranks: pd.DataFrame, causal: pd.DataFr
 def label(paths, profile: str = 'default', **overrides) -> tuple[list[dict], list]:
     "(per readable image: h0 and the failure features that fire; [(file, reason)] of the unreadable) for `paths`."
     from mtc_nb.core import load_profile
+    files = image_paths(paths)  # bad paths fail before any model is loaded
     scorer = Scorer.from_profile(load_profile(profile, **overrides))
-    return score_images(scorer, image_paths(paths), progress=False)
+    return score_images(scorer, files, progress=False)
 
 def write_labels(rows: list[dict], unreadable: list, fmt: str, stream) -> None:
     "Write `label`'s output as JSON lines (default) or CSV (one row per image, its features joined)."
@@ -532,4 +538,5 @@ def write_labels(rows: list[dict], unreadable: list, fmt: str, stream) -> None:
             for r in rows]
     flat += [{'file': f, 'implausibility': None, 'implausible': None, 'features': '', 'error': reason}
              for f, reason in unreadable]
-    pd.DataFrame(flat, columns=['file', 'implausibility', 'implausible', 'features', 'error']).to_csv(stream, index=False)
+    columns = ['file', 'implausibility', 'implausible', 'features', 'error']
+    pd.DataFrame(flat, columns=columns).to_csv(stream, index=False)

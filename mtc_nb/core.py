@@ -53,7 +53,8 @@ class Profile:
     def __getattr__(self, k):
         if k in ('name', 'values', 'root'): raise AttributeError(k)
         try: return self.values[k]
-        except KeyError: raise AttributeError(f"Profile {self.name!r} has no setting {k!r}; known: {sorted(self.values)}") from None
+        except KeyError:
+            raise AttributeError(f"Profile {self.name!r} has no setting {k!r}; known: {sorted(self.values)}") from None
 
     def __getitem__(self, k): return getattr(self, k)
 
@@ -89,8 +90,10 @@ def load_profile(name: str = 'default', settings: str | os.PathLike | None = Non
     cp.read(path)
     if name not in cp.sections():
         raise ValueError(f"Unknown profile {name!r} in {path}; profiles: {cp.sections()}")
-    values = {k: _parse(v) for k, v in cp[name].items()}
-    kw = {k: v for k, v in overrides.items() if v is not None}
+    listed = {k for k, v in cp.defaults().items() if isinstance(_parse(v), list)}  # list-valued settings
+    as_list = lambda k, v: [v] if k in listed and not isinstance(v, (list, tuple)) else v  # `-p seeds 0` means [0]
+    values = {k: as_list(k, _parse(v)) for k, v in cp[name].items()}
+    kw = {k: as_list(k, v) for k, v in overrides.items() if v is not None}
     return Profile(name, {**values, **_checked(values, kw)}, path.parent.resolve())
 
 # %% ../nbs/00_core.ipynb #deff75de
@@ -119,7 +122,8 @@ def machine_info() -> dict:
     "The machine a result is made on: CPU model, cores, torch and its thread count, the MKL code path, Python."
     import platform
     import torch
-    return {'cpu': _cpu_model(), 'cores': os.cpu_count(), 'torch': torch.__version__, 'threads': torch.get_num_threads(),
+    return {'cpu': _cpu_model(), 'cores': os.cpu_count(), 'torch': torch.__version__,
+            'threads': torch.get_num_threads(),
             'mkl_cbwr': os.environ.get('MKL_CBWR', 'default'), 'cuda': torch.cuda.is_available(),
             'python': platform.python_version(), 'platform': platform.platform()}
 
@@ -143,10 +147,12 @@ def write_json(path: str | os.PathLike, obj) -> Path:
 
 def update_results(cfg: Profile, **sections) -> dict:
     """Write `sections` into `cfg.fig_dir/results.json` and return the whole document. A section replaces its previous
-    version whole (a rerun with other settings leaves nothing stale), except `timings_s`, which collects one entry per stage."""
+    version whole (a rerun with other settings leaves nothing stale), except `timings_s`, which collects one entry
+    per stage."""
     path = cfg.fig_dir/'results.json'
     cur = json.loads(path.read_text()) if path.exists() else {}
-    if 'timings_s' in sections: sections = {**sections, 'timings_s': {**cur.get('timings_s', {}), **sections['timings_s']}}
+    if 'timings_s' in sections:
+        sections = {**sections, 'timings_s': {**cur.get('timings_s', {}), **sections['timings_s']}}
     new = _jsonable({**cur, 'profile': cfg.name, 'seed': cfg.seed, 'seeds': cfg.seeds, **sections,
                     'machine': machine_info()})  # as the file will hold it
     write_json(path, new)
@@ -196,7 +202,7 @@ class StaleStageError(RuntimeError):
 def _hash(obj) -> str: return hashlib.sha256(json.dumps(_jsonable(obj), sort_keys=True).encode()).hexdigest()[:16]
 
 def _folder_listing(root: Path) -> str | None:
-    "A hash of every file under a folder of the user's images: relative path, size and modification time (None: no folder)."
+    "A hash of every file under a folder of images: relative path, size, modification time (None: no folder)."
     if not root.is_dir(): return None
     entries = []
     for p in sorted(root.rglob('*')):
@@ -206,7 +212,7 @@ def _folder_listing(root: Path) -> str | None:
     return _hash(entries)
 
 def stage_specs(cfg: Profile) -> dict:
-    "For every stage: what its outputs depend on (settings, upstream fingerprints, inputs, code version) and its fingerprint."
+    "For every stage: what its outputs depend on (settings, upstream fingerprints, inputs, code) and its fingerprint."
     from mtc_nb import __version__
     specs = {}
     for stage in UPSTREAM:
@@ -214,7 +220,8 @@ def stage_specs(cfg: Profile) -> dict:
         if stage == 'encoder' and cfg.values.get('encoder') == 'clip':
             settings['clip_path'] = str(cfg.path('clip_path'))
         inputs = None
-        if stage == 'scenes' and cfg.values.get('dataset') == 'folders': inputs = _folder_listing(cfg.path('image_root'))
+        if stage == 'scenes' and cfg.values.get('dataset') == 'folders':
+            inputs = _folder_listing(cfg.path('image_root'))
         if stage == 'benchmark': inputs = _folder_listing(cfg.path('generated_root'))
         body = {'stage': stage, 'code': __version__, 'settings': settings, 'inputs': inputs,
                 'upstream': {u: specs[u]['fingerprint'] for u in UPSTREAM[stage]}}
@@ -266,7 +273,8 @@ def open_stage(cfg: Profile, stage: str, force: bool = False) -> tuple[dict, dic
     Returns (the stage's spec, its manifest when its outputs are current and may be reused, else None). When the stage
     is to run, its old manifest is removed first, so a run killed from here on leaves it incomplete."""
     specs = stage_specs(cfg)
-    for u in reversed(ancestors(stage)): require_stage(cfg, u, specs, reader=stage)  # the earliest stale one is the cause
+    for u in reversed(ancestors(stage)):  # the earliest stale one is the cause
+        require_stage(cfg, u, specs, reader=stage)
     current, _ = stage_state(cfg, stage, specs)
     if current and not force: return specs[stage], read_manifest(cfg, stage)
     (stage_dir(cfg, stage)/'stage.json').unlink(missing_ok=True)
@@ -305,7 +313,8 @@ def headline_numbers(results: dict) -> dict:
             for level, x, s in zip(v.get('levels', []), v.get(k, []), v.get(f'{k}_std', [])):
                 if x is not None: out[f'dictionaries.{model}.{k}@{level}'] = (x, 3 * (s or 0) + floor * abs(x))
         if v.get('dead_fraction') is not None:
-            out[f'dictionaries.{model}.dead_fraction'] = (v['dead_fraction'], 3 * (v.get('dead_fraction_std') or 0) + 0.02)
+            dead_tol = 3 * (v.get('dead_fraction_std') or 0) + 0.02
+            out[f'dictionaries.{model}.dead_fraction'] = (v['dead_fraction'], dead_tol)
     n_modes = max(ds.get('n_modes', 1), 1)
     for model, v in results.get('features', {}).items():
         for k, floor in (('relevance_fraction', 0.02), ('threshold_relevance_fraction', 0.02), ('accuracy', 0.02),
@@ -396,6 +405,8 @@ def main(argv: list[str] | None = None) -> None:
     lab.add_argument('paths', nargs='+', help='image files or folders (searched recursively)')
     lab.add_argument('--profile', default='default', help='whose trained artifacts to use')
     lab.add_argument('--format', default='jsonl', choices=['jsonl', 'csv'])
+    lab.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
+                     help='override a setting of the profile, e.g. -p data_dir /elsewhere')
     m = sub.add_parser('readme', help='build README.md from nbs/index.ipynb')
     m.add_argument('--check', action='store_true', help='exit 1 if README.md is out of date')
     a = ap.parse_args(argv)
@@ -405,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
     elif a.cmd == 'label':
         import sys
         from mtc_nb.benchmark import label, write_labels
-        rows, unreadable = label(a.paths, a.profile)
+        rows, unreadable = label(a.paths, a.profile, **{k: _parse(v) for k, v in a.param})
         write_labels(rows, unreadable, a.format, sys.stdout)
         for f, reason in unreadable: print(f"[mtc] unreadable: {f}: {reason}", file=sys.stderr)
     elif a.cmd == 'check-results':

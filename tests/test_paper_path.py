@@ -95,6 +95,17 @@ def test_paper_profile_through_dictionaries_and_an_lmm_endpoint(paper_cfg, monke
     assert (cfg.run_dir/'features'/'lmm_cache.jsonl').exists()
     t = tables[rows[0]['name']]
     assert t.error[~t.skipped].eq('the road widens toward the horizon').all()
+    # the benchmark on the user's generator folders (no simulated panel in the paper's setting)
+    from mtc_nb.benchmark import benchmark_stage
+    generated = paper_cfg.path('image_root').parent/'generated'
+    rng = np.random.default_rng(1)
+    for gen, mode in (('genP', None), ('genQ', 'reverse_perspective')):
+        (generated/gen).mkdir(parents=True)
+        for i in range(6): Image.fromarray(render(draw_attributes(rng, 'road'), mode, 48)).save(generated/gen/f'{i}.png')
+    bench = benchmark_stage(lmm_cfg.replace(generated_root=str(generated)), progress=False)
+    assert set(bench['table'].generator) == {'genP', 'genQ'} and not bench['table'].simulated.any()
+    assert bench['summary'] is None and set(bench['features'].kind) == {'feature'}  # the LMM-flagged latents
+    assert set(bench['features'].name) == {'the road widens toward the horizon'}
 
 
 def test_splice_fidelity_of_folders_uses_the_true_labels(paper_cfg, monkeypatch):
