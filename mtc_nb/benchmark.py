@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
+from scipy.optimize import lsq_linear
 from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
@@ -27,8 +28,9 @@ from .stage_features import stage_dictionaries
 # %% auto #0
 __all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SimGenerator', 'panel_specs', 'make_panel', 'index_generated',
            'youden_threshold', 'calibrate_features', 'Scorer', 'score_images', 'image_paths', 'rogan_gladen',
-           'bootstrap_weights', 'prevalence', 'ablation_drop', 'causal_check', 'measure', 'ranking', 'validate_panel',
-           'benchmark_stage', 'benchmark_image', 'load_benchmark', 'markdown_summary', 'label', 'write_labels']
+           'confusion', 'correct_prevalence', 'bootstrap_weights', 'prevalence', 'ablation_drop', 'causal_check',
+           'measure', 'ranking', 'validate_panel', 'benchmark_stage', 'benchmark_image', 'load_benchmark',
+           'markdown_summary', 'label', 'write_labels']
 
 # %% ../nbs/09_benchmark.ipynb #628011ef
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> 
     rows = []
     modes = sorted(set(man_val['mode']) - {'none', 'unknown'}) if 'mode' in man_val else []
     if modes:
-        concepts = [('mode', m, lv >= 1 if len(levels) > 1 else lv >= 0) for m in modes]
+        concepts = [('mode', m, lv >= 0) for m in modes]  # a mode alone in its category often lives in the first level
         cats = sorted(set(man_val['category']) - {'none', 'unknown'})
         concepts += [('category', c, lv == 0) for c in cats]
         for kind, value, allowed in concepts:
@@ -262,6 +264,24 @@ def rogan_gladen(raw, tpr, fpr):
         est = np.clip((raw - fpr) / (tpr - fpr), 0, 1)
     return np.where(tpr > fpr, est, np.nan)
 
+def confusion(cal_fire, cal_class, n_classes: int, weights=None) -> np.ndarray:
+    """(features × 1 + classes): how often each feature fires on labelled images of each class (column 0: images of
+    none of the classes), from `cal_fire` (images × features) and `cal_class` (0 = none, 1 … n_classes)."""
+    w = np.ones(len(cal_class)) if weights is None else weights
+    onehot = np.eye(n_classes + 1)[np.asarray(cal_class)] * w[:, None]  # (images, 1 + classes)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return (np.asarray(cal_fire, float).T @ onehot) / onehot.sum(0)
+
+def correct_prevalence(raw, M) -> np.ndarray:
+    """The prevalence of each class, from the raw firing rates `raw` of the features whose firing probabilities
+    per class are `M` (`confusion`): raw = M₀ + (M_c − M₀)·p, solved for p in [0, 1] by bounded least squares.
+    With one feature and one class this is Rogan–Gladen; with several it also undoes one mode's feature firing
+    on another mode's images."""
+    raw, M = np.asarray(raw, float), np.asarray(M, float)
+    if not np.isfinite(M).all(): return np.full(M.shape[1] - 1, np.nan)
+    if M.shape == (1, 2): return rogan_gladen(raw, M[:, 1], M[:, 0])
+    return lsq_linear(M[:, 1:] - M[:, :1], raw - M[:, 0], bounds=(0, 1)).x
+
 def bootstrap_weights(n: int, B: int, rng, groups=None) -> np.ndarray:
     "(B, n) resampling counts: images drawn with replacement, or whole groups (e.g. prompts) when `groups` is given."
     if groups is None: return rng.multinomial(n, np.full(n, 1 / n), size=B).astype(float)
@@ -269,32 +289,32 @@ def bootstrap_weights(n: int, B: int, rng, groups=None) -> np.ndarray:
     picks = rng.multinomial(len(codes), np.full(len(codes), 1 / len(codes)), size=B).astype(float)  # (B, n_groups)
     return picks[:, inverse]
 
-def prevalence(fire, cal_fire, cal_truth, B: int = 1000, seed: int = 0, groups=None) -> dict:
-    """Raw and corrected prevalence of each feature (columns of `fire`, images × features, bool) with percentile
-    95% intervals; the feature's TPR/FPR come from `cal_fire`/`cal_truth` (labelled images × features)."""
-    fire, cal_fire, cal_truth = (np.asarray(a, float) for a in (fire, cal_fire, cal_truth))
+def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=None) -> dict:
+    """Raw firing rates of the features (columns of `fire`, images × features; feature i stands for class i + 1) and
+    the prevalence of their classes corrected by `correct_prevalence`, each with a percentile 95% interval over
+    `B` resamples of both the images (whole `groups` when given) and the labelled images of `cal_class`."""
+    fire, cal_fire = np.asarray(fire, float), np.asarray(cal_fire, float)
+    n_classes = fire.shape[1]
     rng = np.random.default_rng(seed)
-    tpr = (cal_fire * cal_truth).sum(0) / np.maximum(cal_truth.sum(0), 1)
-    fpr = (cal_fire * (1 - cal_truth)).sum(0) / np.maximum((1 - cal_truth).sum(0), 1)
-    raw = fire.mean(0)
-    W = bootstrap_weights(len(fire), B, rng, groups)
+    W, Wc = bootstrap_weights(len(fire), B, rng, groups), bootstrap_weights(len(cal_fire), B, rng)
     raw_b = (W @ fire) / W.sum(1, keepdims=True)
-    Wc = bootstrap_weights(len(cal_fire), B, rng)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        tpr_b = (Wc @ (cal_fire * cal_truth)) / (Wc @ cal_truth)
-        fpr_b = (Wc @ (cal_fire * (1 - cal_truth))) / (Wc @ (1 - cal_truth))
-    corr_b = rogan_gladen(raw_b, tpr_b, fpr_b)
-    ci = lambda x: (np.nanpercentile(x, 2.5, axis=0), np.nanpercentile(x, 97.5, axis=0))
+    corr_b = np.stack([correct_prevalence(raw_b[b], confusion(cal_fire, cal_class, n_classes, Wc[b]))
+                       for b in range(B)])
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # an all-NaN column: a feature no better than chance
-        (raw_lo, raw_hi), (cor_lo, cor_hi) = ci(raw_b), ci(corr_b)
-    return {'raw': raw, 'raw_ci': (raw_lo, raw_hi), 'corrected': rogan_gladen(raw, tpr, fpr),
-            'corrected_ci': (cor_lo, cor_hi), 'tpr': tpr, 'fpr': fpr, 'corrected_draws': corr_b}
+        ci = lambda x: (np.nanpercentile(x, 2.5, axis=0), np.nanpercentile(x, 97.5, axis=0))
+        raw_ci, corr_ci = ci(raw_b), ci(corr_b)
+    M = confusion(cal_fire, cal_class, n_classes)
+    raw = fire.mean(0)
+    return {'raw': raw, 'raw_ci': raw_ci, 'corrected': correct_prevalence(raw, M), 'corrected_ci': corr_ci,
+            'corrected_draws': corr_b, 'confusion': M}
 
 # %% ../nbs/09_benchmark.ipynb #d742cca5
 @torch.no_grad()
 def ablation_drop(dictionary, head, h2, A, latents) -> np.ndarray:
-    "Per latent: the mean drop of h0 on the images where it fires when its activation is set to 0 before decoding."
+    """Per latent: the mean drop of the classifier's implausibility logit (log-odds of h0) on the images where it
+    fires, when its activation is set to 0 before decoding. Logits, not probabilities: a confident classifier's h0
+    saturates near 0 or 1, where no single latent can move it visibly."""
     out = []
     for j in latents:
         rows = np.flatnonzero(A[:, j] > 0)
@@ -303,9 +323,9 @@ def ablation_drop(dictionary, head, h2, A, latents) -> np.ndarray:
             continue
         f = torch.as_tensor(A[rows], dtype=torch.float32)[None]
         x = torch.as_tensor(h2)[rows]
-        full = torch.sigmoid(head.logit_from_h1(dictionary.decode(f, x)[0]))
+        full = head.logit_from_h1(dictionary.decode(f, x)[0])
         f[..., j] = 0
-        ablated = torch.sigmoid(head.logit_from_h1(dictionary.decode(f, x)[0]))
+        ablated = head.logit_from_h1(dictionary.decode(f, x)[0])
         out.append(float((full - ablated).mean()))
     return np.array(out)
 
@@ -343,9 +363,25 @@ def _canonical(cfg) -> tuple[str, Path, dict]:
     canon = [t for t in todo if t[2]['kind'] == 'matryoshka_transcoder']
     return min(canon or todo, key=lambda t: t[2]['seed'])
 
-def measure(images: pd.DataFrame, fire, cal_fire, cal_truth, features: pd.DataFrame, B: int, seed: int) -> pd.DataFrame:
+def _families(features: pd.DataFrame, man_test: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Columns of the firing matrix (0: h0 > 0.5, then one per feature) corrected together, each with the class of
+    every labelled test image (0: none; k: the family's k-th column): the classifier alone, all mode features, all
+    category features, and every other feature alone (against the implausible label)."""
+    implausible = (man_test.label.values == 1).astype(int)
+    out = [(np.array([0]), implausible)]
+    kinds = features.kind.values
+    for kind in ('mode', 'category'):
+        idx = np.flatnonzero(kinds == kind)
+        if len(idx):
+            index = {c: k + 1 for k, c in enumerate(features.concept.values[idx])}
+            out.append((idx + 1, man_test[kind].map(index).fillna(0).astype(int).values))
+    out += [(np.array([i + 1]), implausible) for i in np.flatnonzero(kinds == 'feature')]
+    return out
+
+def measure(images: pd.DataFrame, fire, cal_fire, man_test, features: pd.DataFrame, B: int, seed: int) -> pd.DataFrame:
     """The tidy table: per generator, the implausibility rate (column 0 of `fire`: h0 > 0.5) and each feature's
     prevalence, raw and corrected, with 95% intervals and (on simulated generators) the truth."""
+    families = _families(features, man_test)
     names = ['implausible', *features.concept]
     levels = ['overall', *features.kind]
     labels = ['h0 > 0.5', *features.name]
@@ -353,7 +389,13 @@ def measure(images: pd.DataFrame, fire, cal_fire, cal_truth, features: pd.DataFr
     for g, idx in images.groupby('generator', sort=True).indices.items():
         sub = images.iloc[idx]
         prompts = sub.prompt if 'prompt' in sub and sub.prompt.notna().all() else None
-        est = prevalence(fire[idx], cal_fire, cal_truth, B, seed, prompts)
+        est = {k: np.full(fire.shape[1], np.nan) for k in ('raw', 'corrected', 'raw_lo', 'raw_hi', 'corrected_lo',
+                                                           'corrected_hi')}
+        for cols, cal_class in families:
+            part = prevalence(fire[idx][:, cols], cal_fire[:, cols], cal_class, B, seed, prompts)
+            for k in ('raw', 'corrected'):
+                est[k][cols] = part[k]
+                est[f'{k}_lo'][cols], est[f'{k}_hi'][cols] = part[f'{k}_ci']
         simulated = bool(sub.simulated.iloc[0])
         truth = _truth(sub, features).mean(0) if simulated else np.full(len(features), np.nan)
         true_rate = float(sub.label.mean()) if simulated else float('nan')
@@ -361,20 +403,20 @@ def measure(images: pd.DataFrame, fire, cal_fire, cal_truth, features: pd.DataFr
         human = float(labelled.mean()) if len(labelled) else None  # the rate of a human-labelled sample
         for i, (concept, level, label) in enumerate(zip(names, levels, labels)):
             for kind in ('raw', 'corrected'):
-                lo, hi = est[f'{kind}_ci']
+                lo, hi = est[f'{kind}_lo'], est[f'{kind}_hi']
                 true = true_rate if i == 0 else float(truth[i - 1])
                 rows.append({'generator': g, 'simulated': simulated, 'level': level, 'mode': concept, 'feature': label,
                              'estimate': kind, 'prevalence': float(est[kind][i]), 'ci_low': float(lo[i]),
                              'ci_high': float(hi[i]), 'n': len(idx), 'true': true, 'human': human if i == 0 else None})
     return pd.DataFrame(rows)
 
-def ranking(images: pd.DataFrame, fire, cal_fire, cal_truth, B: int, seed: int) -> pd.DataFrame:
+def ranking(images: pd.DataFrame, fire, cal_fire, man_test, B: int, seed: int) -> pd.DataFrame:
     "Generators ranked by corrected implausibility rate (1 = fails most), with each rank's 95% interval."
     gens = sorted(images.generator.unique())
     draws, point = [], []
     for g in gens:
         idx = np.flatnonzero(images.generator.values == g)
-        est = prevalence(fire[idx, :1], cal_fire[:, :1], cal_truth[:, :1], B, seed)
+        est = prevalence(fire[idx, :1], cal_fire[:, :1], (man_test.label.values == 1).astype(int), B, seed)
         draws.append(est['corrected_draws'][:, 0])
         point.append(float(est['corrected'][0]))
     D = np.nan_to_num(np.stack(draws, 1), nan=0.0)  # (B, generators)
@@ -452,10 +494,9 @@ def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
     images = images[images.path.isin({str(p) for p in ok})].reset_index(drop=True)
     fire = np.c_[h0 > 0.5, scorer.firing(A)]
     cal_fire = np.c_[test['h0'].numpy() > 0.5, scorer.firing(A_test)]
-    cal_truth = np.c_[man_test.label.values == 1, _truth(man_test, features)]
     B, seed = int(cfg.benchmark_bootstrap), int(cfg.seed)
-    table = measure(images, fire, cal_fire, cal_truth, features, B, seed)
-    ranks = ranking(images, fire, cal_fire, cal_truth, B, seed)
+    table = measure(images, fire, cal_fire, man_test, features, B, seed)
+    ranks = ranking(images, fire, cal_fire, man_test, B, seed)
     causal = causal_check(dictionary, head, h2, A, features, levels, seed=seed)
     images['implausibility'] = h0
     for j, f in enumerate(features.feature): images[f'fires:{f}'] = fire[:, j + 1]
@@ -512,7 +553,7 @@ def markdown_summary(table: pd.DataFrame, ranks: pd.DataFrame, causal: pd.DataFr
                 f"- style-only control not measured as failing more than the clean generator: {summary['control_ok']}"]
     flagged = causal[causal.no_effect | ~causal.beyond_random]
     out += ['', '## Causal check', '',
-            f"{len(causal) - len(flagged)} of {len(causal)} failure features move the implausibility score beyond "
+            f"{len(causal) - len(flagged)} of {len(causal)} failure features move the implausibility logit beyond "
             "random latents of their level when ablated."]
     out += [f"- flagged: {r.feature} (drop {r.ablation_drop:.3f}, random p95 {r.random_drop_p95:.3f})"
             for r in flagged.itertuples()]
