@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 # %% auto #0
-__all__ = ['README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'MANIFEST_SCHEMA_VERSION',
-           'SELF_CHECK_TAG', 'find_root', 'Profile', 'load_profile', 'seed_everything', 'pick_device', 'machine_info',
-           'write_json', 'update_results', 'timed', 'build_readme', 'StaleStageError', 'stage_specs', 'ancestors',
-           'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'open_stage', 'close_stage',
-           'headline_numbers', 'check_results', 'stage_notebook', 'run_stages', 'main']
+__all__ = ['README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'STAGE_MODULES',
+           'MANIFEST_SCHEMA_VERSION', 'SELF_CHECK_TAG', 'find_root', 'Profile', 'load_profile', 'seed_everything',
+           'pick_device', 'machine_info', 'write_json', 'update_results', 'build_readme', 'StaleStageError',
+           'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'open_stage',
+           'close_stage', 'timed', 'headline_numbers', 'check_results', 'stage_notebook', 'run_stages', 'main']
 
 # %% ../nbs/00_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -158,13 +158,6 @@ def update_results(cfg: Profile, **sections) -> dict:
     write_json(path, new)
     return new
 
-@contextlib.contextmanager
-def timed(cfg: Profile, stage: str):
-    "Time a stage and record it under `timings_s` in results.json."
-    t0 = time.perf_counter()
-    yield
-    update_results(cfg, timings_s={stage: time.perf_counter() - t0})
-
 # %% ../nbs/00_core.ipynb #c17dd6f3
 README_HEADER = "<!-- Built from nbs/index.ipynb by `mtc readme`: edit the notebook, not this file. -->\n\n"
 
@@ -194,6 +187,9 @@ STAGE_SETTINGS = {  # the settings each stage reads (settings of earlier stages 
                  'lmm_judged_features', 'seed'),
     'benchmark': ('benchmark_images', 'benchmark_bootstrap', 'generated_root', 'image_size', 'seed'),
 }
+STAGE_MODULES = {'scenes': ('scenes',), 'encoder': ('encoders',), 'classifier': ('classifier',),  # a stage's code
+                 'dictionaries': ('dictionaries', 'metrics'), 'features': ('features', 'interpret', 'stage_features'),
+                 'benchmark': ('benchmark',)}
 MANIFEST_SCHEMA_VERSION = 1
 
 class StaleStageError(RuntimeError):
@@ -211,9 +207,14 @@ def _folder_listing(root: Path) -> str | None:
             entries.append((p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
     return _hash(entries)
 
+def _code_hash(stage: str) -> str:
+    "A hash of the source of the modules that compute `stage`: changed code makes its outputs, and all after, stale."
+    import importlib.util
+    sources = [Path(importlib.util.find_spec(f'mtc_nb.{m}').origin).read_bytes() for m in STAGE_MODULES[stage]]
+    return hashlib.sha256(b''.join(sources)).hexdigest()[:16]
+
 def stage_specs(cfg: Profile) -> dict:
     "For every stage: what its outputs depend on (settings, upstream fingerprints, inputs, code) and its fingerprint."
-    from mtc_nb import __version__
     specs = {}
     for stage in UPSTREAM:
         settings = {k: cfg.values.get(k) for k in STAGE_SETTINGS[stage]}
@@ -223,7 +224,7 @@ def stage_specs(cfg: Profile) -> dict:
         if stage == 'scenes' and cfg.values.get('dataset') == 'folders':
             inputs = _folder_listing(cfg.path('image_root'))
         if stage == 'benchmark': inputs = _folder_listing(cfg.path('generated_root'))
-        body = {'stage': stage, 'code': __version__, 'settings': settings, 'inputs': inputs,
+        body = {'stage': stage, 'code': _code_hash(stage), 'settings': settings, 'inputs': inputs,
                 'upstream': {u: specs[u]['fingerprint'] for u in UPSTREAM[stage]}}
         specs[stage] = {**body, 'fingerprint': _hash(body)}
     return specs
@@ -248,7 +249,7 @@ def _what_changed(old: dict, new: dict) -> str:
                if old['settings'].get(k) != v]
     changes += [f"upstream stage {u} changed" for u, fp in new['upstream'].items() if old['upstream'].get(u) != fp]
     if old.get('inputs') != new['inputs']: changes.append('the input images changed')
-    if old.get('code') != new['code']: changes.append(f"mtc_nb {old.get('code')} → {new['code']}")
+    if old.get('code') != new['code']: changes.append('its code changed')
     return 'stale (' + '; '.join(changes or ['fingerprint differs']) + ')'
 
 def stage_state(cfg: Profile, stage: str, specs: dict | None = None) -> tuple[bool, str]:
@@ -278,14 +279,26 @@ def open_stage(cfg: Profile, stage: str, force: bool = False) -> tuple[dict, dic
     current, _ = stage_state(cfg, stage, specs)
     if current and not force: return specs[stage], read_manifest(cfg, stage)
     (stage_dir(cfg, stage)/'stage.json').unlink(missing_ok=True)
-    return specs[stage], None
+    return {**specs[stage], 'opened': time.perf_counter()}, None
 
 def close_stage(cfg: Profile, stage: str, spec: dict, **record) -> dict:
     "Mark `stage` complete: its manifest (spec, machine, and `record`: what it produced) is written last, atomically."
+    seconds = time.perf_counter() - spec['opened'] if 'opened' in spec else None
+    spec = {k: v for k, v in spec.items() if k != 'opened'}
     man = {'schema_version': MANIFEST_SCHEMA_VERSION, **spec, 'complete': True, 'created': time.time(),
-           'machine': machine_info(), **record}
+           'seconds': seconds, 'machine': machine_info(), **record}
     write_json(stage_dir(cfg, stage)/'stage.json', man)
     return read_manifest(cfg, stage)
+
+@contextlib.contextmanager
+def timed(cfg: Profile, stage: str):
+    """Record a stage's time under `timings_s` in results.json: the seconds its manifest says computing its outputs
+    took (so a rerun that reuses them keeps the real figure), else the time of the block."""
+    t0 = time.perf_counter()
+    yield
+    man = read_manifest(cfg, stage) if stage in UPSTREAM else None
+    seconds = man.get('seconds') if man else None
+    update_results(cfg, timings_s={stage: time.perf_counter() - t0 if seconds is None else seconds})
 
 # %% ../nbs/00_core.ipynb #b86632ee
 def _rate_tolerance(p: float, n: int) -> float:
