@@ -29,8 +29,8 @@ from .stage_features import stage_dictionaries
 __all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SimGenerator', 'panel_specs', 'make_panel', 'index_generated',
            'youden_threshold', 'calibrate_features', 'Scorer', 'score_images', 'image_paths', 'rogan_gladen',
            'confusion', 'correct_prevalence', 'bootstrap_weights', 'prevalence', 'ablation_drop', 'causal_check',
-           'measure', 'ranking', 'validate_panel', 'benchmark_stage', 'benchmark_image', 'load_benchmark',
-           'markdown_summary', 'label', 'write_labels']
+           'canonical_checkpoint', 'measure', 'ranking', 'validate_panel', 'run_benchmark', 'benchmark_stage',
+           'benchmark_image', 'load_benchmark', 'markdown_summary', 'label', 'write_labels']
 
 # %% ../nbs/09_benchmark.ipynb #628011ef
 @dataclass(frozen=True)
@@ -357,11 +357,13 @@ def _truth(man: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
         else: cols.append((man[kind] == concept).values)
     return np.stack(cols, 1) if cols else np.zeros((len(man), 0), bool)
 
-def _canonical(cfg) -> tuple[str, Path, dict]:
-    "The checkpoint the benchmark reads: the canonical Matryoshka transcoder of the first seed (else the first one)."
+def canonical_checkpoint(cfg, seed: int | None = None) -> tuple[str, Path, dict]:
+    """(name, folder, config) of the checkpoint the benchmark reads: the canonical Matryoshka transcoder of `seed`
+    (default: the first seed; another kind when the profile trains none)."""
     todo = stage_dictionaries(cfg)
-    canon = [t for t in todo if t[2]['kind'] == 'matryoshka_transcoder']
-    return min(canon or todo, key=lambda t: t[2]['seed'])
+    canon = [t for t in todo if t[2]['kind'] == 'matryoshka_transcoder'] or todo
+    if seed is not None: canon = [t for t in canon if t[2]['seed'] == seed]
+    return min(canon, key=lambda t: t[2]['seed'])
 
 def _families(features: pd.DataFrame, man_test: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
     """Columns of the firing matrix (0: h0 > 0.5, then one per feature) corrected together, each with the class of
@@ -460,14 +462,12 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
             'rates': {g: {'measured': float(r.prevalence), 'ci_low': float(r.ci_low), 'ci_high': float(r.ci_high),
                           'true': float(r.true)} for g, r in overall.iterrows()}}
 
-def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
-    """Score every generator (the simulated panel, and the folders under `generated_root`) with the calibrated failure
-    features; returns {'table', 'features', 'causal', 'ranking', 'images', 'summary', 'unreadable'}."""
-    spec, done = open_stage(cfg, 'benchmark', force)
-    folder = stage_dir(cfg, 'benchmark')
-    if done: return load_benchmark(cfg)
+def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: bool = True) -> dict:
+    """Calibrate the failure features of one dictionary `checkpoint` (name, folder, config), score the simulated panel
+    (rendered with `seed` into `folder`/panel) and the generator folders, and measure them. Returns every output of
+    the stage: {'table', 'features', 'causal', 'ranking', 'images', 'summary', 'unreadable', 'error_ratio', 'name'}."""
     manifest, _ = load_scenes(cfg)
-    name, dict_dir, c = _canonical(cfg)
+    name, dict_dir, c = checkpoint
     dictionary, head = load_dictionary(dict_dir), load_head(stage_dir(cfg, 'classifier'))
     levels = c['levels'] if c['kind'] in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae') else [c['d_sae']]
     by_id = manifest.set_index('id')
@@ -478,11 +478,9 @@ def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
     features = calibrate_features(A_val, man_val, A_test, man_test, levels, table08)
     error_ratio = {int(k): float(v) for k, v in zip(table08.latent, table08.error_ratio) if k in set(features.latent)}
     scorer = Scorer(stage_encoder(cfg), head, dictionary, features, error_ratio)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
     frames = []
     if int(cfg.benchmark_images) > 0:
-        panel = make_panel(folder/'panel', int(cfg.benchmark_images), int(cfg.image_size), int(cfg.seed), progress)
+        panel = make_panel(folder/'panel', int(cfg.benchmark_images), int(cfg.image_size), seed, progress)
         frames.append(panel.assign(simulated=True, path=[str(folder/'panel'/f) for f in panel.file]))
     real = index_generated(cfg.path('generated_root'))
     if len(real):
@@ -494,22 +492,33 @@ def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
     images = images[images.path.isin({str(p) for p in ok})].reset_index(drop=True)
     fire = np.c_[h0 > 0.5, scorer.firing(A)]
     cal_fire = np.c_[test['h0'].numpy() > 0.5, scorer.firing(A_test)]
-    B, seed = int(cfg.benchmark_bootstrap), int(cfg.seed)
+    B = int(cfg.benchmark_bootstrap)
     table = measure(images, fire, cal_fire, man_test, features, B, seed)
     ranks = ranking(images, fire, cal_fire, man_test, B, seed)
     causal = causal_check(dictionary, head, h2, A, features, levels, seed=seed)
     images['implausibility'] = h0
     for j, f in enumerate(features.feature): images[f'fires:{f}'] = fire[:, j + 1]
     images = images.drop(columns=['attrs', 'path'], errors='ignore')  # paths are found again by `benchmark_image`
-    summary = validate_panel(table, features)
-    outputs = {'table': table, 'features': features, 'causal': causal, 'ranking': ranks, 'images': images}
-    for stem, df in outputs.items():
-        df.to_parquet(folder/f'{stem}.parquet', index=False)
-    table.to_csv(folder/'table.csv', index=False)
-    write_json(folder/'scorer.json', {'dictionary': name, 'error_ratio': error_ratio})
-    (folder/'summary.md').write_text(markdown_summary(table, ranks, causal, summary))
-    close_stage(cfg, 'benchmark', spec, dictionary=name, summary=summary, n_images=len(images),
-                unreadable=[{'file': f, 'reason': r} for f, r in unreadable])
+    return {'table': table, 'features': features, 'causal': causal, 'ranking': ranks, 'images': images,
+            'summary': validate_panel(table, features), 'unreadable': unreadable, 'error_ratio': error_ratio,
+            'name': name}
+
+def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
+    """Score every generator (the simulated panel, and the folders under `generated_root`) with the calibrated failure
+    features of the canonical dictionary of the first seed; returns what `load_benchmark` returns."""
+    spec, done = open_stage(cfg, 'benchmark', force)
+    folder = stage_dir(cfg, 'benchmark')
+    if done: return load_benchmark(cfg)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    out = run_benchmark(cfg, canonical_checkpoint(cfg), folder, int(cfg.seed), progress)
+    for stem in ('table', 'features', 'causal', 'ranking', 'images'):
+        out[stem].to_parquet(folder/f'{stem}.parquet', index=False)
+    out['table'].to_csv(folder/'table.csv', index=False)
+    write_json(folder/'scorer.json', {'dictionary': out['name'], 'error_ratio': out['error_ratio']})
+    (folder/'summary.md').write_text(markdown_summary(out['table'], out['ranking'], out['causal'], out['summary']))
+    close_stage(cfg, 'benchmark', spec, dictionary=out['name'], summary=out['summary'], n_images=len(out['images']),
+                unreadable=[{'file': f, 'reason': r} for f, r in out['unreadable']])
     return load_benchmark(cfg)
 
 def benchmark_image(cfg, row) -> Path:
