@@ -257,12 +257,12 @@ def image_paths(targets) -> list[Path]:
     return out
 
 # %% ../nbs/09_benchmark.ipynb #3c7d1298
-def rogan_gladen(raw, tpr, fpr):
+def rogan_gladen(raw, tpr, fpr, clip: bool = True):
     "Prevalence corrected for a detector's errors: (raw − FPR)/(TPR − FPR), clipped to [0, 1]; NaN if TPR ≤ FPR."
     raw, tpr, fpr = np.asarray(raw, float), np.asarray(tpr, float), np.asarray(fpr, float)
     with np.errstate(invalid='ignore', divide='ignore'):
-        est = np.clip((raw - fpr) / (tpr - fpr), 0, 1)
-    return np.where(tpr > fpr, est, np.nan)
+        est = (raw - fpr) / (tpr - fpr)
+    return np.where(tpr > fpr, np.clip(est, 0, 1) if clip else est, np.nan)
 
 def confusion(cal_fire, cal_class, n_classes: int, weights=None) -> np.ndarray:
     """(features × 1 + classes): how often each feature fires on labelled images of each class (column 0: images of
@@ -272,15 +272,15 @@ def confusion(cal_fire, cal_class, n_classes: int, weights=None) -> np.ndarray:
     with np.errstate(invalid='ignore', divide='ignore'):
         return (np.asarray(cal_fire, float).T @ onehot) / onehot.sum(0)
 
-def correct_prevalence(raw, M) -> np.ndarray:
+def correct_prevalence(raw, M, clip: bool = True) -> np.ndarray:
     """The prevalence of each class, from the raw firing rates `raw` of the features whose firing probabilities
     per class are `M` (`confusion`): raw = M₀ + (M_c − M₀)·p, solved for p in [0, 1] by bounded least squares.
     With one feature and one class this is Rogan–Gladen; with several it also undoes one mode's feature firing
-    on another mode's images."""
+    on another mode's images. `clip=False` widens the bounds to [−1, 2], for bootstrap draws (see `prevalence`)."""
     raw, M = np.asarray(raw, float), np.asarray(M, float)
     if not np.isfinite(M).all(): return np.full(M.shape[1] - 1, np.nan)
-    if M.shape == (1, 2): return rogan_gladen(raw, M[:, 1], M[:, 0])
-    return lsq_linear(M[:, 1:] - M[:, :1], raw - M[:, 0], bounds=(0, 1)).x
+    if M.shape == (1, 2): return rogan_gladen(raw, M[:, 1], M[:, 0], clip)
+    return lsq_linear(M[:, 1:] - M[:, :1], raw - M[:, 0], bounds=(0, 1) if clip else (-1, 2)).x
 
 def bootstrap_weights(n: int, B: int, rng, groups=None) -> np.ndarray:
     "(B, n) resampling counts: images drawn with replacement, or whole groups (e.g. prompts) when `groups` is given."
@@ -292,22 +292,24 @@ def bootstrap_weights(n: int, B: int, rng, groups=None) -> np.ndarray:
 def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=None) -> dict:
     """Raw firing rates of the features (columns of `fire`, images × features; feature i stands for class i + 1) and
     the prevalence of their classes corrected by `correct_prevalence`, each with a percentile 95% interval over
-    `B` resamples of both the images (whole `groups` when given) and the labelled images of `cal_class`."""
+    `B` resamples of both the images (whole `groups` when given) and the labelled images of `cal_class`. The
+    corrected intervals come from the draws left unclipped, then cut to [0, 1]: draws clipped at 0 would collapse
+    the interval of a rare failure to [0, 0]."""
     fire, cal_fire = np.asarray(fire, float), np.asarray(cal_fire, float)
     n_classes = fire.shape[1]
     rng = np.random.default_rng(seed)
     W, Wc = bootstrap_weights(len(fire), B, rng, groups), bootstrap_weights(len(cal_fire), B, rng)
     raw_b = (W @ fire) / W.sum(1, keepdims=True)
-    corr_b = np.stack([correct_prevalence(raw_b[b], confusion(cal_fire, cal_class, n_classes, Wc[b]))
+    corr_b = np.stack([correct_prevalence(raw_b[b], confusion(cal_fire, cal_class, n_classes, Wc[b]), clip=False)
                        for b in range(B)])
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # an all-NaN column: a feature no better than chance
         ci = lambda x: (np.nanpercentile(x, 2.5, axis=0), np.nanpercentile(x, 97.5, axis=0))
-        raw_ci, corr_ci = ci(raw_b), ci(corr_b)
+        raw_ci, corr_ci = ci(raw_b), tuple(np.clip(bound, 0, 1) for bound in ci(corr_b))
     M = confusion(cal_fire, cal_class, n_classes)
     raw = fire.mean(0)
     return {'raw': raw, 'raw_ci': raw_ci, 'corrected': correct_prevalence(raw, M), 'corrected_ci': corr_ci,
-            'corrected_draws': corr_b, 'confusion': M}
+            'corrected_draws': np.clip(corr_b, 0, 1), 'confusion': M}
 
 # %% ../nbs/09_benchmark.ipynb #d742cca5
 @torch.no_grad()
