@@ -14,6 +14,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'mtc_nb.benchmark._rates': ('benchmark.html#_rates', 'mtc_nb/benchmark.py'),
                                   'mtc_nb.benchmark._read_side_table': ('benchmark.html#_read_side_table', 'mtc_nb/benchmark.py'),
                                   'mtc_nb.benchmark._truth': ('benchmark.html#_truth', 'mtc_nb/benchmark.py'),
+                                  'mtc_nb.benchmark._unclipped_draws': ('benchmark.html#_unclipped_draws', 'mtc_nb/benchmark.py'),
                                   'mtc_nb.benchmark.ablation_drop': ('benchmark.html#ablation_drop', 'mtc_nb/benchmark.py'),
                                   'mtc_nb.benchmark.benchmark_image': ('benchmark.html#benchmark_image', 'mtc_nb/benchmark.py'),
                                   'mtc_nb.benchmark.benchmark_stage': ('benchmark.html#benchmark_stage', 'mtc_nb/benchmark.py'),

@@ -266,17 +266,30 @@ def rogan_gladen(raw, tpr, fpr, clip: bool = True):
 
 def confusion(cal_fire, cal_class, n_classes: int, weights=None) -> np.ndarray:
     """(features × 1 + classes): how often each feature fires on labelled images of each class (column 0: images of
-    none of the classes), from `cal_fire` (images × features) and `cal_class` (0 = none, 1 … n_classes)."""
-    w = np.ones(len(cal_class)) if weights is None else weights
-    onehot = np.eye(n_classes + 1)[np.asarray(cal_class)] * w[:, None]  # (images, 1 + classes)
+    none of the classes), from `cal_fire` (images × features) and `cal_class` (0 = none, 1 … n_classes). With
+    `weights` (B × images: bootstrap counts), one such matrix per row: (B × features × 1 + classes)."""
+    onehot = np.eye(n_classes + 1)[np.asarray(cal_class)]  # (images, 1 + classes)
+    w = np.ones((1, len(onehot))) if weights is None else np.atleast_2d(weights)
+    fired = np.einsum('bn,nf,nc->bfc', w, np.asarray(cal_fire, float), onehot)
     with np.errstate(invalid='ignore', divide='ignore'):
-        return (np.asarray(cal_fire, float).T @ onehot) / onehot.sum(0)
+        M = fired / (w @ onehot)[:, None, :]
+    return M[0] if weights is None else M
+
+def _unclipped_draws(raw_b, Ms) -> np.ndarray:
+    "Unconstrained solutions of raw = M₀ + (M − M₀)·p for a stack of draws (B × classes); NaN where undefined."
+    A = Ms[:, :, 1:] - Ms[:, :, :1]
+    rhs = raw_b - Ms[:, :, 0]
+    out = np.full((len(Ms), A.shape[2]), np.nan)
+    ok = np.isfinite(A).all((1, 2)) & np.isfinite(rhs).all(1)
+    if A.shape[1:] == (1, 1): ok &= A[:, 0, 0] > 0  # one feature: TPR must exceed FPR
+    if ok.any(): out[ok] = np.einsum('bij,bj->bi', np.linalg.pinv(A[ok]), rhs[ok])
+    return out
 
 def correct_prevalence(raw, M, clip: bool = True) -> np.ndarray:
     """The prevalence of each class, from the raw firing rates `raw` of the features whose firing probabilities
     per class are `M` (`confusion`): raw = M₀ + (M_c − M₀)·p, solved for p in [0, 1] by bounded least squares.
     With one feature and one class this is Rogan–Gladen; with several it also undoes one mode's feature firing
-    on another mode's images. `clip=False` widens the bounds to [−1, 2], for bootstrap draws (see `prevalence`)."""
+    on another mode's images. `clip=False` widens the bounds to [−1, 2]."""
     raw, M = np.asarray(raw, float), np.asarray(M, float)
     if not np.isfinite(M).all(): return np.full(M.shape[1] - 1, np.nan)
     if M.shape == (1, 2): return rogan_gladen(raw, M[:, 1], M[:, 0], clip)
@@ -293,15 +306,14 @@ def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=N
     """Raw firing rates of the features (columns of `fire`, images × features; feature i stands for class i + 1) and
     the prevalence of their classes corrected by `correct_prevalence`, each with a percentile 95% interval over
     `B` resamples of both the images (whole `groups` when given) and the labelled images of `cal_class`. The
-    corrected intervals come from the draws left unclipped, then cut to [0, 1]: draws clipped at 0 would collapse
-    the interval of a rare failure to [0, 0]."""
+    corrected intervals come from the draws' unconstrained solutions, then cut to [0, 1]: draws clipped at 0 would
+    collapse the interval of a rare failure to [0, 0]."""
     fire, cal_fire = np.asarray(fire, float), np.asarray(cal_fire, float)
     n_classes = fire.shape[1]
     rng = np.random.default_rng(seed)
     W, Wc = bootstrap_weights(len(fire), B, rng, groups), bootstrap_weights(len(cal_fire), B, rng)
     raw_b = (W @ fire) / W.sum(1, keepdims=True)
-    corr_b = np.stack([correct_prevalence(raw_b[b], confusion(cal_fire, cal_class, n_classes, Wc[b]), clip=False)
-                       for b in range(B)])
+    corr_b = _unclipped_draws(raw_b, confusion(cal_fire, cal_class, n_classes, Wc))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # an all-NaN column: a feature no better than chance
         ci = lambda x: (np.nanpercentile(x, 2.5, axis=0), np.nanpercentile(x, 97.5, axis=0))
