@@ -224,6 +224,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'mtc_nb.encoders.load_encoder': ('encoders.html#load_encoder', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.load_images': ('encoders.html#load_images', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.save_encoder': ('encoders.html#save_encoder', 'mtc_nb/encoders.py'),
+                                 'mtc_nb.encoders.select_epoch': ('encoders.html#select_epoch', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.stage_encoder': ('encoders.html#stage_encoder', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.tiny_clip': ('encoders.html#tiny_clip', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.trunk_maps': ('encoders.html#trunk_maps', 'mtc_nb/encoders.py')},

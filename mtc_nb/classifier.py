@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from .core import write_json, seed_everything, open_stage, close_stage, stage_dir
+from .encoders import select_epoch
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'PlausibilityHead', 'train_head', 'evaluate', 'save_head', 'load_head', 'save_activations',
@@ -49,7 +50,8 @@ def _check_labels(y, split):
 
 def train_head(h2_train, y_train, h2_val, y_val, d_h1: int = 256, epochs: int = 20, lr: float = 1e-4,
                batch_size: int = 16, seed: int = 0) -> tuple[PlausibilityHead, list[dict]]:
-    "Train the paper's head with BCE/AdamW; returns the epoch with the best validation accuracy and the history."
+    """Train the paper's head with BCE/AdamW; returns the model of the best validation accuracy (counting accuracies within
+    one image of it as tied, then the lowest validation loss: `select_epoch`) and the history."""
     _check_labels(y_train, 'train'); _check_labels(y_val, 'val')
     seed_everything(seed)
     h2_train, h2_val = torch.as_tensor(h2_train, dtype=torch.float32), torch.as_tensor(h2_val, dtype=torch.float32)
@@ -57,7 +59,7 @@ def train_head(h2_train, y_train, h2_val, y_val, d_h1: int = 256, epochs: int = 
     model = PlausibilityHead(h2_train.shape[1], d_h1)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
-    best, best_state, hist = (-1.0, float('inf')), None, []
+    states, hist = [], []
     for ep in tqdm(range(epochs), desc='training head', unit='epoch'):
         model.train(); tot = 0.0
         for idx in torch.randperm(len(h2_train), generator=g).split(batch_size):
@@ -68,8 +70,8 @@ def train_head(h2_train, y_train, h2_val, y_val, d_h1: int = 256, epochs: int = 
             lv = model(h2_val); vloss = float(F.binary_cross_entropy_with_logits(lv, y_val))
             vacc = float(((lv > 0).float() == y_val).float().mean())
         hist.append({'epoch': ep, 'train_loss': tot / len(h2_train), 'val_loss': vloss, 'val_accuracy': vacc})
-        if (vacc, -vloss) > (best[0], -best[1]): best, best_state = (vacc, vloss), {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state); model.eval()
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(states[select_epoch(hist, len(y_val))]); model.eval()
     return model, hist
 
 # %% ../nbs/03_classifier.ipynb #d25aa645

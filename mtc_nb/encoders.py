@@ -20,8 +20,8 @@ from .scenes import load_scenes
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'load_images', 'LiteEncoder', 'ClipEncoder', 'tiny_clip', 'content_hash', 'EmbeddingCache',
-           'adapt_top', 'save_encoder', 'load_encoder', 'adapt_encoder', 'trunk_maps', 'stage_encoder', 'encoder_stage',
-           'load_embeddings']
+           'select_epoch', 'adapt_top', 'save_encoder', 'load_encoder', 'adapt_encoder', 'trunk_maps', 'stage_encoder',
+           'encoder_stage', 'load_embeddings']
 
 # %% ../nbs/02_encoders.ipynb #78e54c27
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -162,6 +162,14 @@ class EmbeddingCache:
         return torch.stack([self._shard(s)[j] for s, j in rows]) if rows else torch.empty(0)
 
 # %% ../nbs/02_encoders.ipynb #d2fdc104
+def select_epoch(history: list[dict], n_val: int) -> int:
+    """The epoch to keep: the lowest validation loss among the epochs whose validation accuracy is within one image
+    of the best. Accuracy alone is a count over a few hundred images: one image decided by the rounding of another
+    CPU would otherwise pick another epoch, and with it another network (and every number downstream of it)."""
+    best = max(h['val_accuracy'] for h in history)
+    tied = [i for i, h in enumerate(history) if h['val_accuracy'] >= best - 1 / n_val - 1e-9]
+    return min(tied, key=lambda i: (history[i]['val_loss'], i))
+
 def adapt_top(enc: LiteEncoder, t_train, y_train, t_val, y_val, epochs: int = 10, lr: float = 1e-3,
               batch_size: int = 64, seed: int = 0) -> dict:
     "Fine-tune `enc`'s top stages in place on trunk maps; returns the history (best epoch restored)."
@@ -174,7 +182,7 @@ def adapt_top(enc: LiteEncoder, t_train, y_train, t_val, y_val, epochs: int = 10
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
     as_float = lambda y: y.float() if torch.is_tensor(y) else torch.from_numpy(np.array(y, np.float32))  # a writable copy
     y_train, y_val = as_float(y_train), as_float(y_val)
-    best, hist, best_state = -1.0, [], None
+    hist, states = [], []
     g = torch.Generator().manual_seed(seed)
     for ep in tqdm(range(epochs), desc='adapting top stages', unit='epoch'):
         enc.train()
@@ -182,13 +190,17 @@ def adapt_top(enc: LiteEncoder, t_train, y_train, t_val, y_val, epochs: int = 10
             loss = F.binary_cross_entropy_with_logits(probe(enc.top(t_train[idx])).squeeze(1), y_train[idx])
             opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         enc.eval()
-        with torch.no_grad(): acc = float(((probe(torch.cat([enc.top(t) for t in t_val.split(256)])).squeeze(1) > 0) == (y_val > 0.5)).float().mean())
-        hist.append({'epoch': ep, 'val_accuracy': acc, 'train_loss': float(loss.detach())})
-        if acc >= best: best, best_state = acc, {k: v.clone() for k, v in enc.state_dict().items()}
+        with torch.no_grad():
+            logits = probe(torch.cat([enc.top(t) for t in t_val.split(256)])).squeeze(1)
+        acc = float(((logits > 0) == (y_val > 0.5)).float().mean())
+        val_loss = float(F.binary_cross_entropy_with_logits(logits, y_val))
+        hist.append({'epoch': ep, 'val_accuracy': acc, 'val_loss': val_loss, 'train_loss': float(loss.detach())})
+        states.append({k: v.clone() for k, v in enc.state_dict().items()})
     for p in params: p.requires_grad_(False)
-    if best_state is not None: enc.load_state_dict(best_state)
+    best = select_epoch(hist, len(y_val)) if hist else None
+    if best is not None: enc.load_state_dict(states[best])
     enc.eval()
-    return {'history': hist, 'best_val_accuracy': best}
+    return {'history': hist, 'best_epoch': best, 'best_val_accuracy': hist[best]['val_accuracy'] if hist else -1.0}
 
 def save_encoder(enc: LiteEncoder, folder: str | os.PathLike, **meta) -> Path:
     "Save an adapted LiteEncoder: top-stage weights as safetensors + config JSON."
