@@ -55,8 +55,8 @@ def test_a_stage_refuses_outputs_of_other_settings(base, tmp_path):
 def test_a_rerun_computes_nothing(base):
     cfg, results, before = base
     again = run_chain(cfg)
-    assert made_at(cfg) == before
-    assert again['dictionaries'] == json.loads(json.dumps(again['dictionaries']))  # rows as stored
+    assert made_at(cfg) == before  # every stage reused: no manifest rewritten
+    assert [r['name'] for r in again['dictionaries']] == [r['name'] for r in results['dictionaries']]
 
 
 KILLED_RUN = """
