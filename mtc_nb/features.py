@@ -15,6 +15,8 @@ from PIL import Image, ImageDraw
 from scipy.stats import rankdata
 from tqdm.auto import tqdm
 
+from .scenes import read_image
+
 # %% auto #0
 __all__ = ['CONCEPT_COLUMNS', 'latent_codes', 'level_of', 'mine', 'contact_sheet', 'write_contact_sheets', 'concept_matrix',
            'iou', 'auroc_matrix', 'mode_recovery', 'hierarchy', 'relevance', 'accuracy']
@@ -72,7 +74,7 @@ def contact_sheet(paths, acts=None, flags=None, sample_paths=(), sample_flags=No
     draw = ImageDraw.Draw(sheet)
     if title: draw.text((4, 3), title, fill='black')
     def put(p, r, c, label=None, flag=False):
-        with Image.open(p) as im: t = im.convert('RGB').resize((thumb - 4, thumb - 4))
+        t = read_image(p).resize((thumb - 4, thumb - 4))
         x, y = c * thumb + 2, head + r * (thumb + 12) + 2
         sheet.paste(t, (x, y))
         if flag: draw.rectangle([x - 2, y - 2, x + thumb - 3, y + thumb - 3], outline='red', width=2)

@@ -19,6 +19,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .features import concept_matrix, iou
+from .scenes import read_image
 
 # %% auto #0
 __all__ = ['OFFLINE', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS', 'MODE_CUES', 'describe_concept', 'offline_interpret',
@@ -125,9 +126,10 @@ class LMMConfig:
 
 def image_part(path, max_px: int = 800) -> dict:
     "A chat-completions image part: the image as a base64 PNG data URL, downsized to fit max_px."
-    with Image.open(path) as im:
-        im = im.convert('RGB'); im.thumbnail((max_px, max_px))
-        buf = io.BytesIO(); im.save(buf, format='PNG')
+    im = read_image(path)
+    im.thumbnail((max_px, max_px))
+    buf = io.BytesIO()
+    im.save(buf, format='PNG')
     return {'type': 'image_url', 'image_url': {'url': 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()}}
 
 # %% ../nbs/07_interpret.ipynb #584ab53d

@@ -5,7 +5,7 @@ purpose and recorded as ground truth."""
 
 # %% ../nbs/01_scenes.ipynb #3bb5b42a
 from __future__ import annotations
-import json, os
+import hashlib, json, os
 from dataclasses import dataclass
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
@@ -13,14 +13,15 @@ import multiprocessing as mp
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, ImageFilter, ImageEnhance
+from PIL import Image, ImageDraw, ImageFilter, ImageEnhance, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .core import write_json, open_stage, close_stage, require_stage, stage_dir
 
 # %% auto #0
-__all__ = ['MODES', 'CATEGORIES', 'KINDS', 'GENERATORS', 'IMAGE_EXTS', 'Mode', 'Style', 'draw_attributes', 'render', 'twins',
-           'gallery', 'assign_splits', 'sample_specs', 'make_dataset', 'index_folders', 'scenes_stage', 'load_scenes']
+__all__ = ['MODES', 'CATEGORIES', 'KINDS', 'GENERATORS', 'IMAGE_EXTS', 'MIN_IMAGE_SIDE', 'Mode', 'Style', 'draw_attributes',
+           'render', 'twins', 'gallery', 'assign_splits', 'sample_specs', 'make_dataset', 'ImageReadError',
+           'read_image', 'image_files', 'check_images', 'index_folders', 'scenes_stage', 'load_scenes']
 
 # %% ../nbs/01_scenes.ipynb #c8cb07b7
 @dataclass(frozen=True)
@@ -344,22 +345,99 @@ def make_dataset(folder: str | os.PathLike, n_images: int, seed: int = 0, violat
 
 # %% ../nbs/01_scenes.ipynb #f2221100
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
+MIN_IMAGE_SIDE = 8  # below this an encoder's processor cannot even tell the channel axis
 
-def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int = 0) -> pd.DataFrame:
-    "A manifest for images in `root/human_correct` (label 0) and `root/human_error` (label 1)."
+class ImageReadError(ValueError):
+    "A file that is not a usable image; `reason` says why."
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+def _rgb8(im: Image.Image) -> Image.Image:
+    "8-bit RGB of any PIL mode: 16-bit and float greys scaled (not clipped) to 8 bits, transparency put on white."
+    if im.mode in ('I', 'F') or im.mode.startswith('I;16'):
+        values = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith('I;16') or values.max() > 255: top = 65535.0
+        elif im.mode == 'F' and values.max() <= 1: top = 1.0
+        else: top = 255.0
+        grey = np.clip(values / top * 255 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, 'L').convert('RGB')
+    if im.mode in ('RGBA', 'LA', 'PA') or (im.mode == 'P' and 'transparency' in im.info):
+        rgba = im.convert('RGBA')
+        white = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert('RGB')
+    return im.convert('RGB')
+
+def read_image(path: str | os.PathLike) -> Image.Image:
+    """The image at `path` as every stage reads it: decoded in full (a truncated file fails here, not in a later
+    stage), turned upright by its EXIF orientation, converted to 8-bit RGB (`_rgb8`). Raises `ImageReadError` with
+    the reason for anything that is not a usable image: empty, not an image, truncated, too large to decode safely,
+    or smaller than `MIN_IMAGE_SIDE` pixels a side."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            rgb = _rgb8(ImageOps.exif_transpose(im))
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(path, f"too large to decode safely ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(path, f"not a readable image ({type(e).__name__}: {e})") from None
+    if min(rgb.size) < MIN_IMAGE_SIDE:
+        raise ImageReadError(path, f"{rgb.size[0]}x{rgb.size[1]} px, smaller than {MIN_IMAGE_SIDE} px a side")
+    return rgb
+
+def image_files(folder: Path) -> list[Path]:
+    "Image files under `folder` by extension, hidden files (and macOS `._` resource forks) left out."
+    return sorted(p for p in folder.rglob('*') if p.suffix.lower() in IMAGE_EXTS and p.is_file()
+                  and not any(part.startswith('.') for part in p.relative_to(folder).parts))
+
+def check_images(root: Path, files: list[Path], labels: list[int]) -> tuple[list[int], list[dict]]:
+    """Read every file once (`read_image`): (indices of the usable ones, one {'file', 'reason'} per file left out).
+    A byte-identical copy inside one class is left out; one in both classes is an error, since no label is right."""
+    keep, skipped, first_of = [], [], {}
+    for i, p in enumerate(tqdm(files, desc='checking images', unit='image', mininterval=2)):
+        name = str(p.relative_to(root))
+        try:
+            read_image(p)
+        except ImageReadError as e:
+            skipped.append({'file': name, 'reason': e.reason}); continue
+        digest = hashlib.sha1(p.read_bytes()).hexdigest()
+        if digest in first_of:
+            j = first_of[digest]
+            if labels[j] != labels[i]:
+                raise ValueError(f"{name} and {files[j].relative_to(root)} are the same file in both classes: "
+                                 "remove one of them (a duplicate cannot be both plausible and implausible)")
+            skipped.append({'file': name, 'reason': f"duplicate of {files[j].relative_to(root)}"}); continue
+        first_of[digest] = i
+        keep.append(i)
+    return keep, skipped
+
+def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
+    """A manifest for images in `root/human_correct` (label 0) and `root/human_error` (label 1), each file read once
+    (`check_images`): (manifest of the usable images, the files left out with their reasons)."""
     root = Path(root).expanduser()
-    rows = []
+    files, labels = [], []
     for sub, label in (('human_correct', 0), ('human_error', 1)):
         d = root/sub
-        if not d.is_dir(): raise FileNotFoundError(f"Expected a folder of images at {d} (label {label}); see data/README.md")
-        files = sorted(p for p in d.rglob('*') if p.suffix.lower() in IMAGE_EXTS)
-        rows += [dict(id=f"{sub}/{p.relative_to(d).as_posix()}", label=label, mode='unknown' if label else 'none',
-                      category='unknown' if label else 'none', kind='unknown', generator=p.relative_to(d).parts[0] if len(p.relative_to(d).parts) > 1 else 'unknown',
-                      file=str(p.relative_to(root))) for p in files]
+        if not d.is_dir():
+            raise FileNotFoundError(f"Expected a folder of images at {d} (label {label}); see data/README.md")
+        found = image_files(d)
+        files += found; labels += [label] * len(found)
+    keep, skipped = check_images(root, files, labels)
+    rows = []
+    for i in keep:
+        sub = files[i].relative_to(root).parts[0]
+        inner = files[i].relative_to(root/sub)
+        rows.append(dict(id=f"{sub}/{inner.as_posix()}", label=labels[i], mode='unknown' if labels[i] else 'none',
+                         category='unknown' if labels[i] else 'none', kind='unknown',
+                         generator=inner.parts[0] if len(inner.parts) > 1 else 'unknown',
+                         file=str(files[i].relative_to(root))))
     df = pd.DataFrame(rows)
-    if df.empty or df.label.nunique() < 2: raise ValueError(f"No images, or a single class, under {root}: need images in both human_correct/ and human_error/")
+    if df.empty or df.label.nunique() < 2:
+        raise ValueError(f"No usable images, or a single class, under {root} ({len(skipped)} files left out): "
+                         "need images in both human_correct/ and human_error/")
     df.insert(1, 'split', assign_splits(np.random.default_rng(seed).permutation(len(df)), splits))
-    return df
+    return df, skipped
+
 
 # %% ../nbs/01_scenes.ipynb #e8cc902a
 def scenes_stage(cfg, force: bool = False) -> tuple[pd.DataFrame, Path]:
@@ -370,14 +448,18 @@ def scenes_stage(cfg, force: bool = False) -> tuple[pd.DataFrame, Path]:
     folder = stage_dir(cfg, 'scenes')
     if cfg.dataset == 'folders':
         image_dir = cfg.path('image_root')
-        df = index_folders(image_dir, cfg.splits, cfg.seed)
+        df, skipped = index_folders(image_dir, cfg.splits, cfg.seed)
         folder.mkdir(parents=True, exist_ok=True)
         df.to_parquet(folder/'manifest.parquet', index=False)
+        write_json(folder/'skipped.json', skipped)
+        if skipped:
+            print(f"[mtc] {len(skipped)} of {len(df) + len(skipped)} files under {image_dir} left out "
+                  f"(each with its reason in {folder/'skipped.json'}), e.g. {skipped[0]['file']}: {skipped[0]['reason']}")
     else:
-        image_dir = folder/'images'
+        image_dir, skipped = folder/'images', []
         df = make_dataset(folder, cfg.n_images, cfg.seed, cfg.violation_rate, cfg.modes, cfg.splits, cfg.image_size,
                           workers=cfg.workers, overwrite=True)
-    close_stage(cfg, 'scenes', spec, n_images=len(df), splits=df.split.value_counts().to_dict())
+    close_stage(cfg, 'scenes', spec, n_images=len(df), splits=df.split.value_counts().to_dict(), n_skipped=len(skipped))
     return df, image_dir
 
 def load_scenes(cfg) -> tuple[pd.DataFrame, Path]:

@@ -1,0 +1,355 @@
+"""Our dictionaries beside the peer libraries' (SAELens, dictionary_learning, sparsify), trained on the same
+activations with the same budget, interleaved in one run, and measured by one shared formula.
+
+Needs the profile's cached activations (`mtc reproduce --stages 01_scenes 02_encoders 03_classifier`) and the
+peers, an optional extra that keeps torch at its pin (`pip install -e .[peers]`; dictionary_learning pulls
+torchvision through nnsight, so install it alone: `pip install --no-deps dictionary-learning==0.1.0`).
+
+Every model sees the same batches in the same order (one permutation per epoch and seed), one after the other, on
+one thread. Printed per model: held-out FVU at every Matryoshka level (the test split; the shared `fvu`), L0 and dead
+latents in inference mode on the held-out split, and training samples/s (time inside the model's own steps).
+
+    python benchmarks/peers.py [--profile default] [--k 100 32] [--seeds 0 1 2] [--epochs 20] [--models ...]
+    python benchmarks/peers.py --models ours:matryoshka_transcoder --ours-variant 'lr=5.7e-4' --ours-variant 'aux_coef=8'
+
+Each library runs with its own defaults where the setting is the library's choice (learning rate, optimiser,
+AuxK, dead window, schedule); the data, latent width, levels, k, batch and sample budget are the run's. The peers
+are SAEs; they are used as transcoders (h2 -> h1) by changing only the decoder's output width, the input centring
+(none, as SAELens' own Transcoder) and the target.
+"""
+from __future__ import annotations
+import argparse, math, sys, time, types
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mtc_nb.core import load_profile
+from mtc_nb.classifier import load_activations
+from mtc_nb.dictionaries import DictConfig, build, make_optimizer, train_step
+from mtc_nb.metrics import fvu, l0, dead_fraction
+
+TRANSCODER_KINDS = ('matryoshka_transcoder', 'transcoder')
+PEER_MODELS = ('saelens:matryoshka_transcoder', 'saelens:transcoder', 'saelens:matryoshka_sae', 'saelens:sae',
+               'dictlearn:matryoshka_sae', 'sparsify:transcoder', 'sparsify:sae')
+OUR_MODELS = ('ours:matryoshka_transcoder', 'ours:transcoder', 'ours:matryoshka_sae', 'ours:sae')
+
+
+class Ours:
+    "A library dictionary trained exactly as `train_dictionaries` trains it (without the epoch selection)."
+    def __init__(self, kind, shape, k, seed, steps, train, overrides=None):
+        d_in, d_out, d_sae, levels, epochs, batch = shape
+        overrides = dict(overrides or {})
+        self.clip = overrides.pop('clip', None)
+        beta2 = overrides.pop('beta2', None)
+        self.cfg = DictConfig(kind=kind, d_in=d_in, d_out=d_out, d_sae=d_sae, levels=levels, k=k, seed=seed,
+                              epochs=epochs, batch_size=batch, **(overrides or {})).validate()
+        self.model = build([self.cfg])
+        self.model.init_from_data(*train)
+        self.opt, self.sched, self.every = make_optimizer(self.model, self.cfg, steps)
+        if beta2 is not None:
+            self.opt.param_groups[0]['betas'] = (0.9, beta2)
+
+    def step(self, x, y):
+        self.model.train()
+        if self.clip is None:
+            train_step(self.model, self.opt, self.cfg, x, y)
+        else:
+            self.model.train_grads(x, y)
+            grads = [p.grad for p in self.model.parameters()]
+            norm = torch.sqrt(sum(g.flatten(1).square().sum(1) for g in grads))
+            coef = (self.clip / (norm + 1e-6)).clamp(max=1.0)
+            for g in grads:
+                g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+            self.model.remove_parallel_grad()
+            self.opt.step()
+            self.model.constrain()
+        if self.every == 'step':
+            self.sched.step()
+
+    def end_epoch(self):
+        if self.every == 'epoch':
+            self.sched.step()
+
+    @torch.no_grad()
+    def infer(self, x):
+        "(codes (n, d_sae), reconstruction per level (G, n, d_out)) in inference mode."
+        self.model.eval()
+        out = self.model(x)
+        return out.f[0], out.recons[:, 0]
+
+
+def _saelens_transcoder(sae_class):
+    """A SAELens training SAE that encodes the stored input `x_in`, centred by the training mean `x_mean` (an SAE
+    centres by b_dec, which lives in the target's space here), and reconstructs the target it is given."""
+    class TrainingTranscoder(sae_class):
+        def process_sae_in(self, sae_in):
+            return self.run_time_activation_norm_fn_in((self.x_in - self.x_mean).to(self.dtype))
+    return TrainingTranscoder
+
+
+class SaeLens:
+    "SAELens' (Matryoshka) BatchTopK training SAE with its trainer's step: Adam, constant lr 3e-4, clip at 1."
+    def __init__(self, matryoshka, transcoder, shape, k, seed, steps, train):
+        from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+        from sae_lens.saes.matryoshka_batchtopk_sae import (MatryoshkaBatchTopKTrainingSAE,
+                                                             MatryoshkaBatchTopKTrainingSAEConfig)
+        d_in, d_out, d_sae, levels, _, _ = shape
+        torch.manual_seed(seed)
+        if matryoshka:
+            cfg = MatryoshkaBatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, matryoshka_widths=list(levels),
+                                                       apply_b_dec_to_input=not transcoder)
+            sae_class = MatryoshkaBatchTopKTrainingSAE
+        else:
+            cfg = BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, apply_b_dec_to_input=not transcoder)
+            sae_class = BatchTopKTrainingSAE
+        self.transcoder, self.matryoshka, self.levels = transcoder, matryoshka, levels
+        self.sae = (_saelens_transcoder(sae_class) if transcoder else sae_class)(cfg)
+        if transcoder:  # the decoder at the target's width, initialised as SAELens initialises its own
+            w = torch.randn(d_sae, d_out)
+            w = w / w.norm(dim=1, keepdim=True) * cfg.decoder_init_norm
+            self.sae.W_dec = torch.nn.Parameter(w)
+            self.sae.b_dec = torch.nn.Parameter(torch.zeros(d_out))
+            self.sae.x_mean = train[0].mean(0)
+        self.opt = torch.optim.Adam(self.sae.parameters(), lr=3e-4, betas=(0.9, 0.999))
+        self.since_fired = torch.zeros(d_sae)
+        self.dead_window = 1000
+        self.steps_done = 0
+
+    def _coefficients(self):
+        coefs = self.sae.get_coefficients()
+        return {name: getattr(c, 'value', c) for name, c in coefs.items()}
+
+    def step(self, x, y):
+        from sae_lens.saes.sae import TrainStepInput
+        self.sae.train()
+        self.sae.x_in = x
+        target = y if self.transcoder else x
+        step_input = TrainStepInput(sae_in=target, coefficients=self._coefficients(),
+                                    dead_neuron_mask=self.since_fired > self.dead_window,
+                                    n_training_steps=self.steps_done, is_logging_step=False)
+        out = self.sae.training_forward_pass(step_input)
+        with torch.no_grad():
+            fired = (out.feature_acts > 0).any(0)
+            self.since_fired += 1
+            self.since_fired[fired] = 0
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.sae.parameters(), 1.0)
+        self.opt.step()
+        self.opt.zero_grad()
+        self.steps_done += 1
+
+    def end_epoch(self):
+        pass
+
+    @torch.no_grad()
+    def infer(self, x):
+        "Inference as SAELens saves a BatchTopK SAE: a JumpReLU at the learnt global threshold."
+        self.sae.eval()
+        self.sae.x_in = x
+        _, pre = self.sae.encode_with_hidden_pre(x)
+        codes = pre.relu() * (pre > float(self.sae.topk_threshold))
+        if self.matryoshka:
+            recons = torch.stack([r for _, r in self.sae._iterable_decode(codes, include_outer_loss=True)])
+        else:
+            recons = self.sae.decode(codes)[None]
+        return codes, recons
+
+
+def _import_dictionary_learning():
+    "dictionary_learning's package imports nnsight (and torchvision) for its activation buffer, unused here."
+    if 'nnsight' not in sys.modules:
+        stub = types.ModuleType('nnsight')
+        stub.LanguageModel = None
+        sys.modules['nnsight'] = stub
+    from dictionary_learning.trainers.matryoshka_batch_top_k import MatryoshkaBatchTopKTrainer
+    return MatryoshkaBatchTopKTrainer
+
+
+class DictLearn:
+    """dictionary_learning's Matryoshka BatchTopK trainer (its defaults: lr 2e-4/sqrt(d_sae/2^14), AuxK 1/32,
+    clip at 1), with its 1000 warm-up and threshold steps scaled to this budget (a twentieth of the steps)."""
+    def __init__(self, shape, k, seed, steps, train):
+        d_in, _, d_sae, levels, _, _ = shape
+        trainer_class = _import_dictionary_learning()
+        fractions = [w / d_sae for w in np.diff([0, *levels])]
+        self.trainer = trainer_class(steps=steps, activation_dim=d_in, dict_size=d_sae, k=k, layer=0, lm_name='none',
+                                     group_fractions=fractions, warmup_steps=max(1, steps // 20),
+                                     threshold_start_step=max(1, steps // 20), seed=seed, device='cpu')
+        self.levels = levels
+        self.steps_done = 0
+
+    def step(self, x, y):
+        self.trainer.ae.train()
+        self.trainer.update(self.steps_done, x)
+        self.steps_done += 1
+
+    def end_epoch(self):
+        pass
+
+    @torch.no_grad()
+    def infer(self, x):
+        ae = self.trainer.ae
+        ae.eval()
+        codes = ae.encode(x, use_threshold=True)
+        recons = torch.stack([codes[:, :w] @ ae.W_dec[:w] + ae.b_dec for w in self.levels])
+        return codes, recons
+
+
+class Sparsify:
+    """sparsify's TopK SparseCoder with its trainer's Adam step (lr 2e-4/sqrt(d_sae/2^14), linear warm-up and decay,
+    loss = FVU, AuxK off by default); its transcoder starts from a zero decoder, as sparsify's does."""
+    def __init__(self, transcoder, shape, k, seed, steps, train):
+        from sparsify import SparseCoder, SparseCoderConfig
+        d_in, d_out, d_sae, _, _, _ = shape
+        torch.manual_seed(seed)
+        self.transcoder = transcoder
+        self.coder = SparseCoder(d_in, SparseCoderConfig(num_latents=d_sae, k=k, transcode=transcoder), device='cpu')
+        if transcoder:
+            self.coder.W_dec = torch.nn.Parameter(torch.zeros(d_sae, d_out))
+            self.coder.b_dec = torch.nn.Parameter(torch.zeros(d_out))
+        self.opt = torch.optim.Adam(self.coder.parameters(), lr=2e-4 / math.sqrt(d_sae / 2 ** 14))
+        warm = max(1, steps // 20)
+        schedule = lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / max(1, steps - warm))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, schedule(s)))
+
+    def step(self, x, y):
+        self.coder.train()
+        out = self.coder(x, y if self.transcoder else None)
+        out.fvu.backward()
+        if not self.transcoder:
+            self.coder.remove_gradient_parallel_to_decoder_directions()
+        self.opt.step()
+        self.opt.zero_grad()
+        self.sched.step()
+        if not self.transcoder:
+            self.coder.set_decoder_norm_to_unit_norm()
+
+    def end_epoch(self):
+        pass
+
+    @torch.no_grad()
+    def infer(self, x):
+        self.coder.eval()
+        top_acts, top_indices, _ = self.coder.encode(x)
+        codes = torch.zeros(len(x), self.coder.num_latents).scatter_(1, top_indices, top_acts.float())
+        return codes, self.coder.decode(top_acts, top_indices)[None]
+
+
+def is_transcoder(name: str) -> bool: return name.split(':')[1] in TRANSCODER_KINDS
+
+
+def make_model(name, shape, k, seed, steps, train_x, train_y, overrides=None):
+    "The contestant `library:kind` for `k` and `seed`."
+    library, kind = name.split(':')
+    transcoder = is_transcoder(name)
+    train = (train_x, train_y if transcoder else train_x)
+    if not transcoder:  # an SAE reconstructs its input
+        shape = (shape[0], shape[0], *shape[2:])
+    if library == 'ours':
+        return Ours(kind, shape, k, seed, steps, train, overrides)
+    if library == 'saelens':
+        return SaeLens(kind.startswith('matryoshka'), transcoder, shape, k, seed, steps, train)
+    if library == 'dictlearn' and kind == 'matryoshka_sae':
+        return DictLearn(shape, k, seed, steps, train)
+    if library == 'sparsify' and kind in ('sae', 'transcoder'):
+        return Sparsify(transcoder, shape, k, seed, steps, train)
+    raise ValueError(f"unknown model {name!r}: one of {OUR_MODELS + PEER_MODELS}")
+
+
+def parse_variant(text: str) -> dict:
+    "'lr=5.7e-4,aux_coef=8' -> {'lr': 5.7e-4, 'aux_coef': 8.0} (DictConfig field names)."
+    out = {}
+    for item in filter(None, text.split(',')):
+        key, value = item.split('=')
+        if key in ('clip', 'beta2'):
+            out[key] = float(value); continue
+        if key not in DictConfig.__dataclass_fields__:
+            raise ValueError(f"--ours-variant: {key!r} is not a DictConfig field")
+        out[key] = type(getattr(DictConfig, key))(value) if getattr(DictConfig, key) is not None else float(value)
+    return out
+
+
+def measure(model, x, y, train_x):
+    "Held-out FVU per level, L0 and dead fraction, in inference mode; and the dead fraction on the training inputs."
+    codes, recons = model.infer(x)
+    fvus = [float(fvu(y, r)) for r in recons]
+    return {'fvu': fvus, 'fvu_first': fvus[0], 'fvu_full': fvus[-1], 'l0': float(l0(codes)[0]),
+            'dead': dead_fraction(codes), 'dead_train': dead_fraction(model.infer(train_x)[0])}
+
+
+def run(contestants, data, shape, seeds, k, epochs, batch):
+    "Train every contestant on the same batches, interleaved; returns {label: [per-seed measurements]}."
+    (train_x, train_y), (test_x, test_y) = data
+    steps = epochs * math.ceil(len(train_x) / batch)
+    results = {label: [] for label, _, _ in contestants}
+    for seed in seeds:
+        models = {label: make_model(name, shape, k, seed, steps, train_x, train_y, over)
+                  for label, name, over in contestants}
+        seconds = {label: 0.0 for label in models}
+        order = torch.Generator().manual_seed(seed)
+        for _ in tqdm(range(epochs), desc=f'k={k} seed {seed}: {len(models)} models', unit='epoch'):
+            for idx in torch.randperm(len(train_x), generator=order).split(batch):
+                x, y = train_x[idx], train_y[idx]
+                for label, name, _ in contestants:
+                    model = models[label]
+                    start = time.perf_counter()
+                    model.step(x, y if is_transcoder(name) else x)
+                    seconds[label] += time.perf_counter() - start
+            for model in models.values():
+                model.end_epoch()
+        for label, name, _ in contestants:
+            target = test_y if is_transcoder(name) else test_x
+            row = measure(models[label], test_x, target, train_x)
+            row['samples_per_s'] = steps * batch / seconds[label]
+            results[label].append(row)
+    return results
+
+
+def print_table(results, k, seeds, levels):
+    mean_std = lambda rows, key: (np.mean([r[key] for r in rows]), np.std([r[key] for r in rows]))
+    print(f"\nk = {k}, seeds {seeds} (mean ± std over seeds); held-out FVU per level {list(levels)}")
+    print(f"{'model':<44}{'FVU full':>18}{'FVU first':>18}{'L0':>8}{'dead':>15}{'dead train':>12}{'samples/s':>11}"
+          "  FVU per level")
+    for label, rows in results.items():
+        full, first, l0_, dead, dead_train, speed = (mean_std(rows, key) for key in
+                                                     ('fvu_full', 'fvu_first', 'l0', 'dead', 'dead_train',
+                                                      'samples_per_s'))
+        per_level = np.mean([r['fvu'] for r in rows], 0)
+        first_text = f"{first[0]:.4f} ± {first[1]:.4f}" if len(per_level) > 1 else '–'
+        print(f"{label:<44}{full[0]:>10.4f} ± {full[1]:.4f}{first_text:>18}{l0_[0]:>8.1f}"
+              f"{dead[0]:>8.1%} ± {dead[1]:.1%}{dead_train[0]:>12.1%}{speed[0]:>11.0f}  " + ' '.join(f'{v:.4f}' for v in per_level))
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--profile', default='default')
+    ap.add_argument('--k', type=int, nargs='+', default=[100])
+    ap.add_argument('--seeds', type=int, nargs='+', default=[0])
+    ap.add_argument('--epochs', type=int, default=None, help="default: the profile's dict_epochs")
+    ap.add_argument('--models', nargs='+', default=list(OUR_MODELS + PEER_MODELS))
+    ap.add_argument('--ours-variant', action='append', default=[],
+                    help="extra 'ours' models with DictConfig overrides, e.g. 'lr=5.7e-4,aux_coef=8' "
+                         "(applied to every ours:* model given)")
+    ap.add_argument('--threads', type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_profile(args.profile)
+    train = load_activations(cfg.run_dir / 'activations', 'train')[0]
+    test = load_activations(cfg.run_dir / 'activations', 'test')[0]
+    levels = tuple(int(v) for v in cfg.dict_levels)
+    epochs = args.epochs or int(cfg.dict_epochs)
+    batch = int(cfg.dict_batch)
+    shape = (train['h2'].shape[1], train['h1'].shape[1], levels[-1], levels, epochs, batch)
+    contestants = []
+    for name in args.models:
+        contestants.append((name, name, None))
+        if name.startswith('ours:'):
+            contestants += [(f"{name} [{v}]", name, parse_variant(v)) for v in args.ours_variant]
+    print(f"{cfg.name}: {len(train['h2'])} train / {len(test['h2'])} held-out samples, h2 {shape[0]}-d -> h1 "
+          f"{shape[1]}-d, d_sae {levels[-1]}, batch {batch}, {epochs} epochs "
+          f"= {epochs * len(train['h2'])} samples, {args.threads} thread(s), torch {torch.__version__}")
+    for k in args.k:
+        results = run(contestants, ((train['h2'], train['h1']), (test['h2'], test['h1'])), shape, args.seeds,
+                      k, epochs, batch)
+        print_table(results, k, args.seeds, levels)
