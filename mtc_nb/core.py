@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 
 # %% auto #0
-__all__ = ['README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'STAGE_MODULES',
+__all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'STAGE_MODULES',
            'MANIFEST_SCHEMA_VERSION', 'SELF_CHECK_TAG', 'find_root', 'Profile', 'load_profile', 'seed_everything',
            'pick_device', 'machine_info', 'write_json', 'update_results', 'build_readme', 'StaleStageError',
            'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'open_stage',
-           'close_stage', 'timed', 'headline_numbers', 'check_results', 'stage_notebook', 'run_stages', 'main']
+           'close_stage', 'timed', 'headline_numbers', 'check_results', 'stage_notebook', 'check_inputs', 'run_stages',
+           'main']
 
 # %% ../nbs/00_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -83,8 +84,12 @@ def _checked(values, kw):
     if unknown: raise ValueError(f"Unknown setting(s) {unknown}; known settings: {sorted(values)}")
     return kw
 
+# settings an environment variable may set: it beats settings.ini, an explicit override beats it
+ENV_SETTINGS = {'clip_path': 'MTC_CLIP_PATH'}
+
 def load_profile(name: str = 'default', settings: str | os.PathLike | None = None, **overrides) -> Profile:
-    "Load profile `name` from settings.ini; `overrides` whose value is not None replace its values."
+    """Load profile `name` from settings.ini, then the environment (`ENV_SETTINGS`); `overrides` whose value is not
+    None replace both."""
     path = Path(settings) if settings else find_root()/'settings.ini'
     cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=('#',))
     cp.read(path)
@@ -93,6 +98,7 @@ def load_profile(name: str = 'default', settings: str | os.PathLike | None = Non
     listed = {k for k, v in cp.defaults().items() if isinstance(_parse(v), list)}  # list-valued settings
     as_list = lambda k, v: [v] if k in listed and not isinstance(v, (list, tuple)) else v  # `-p seeds 0` means [0]
     values = {k: as_list(k, _parse(v)) for k, v in cp[name].items()}
+    values.update({k: os.environ[env] for k, env in ENV_SETTINGS.items() if os.environ.get(env)})
     kw = {k: as_list(k, v) for k, v in overrides.items() if v is not None}
     return Profile(name, {**values, **_checked(values, kw)}, path.parent.resolve())
 
@@ -361,12 +367,25 @@ def _run_record(cfg: Profile, name: str, fingerprint: str) -> dict:
     source = hashlib.sha256((cfg.root/'nbs'/f'{name}.ipynb').read_bytes()).hexdigest()[:16]
     return {'fingerprint': fingerprint, 'notebook': source, 'figures_dir': str(cfg.fig_dir)}
 
+def check_inputs(cfg: Profile) -> None:
+    """Fail before any stage runs (and writes into the user's figures) when the profile's inputs are missing: the
+    CLIP folder of the clip encoder, the two class folders of `dataset = folders`."""
+    if cfg.encoder == 'clip' and not (cfg.path('clip_path')/'config.json').exists():
+        raise FileNotFoundError(f"No CLIP weights at {cfg.path('clip_path')} (clip_path, or $MTC_CLIP_PATH): put a saved "
+                                "openai/clip-vit-large-patch14 there (config.json, model.safetensors, "
+                                "preprocessor_config.json); see data/README.md")
+    if cfg.dataset == 'folders':
+        missing = [sub for sub in ('human_correct', 'human_error') if not (cfg.path('image_root')/sub).is_dir()]
+        if missing: raise FileNotFoundError(f"Expected folders of images {missing} under {cfg.path('image_root')} "
+                                            "(image_root); see data/README.md")
+
 def run_stages(profile: str = 'default', stages: list[str] | None = None, force: bool = False, **params) -> list[Path]:
     """Execute the stage notebooks with papermill (`params` override the profile's settings); executed copies go to
     data/<profile>/runs/. A stage whose outputs and executed notebook are current is skipped (`force` reruns it);
     after a kill, the chain resumes at the first stage that had not completed."""
     import papermill as pm
     cfg = load_profile(profile, **params)  # unknown or malformed overrides fail here, before any stage runs
+    check_inputs(cfg)
     out = cfg.run_dir/'runs'
     out.mkdir(parents=True, exist_ok=True)
     unknown = [s for s in stages or [] if s not in STAGE_OF_NOTEBOOK]

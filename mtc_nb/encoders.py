@@ -93,7 +93,7 @@ class ClipEncoder(torch.nn.Module):
     def __init__(self, path: str | os.PathLike, device: str = 'cpu'):
         super().__init__()
         from transformers import CLIPModel, CLIPImageProcessor
-        path = Path(os.environ.get('MTC_CLIP_PATH', path)).expanduser()
+        path = Path(path).expanduser()
         if not (path/'config.json').exists():
             raise FileNotFoundError(
                 f"No CLIP weights at {path}. Put a saved `openai/clip-vit-large-patch14` there "

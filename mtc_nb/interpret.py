@@ -168,6 +168,19 @@ class LMMInterpreter:
         with self._lock:
             for k, v in kw.items(): self.stats[k] += v
 
+    def _create(self, content):
+        """One chat completion. The client retries HTTP errors itself; a body that is not JSON (a connection torn
+        mid-reply) raises a ValueError past those retries, so it is retried here the same number of times."""
+        for attempt in range(self.cfg.max_retries + 1):
+            try:
+                self._count(requests=1)
+                return self.client.chat.completions.create(model=self.cfg.model, messages=[{'role': 'user', 'content': content}],
+                                                           temperature=self.cfg.temperature, seed=self.cfg.seed,
+                                                           max_tokens=self.cfg.max_tokens)
+            except ValueError:
+                if attempt == self.cfg.max_retries: raise
+                time.sleep(min(0.5 * 2 ** attempt, 8))
+
     def ask(self, kind: str, item, image_ids, path_of, **fill) -> dict:
         "Ask prompt `kind` about images `image_ids` (files from `path_of(id)`); cached by (item, images, prompt, model)."
         import openai
@@ -178,12 +191,12 @@ class LMMInterpreter:
         row = {'key': key, 'item': item, 'kind': kind, 'image_ids': list(image_ids), 'prompt_version': PROMPT_VERSION, 'model': self.cfg.model,
                'temperature': self.cfg.temperature, 'seed': self.cfg.seed, 'fill': fill, 'time': time.time()}
         try:
-            self._count(requests=1)
-            r = self.client.chat.completions.create(model=self.cfg.model, messages=[{'role': 'user', 'content': content}],
-                                                    temperature=self.cfg.temperature, seed=self.cfg.seed, max_tokens=self.cfg.max_tokens)
-        except openai.OpenAIError as e:  # failed after every retry: report, do not cache, do not crash
+            r = self._create(content)
+        except (openai.OpenAIError, ValueError) as e:  # failed after every retry: report, do not cache, do not crash
             self._count(errors=1); return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': f"{type(e).__name__}: {e}"[:300]}
-        ch = r.choices[0] if r.choices else None
+        if not r.choices:  # the endpoint answered nothing: its error, not a refusal; not cached, so a rerun asks again
+            self._count(errors=1); return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': 'a reply without choices'}
+        ch = r.choices[0]
         msg = ch.message if ch else None
         reply = msg.content if msg else None
         if r.usage: self._count(prompt_tokens=r.usage.prompt_tokens or 0, completion_tokens=r.usage.completion_tokens or 0)

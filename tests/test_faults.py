@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 from conftest import run_chain
-from mtc_nb.core import load_profile
+from mtc_nb.core import load_profile, run_stages
 from mtc_nb.encoders import tiny_clip, load_images, LiteEncoder
 from mtc_nb.scenes import draw_attributes, render, read_image, ImageReadError
 
@@ -100,3 +100,21 @@ def test_read_image_fixes_what_pil_gets_silently_wrong(tmp_path):
     assert np.asarray(read_image(tmp_path/'clear.png')).min() == 255
     (tmp_path/'bomb.png').write_bytes(png_claiming(30000, 30000))
     with pytest.raises(ImageReadError, match='too large'): read_image(tmp_path/'bomb.png')
+
+
+def test_an_explicit_clip_path_beats_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv('MTC_CLIP_PATH', str(tmp_path/'from_env'))
+    assert load_profile('paper').clip_path == str(tmp_path/'from_env')  # the environment beats settings.ini
+    assert load_profile('paper', clip_path=str(tmp_path/'given')).clip_path == str(tmp_path/'given')
+
+
+def test_reproduce_checks_its_inputs_before_any_stage(tmp_path, monkeypatch):
+    monkeypatch.delenv('MTC_CLIP_PATH', raising=False)
+    where = dict(data_dir=str(tmp_path/'data'), figures_dir=str(tmp_path/'fig'))
+    (tmp_path/'images'/'human_correct').mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match='No CLIP weights'):
+        run_stages('paper', clip_path=str(tmp_path/'nowhere'), image_root=str(tmp_path/'images'), **where)
+    clip = tiny_clip(tmp_path/'clip')
+    with pytest.raises(FileNotFoundError, match='human_error'):
+        run_stages('paper', clip_path=str(clip), image_root=str(tmp_path/'images'), **where)
+    assert not (tmp_path/'fig').exists() and not (tmp_path/'data').exists()  # nothing written anywhere

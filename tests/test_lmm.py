@@ -114,3 +114,23 @@ def test_a_remote_endpoint_needs_a_key_from_the_environment(monkeypatch):
     with pytest.raises(ValueError, match='MTC_LMM_API_KEY'):
         LMMConfig('https://openrouter.ai/api/v1', 'anthropic/claude-3-haiku').api_key()
     assert LMMConfig('http://127.0.0.1:8000/v1', 'local').api_key() == 'no-key'
+
+
+def test_a_torn_reply_body_is_retried(images):
+    "A 200 whose JSON body is cut off (the client raises a JSONDecodeError, not an OpenAI error) is asked again."
+    ok = two_pass()
+    def respond(req, n):
+        return (200, '{"id": "r1", "object": "chat.completion", "choi') if n == 1 else ok(req, n)
+    with LocalChatServer(respond) as srv:
+        out = interp(srv, images).interpret(table(), lambda i: images/f'{i}.png')
+    assert out.loc[0, 'status'] == 'ok' and len(srv.requests) == 3
+
+
+def test_a_reply_without_choices_is_an_error_that_a_rerun_asks_again(images):
+    empty = {'id': 'r', 'object': 'chat.completion', 'created': 0, 'model': 'test-model', 'choices': []}
+    with LocalChatServer(lambda req, n: (200, empty)) as srv:
+        out = interp(srv, images).interpret(table(), lambda i: images/f'{i}.png')
+    assert out.loc[0, 'status'] == 'commonality error'  # not "refused", and not cached
+    with LocalChatServer(two_pass()) as healthy:
+        again = interp(healthy, images).interpret(table(), lambda i: images/f'{i}.png')
+    assert again.loc[0, 'status'] == 'ok' and len(healthy.requests) == 2
