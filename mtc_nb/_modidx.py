@@ -305,6 +305,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'mtc_nb.scenes.draw_attributes': ('scenes.html#draw_attributes', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes.gallery': ('scenes.html#gallery', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes.image_files': ('scenes.html#image_files', 'mtc_nb/scenes.py'),
+                               'mtc_nb.scenes.images_per_class_needed': ('scenes.html#images_per_class_needed', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes.index_folders': ('scenes.html#index_folders', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes.load_scenes': ('scenes.html#load_scenes', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes.make_dataset': ('scenes.html#make_dataset', 'mtc_nb/scenes.py'),

@@ -21,7 +21,8 @@ from .core import write_json, open_stage, close_stage, require_stage, stage_dir
 # %% auto #0
 __all__ = ['MODES', 'CATEGORIES', 'KINDS', 'GENERATORS', 'IMAGE_EXTS', 'MIN_IMAGE_SIDE', 'Mode', 'Style', 'draw_attributes',
            'render', 'twins', 'gallery', 'assign_splits', 'sample_specs', 'make_dataset', 'ImageReadError',
-           'read_image', 'image_files', 'check_images', 'index_folders', 'scenes_stage', 'load_scenes']
+           'read_image', 'image_files', 'check_images', 'index_folders', 'images_per_class_needed', 'scenes_stage',
+           'load_scenes']
 
 # %% ../nbs/01_scenes.ipynb #c8cb07b7
 @dataclass(frozen=True)
@@ -435,8 +436,24 @@ def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int =
     if df.empty or df.label.nunique() < 2:
         raise ValueError(f"No usable images, or a single class, under {root} ({len(skipped)} files left out): "
                          "need images in both human_correct/ and human_error/")
-    df.insert(1, 'split', assign_splits(np.random.default_rng(seed).permutation(len(df)), splits))
+    counts = df.label.value_counts()
+    if counts.min() < (need := images_per_class_needed(splits)):
+        raise ValueError(f"Too few images under {root} for the splits {tuple(splits)}: each class needs at least {need} "
+                         f"so that every split holds both (found {counts.get(0, 0)} plausible, {counts.get(1, 0)} "
+                         f"implausible, {len(skipped)} files left out)")
+    rng, split = np.random.default_rng(seed), np.empty(len(df), object)
+    for label in (0, 1):  # split each class on its own: every split holds both
+        rows_of_label = np.flatnonzero(df.label.values == label)
+        split[rows_of_label] = assign_splits(rng.permutation(len(rows_of_label)), splits)
+    df.insert(1, 'split', split)
     return df, skipped
+
+def images_per_class_needed(splits) -> int:
+    "The fewest images of one class that `assign_splits` spreads over every split with a non-zero fraction."
+    for n in range(1, 10_000):
+        names = set(assign_splits(np.arange(n), splits))
+        if all(name in names for name, fraction in zip(('train', 'val', 'test'), splits) if fraction > 0): return n
+    raise ValueError(f"splits {tuple(splits)} leave a split empty at any size")
 
 
 # %% ../nbs/01_scenes.ipynb #e8cc902a
