@@ -22,9 +22,9 @@ from .features import concept_matrix, iou
 from .scenes import read_image
 
 # %% auto #0
-__all__ = ['OFFLINE', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS', 'MODE_CUES', 'describe_concept', 'offline_interpret',
-           'parse_reply', 'error_mode_of', 'LMMConfig', 'image_part', 'AnswerCache', 'LMMInterpreter',
-           'LocalChatServer']
+__all__ = ['OFFLINE', 'UNNAMED', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS', 'MODE_CUES', 'describe_concept',
+           'offline_interpret', 'parse_reply', 'error_mode_of', 'LMMConfig', 'image_part', 'AnswerCache',
+           'LMMInterpreter', 'LocalChatServer']
 
 # %% ../nbs/07_interpret.ipynb #48fea9e4
 OFFLINE = 'offline-concepts'
@@ -41,10 +41,18 @@ def describe_concept(concept: str) -> str:
     if col == 'label': return "implausible images of any kind"
     return concept
 
+# the status of a latent the offline interpreter cannot name: images without concept annotations (the user's folders)
+UNNAMED = 'unnamed: no concept annotations to match; an LMM names features (set lmm_base_url and lmm_model)'
+
 def offline_interpret(table: pd.DataFrame, A, manifest: pd.DataFrame, min_iou: float = 0.25, min_error_ratio: float = 0.5) -> pd.DataFrame:
-    "Name every latent not skipped by its best-matching annotated concept (IoU on held-out images)."
+    """Name every latent not skipped by its best-matching annotated concept (IoU on held-out images). Without mode,
+    category or kind annotations (the user's folders) no latent is named: each gets the status `UNNAMED`."""
     C = concept_matrix(manifest)
-    if C.shape[1] == 0: raise ValueError("the manifest has no annotated concepts (mode, category, kind, generator, label)")
+    cols = ['latent', 'interpreter', 'concept', 'score', 'commonality', 'error', 'error_mode', 'flagged', 'status', 'error_score']
+    if not any(c.split(':', 1)[0] in ('mode', 'category', 'kind') for c in C.columns):  # the user's folders
+        rows = [{'latent': r.latent, 'interpreter': OFFLINE, 'concept': None, 'score': np.nan, 'commonality': None,
+                 'error': None, 'error_mode': None, 'flagged': False, 'status': UNNAMED} for r in table[~table.skipped].itertuples()]
+        return pd.DataFrame(rows, columns=cols)
     IO = iou(A, C.values); names = np.array(C.columns)
     is_mode = np.array([c.startswith('mode:') for c in names])
     rows = []
@@ -57,7 +65,6 @@ def offline_interpret(table: pd.DataFrame, A, manifest: pd.DataFrame, min_iou: f
             if IO[j, m] >= min_iou and r.error_ratio >= min_error_ratio:
                 row.update(error=describe_concept(names[m]), error_mode=names[m].split(':', 1)[1], flagged=True, error_score=float(IO[j, m]))
         rows.append(row)
-    cols = ['latent', 'interpreter', 'concept', 'score', 'commonality', 'error', 'error_mode', 'flagged', 'status', 'error_score']
     return pd.DataFrame(rows, columns=cols)  # the columns even when every latent was skipped
 
 # %% ../nbs/07_interpret.ipynb #2bac3fab

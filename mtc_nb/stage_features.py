@@ -14,7 +14,7 @@ import pandas as pd
 from .core import open_stage, close_stage, require_stage, stage_dir
 from .dictionaries import load_dictionary
 from .features import latent_codes, mine, write_contact_sheets, mode_recovery, hierarchy, relevance, accuracy
-from .interpret import offline_interpret, error_mode_of, LMMConfig, LMMInterpreter, OFFLINE
+from .interpret import offline_interpret, error_mode_of, LMMConfig, LMMInterpreter, OFFLINE, UNNAMED
 
 # %% auto #0
 __all__ = ['stage_dictionaries', 'lmm_from', 'analyse_dictionary', 'features_stage']
@@ -51,6 +51,7 @@ def analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm=N
     has_modes = man['mode'].isin(['none', 'unknown']).mean() < 1
     before = dict(lmm.stats) if lmm else {}
     interp = lmm.interpret(table, path_of) if lmm else offline_interpret(table, A, man)
+    if len(interp) and (interp.status == UNNAMED).all(): print(f"[mtc] {name}: features {UNNAMED}")
     table = table.merge(interp, on='latent', how='left')
     table['flagged'] = table.flagged.fillna(False).astype(bool)
     rel = relevance(table)
