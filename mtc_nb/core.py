@@ -79,9 +79,22 @@ class Profile:
         "A copy with some values changed (unknown names are an error)."
         return Profile(self.name, {**self.values, **_checked(self.values, kw)}, self.root)
 
+def _fits(want, value) -> bool:
+    "Whether `value` may replace a setting whose settings.ini value is `want`: numbers stay numbers, lists lists."
+    if isinstance(want, (list, tuple)):
+        return isinstance(value, (list, tuple)) and (not want or all(_fits(want[0], v) for v in value))
+    if isinstance(want, bool): return isinstance(value, bool)
+    if isinstance(want, int): return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(want, float): return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return True  # text settings (paths, names, 'all') take any value
+
 def _checked(values, kw):
     unknown = sorted(set(kw) - set(values))
     if unknown: raise ValueError(f"Unknown setting(s) {unknown}; known settings: {sorted(values)}")
+    for k, v in kw.items():
+        if not _fits(values[k], v):
+            raise TypeError(f"setting {k} = {v!r} ({type(v).__name__}): expected a value like its settings.ini one, "
+                            f"{values[k]!r}")
     return kw
 
 # settings an environment variable may set: it beats settings.ini, an explicit override beats it

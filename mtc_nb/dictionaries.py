@@ -6,7 +6,7 @@ one `encode` / `decode` / `forward` protocol."""
 
 # %% ../nbs/05_dictionaries.ipynb #407bd48b
 from __future__ import annotations
-import json, math, os
+import hashlib, json, math, os
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import NamedTuple
@@ -404,6 +404,11 @@ def train_dictionaries(cfgs: list[DictConfig], h2_train, h1_train, h2_val, h1_va
         c = cfgs[idx[0]]
         xt, yt = data(c, h2_train, h1_train)
         if xt.shape[1] != c.d_in or yt.shape[1] != c.d_out: raise ValueError(f"{c.kind}: activations are {xt.shape[1]}→{yt.shape[1]}, config says {c.d_in}→{c.d_out}")
+        for split, t in (('training', xt), ('training', yt), ('validation', h2_val), ('validation', h1_val)):
+            if len(t) == 0: raise ValueError(f"no {split} activations: the split is empty")
+            if not torch.isfinite(t).all():
+                raise ValueError(f"the {split} activations hold {int((~torch.isfinite(t)).sum())} NaN or Inf values: "
+                                 "check the encoder stage's h2 (a broken image or encoder) before training")
         model.init_from_data(xt, yt); model.train()
         steps = c.epochs * math.ceil(len(xt) / c.batch_size)
         opt, sched, every = make_optimizer(model, c, steps)
@@ -450,8 +455,11 @@ def save_dictionary(res: dict, folder: str | os.PathLike, **meta) -> Path:
     tmp = folder/'weights.safetensors.tmp'
     save_file({k: v.contiguous() for k, v in sd.items()}, tmp)
     os.replace(tmp, folder/'weights.safetensors')  # atomic: a killed save never leaves half a file under the name
-    write_json(folder/'config.json', {'schema_version': SCHEMA_VERSION, 'config': asdict(res['config']), **meta})
+    write_json(folder/'config.json', {'schema_version': SCHEMA_VERSION, 'config': asdict(res['config']),
+                                      'weights_sha256': _sha256(folder/'weights.safetensors'), **meta})
     return folder
+
+def _sha256(path: Path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 def load_dictionary(folder: str | os.PathLike, d_in: int | None = None, d_out: int | None = None) -> torch.nn.Module:
     "Load a dictionary; `d_in`/`d_out` (the activations' widths) are checked against its config."
@@ -462,7 +470,16 @@ def load_dictionary(folder: str | os.PathLike, d_in: int | None = None, d_out: i
     exp_out = c.d_out if c.is_transcoder else c.d_in
     if (d_in is not None and d_in != c.d_in) or (d_out is not None and d_out != exp_out):
         raise ValueError(f"{folder}: dictionary expects activations {c.d_in}→{exp_out}, got {d_in}→{d_out}")
-    m = build([c]); m.load_state_dict(load_file(folder/'weights.safetensors')); return m.eval()
+    weights, redo = folder/'weights.safetensors', f"delete {folder} and rerun the dictionaries stage"
+    if not weights.exists(): raise FileNotFoundError(f"{weights} is missing: {redo}")
+    if meta.get('weights_sha256') not in (None, _sha256(weights)):
+        raise ValueError(f"{weights} has changed since it was saved (truncated or edited): {redo}")
+    try: state = load_file(weights)
+    except Exception as e: raise ValueError(f"{weights} is not a readable safetensors file ({e}): {redo}") from None
+    m = build([c])
+    try: m.load_state_dict(state)
+    except RuntimeError as e: raise ValueError(f"{weights} does not fit its config.json ({str(e)[:300]}): {redo}") from None
+    return m.eval()
 
 # %% ../nbs/05_dictionaries.ipynb #05d79880
 from .metrics import dead_fraction, dense_fraction, splice_fidelity, cosine
@@ -503,7 +520,10 @@ def _completed_row(folder: Path, fingerprint: str) -> dict | None:
     "The held-out metrics of a checkpoint that a run with this stage fingerprint completed, else None."
     try: meta = json.loads((folder/'config.json').read_text())
     except (FileNotFoundError, json.JSONDecodeError): return None
-    return meta.get('test') if meta.get('stage_fingerprint') == fingerprint else None
+    if meta.get('stage_fingerprint') != fingerprint: return None
+    try: load_dictionary(folder)  # weights damaged since: trained again
+    except (ValueError, FileNotFoundError): return None
+    return meta.get('test')
 
 def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[dict]:
     """Train and evaluate the profile's dictionaries, one group of stacked configs after another; checkpoints under

@@ -1,4 +1,5 @@
-"""Bad input on the user's folders: each bad file is left out with its reason, the rest of the run goes on."""
+"""The fault suite (`pytest -m faults`): bad images, settings, checkpoints and activations each get a clear report;
+a bad file is left out with its reason and the rest of the run goes on; damaged work is redone, never loaded."""
 import io
 import json
 import struct
@@ -11,7 +12,10 @@ from PIL import Image
 from conftest import run_chain
 from mtc_nb.core import load_profile, run_stages
 from mtc_nb.encoders import tiny_clip, load_images, LiteEncoder
-from mtc_nb.scenes import draw_attributes, render, read_image, ImageReadError
+from mtc_nb.scenes import draw_attributes, render, read_image, ImageReadError, index_folders
+from mtc_nb.dictionaries import (DictConfig, train_dictionaries, save_dictionary, load_dictionary, _completed_row)
+
+pytestmark = pytest.mark.faults
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -118,3 +122,145 @@ def test_reproduce_checks_its_inputs_before_any_stage(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match='human_error'):
         run_stages('paper', clip_path=str(clip), image_root=str(tmp_path/'images'), **where)
     assert not (tmp_path/'fig').exists() and not (tmp_path/'data').exists()  # nothing written anywhere
+
+
+def _save(image: Image.Image, fmt: str, **kw):
+    def write(path):
+        image.save(path, format=fmt, **kw)
+    return write
+
+
+def _rotated_jpeg(path):
+    tall = Image.fromarray(np.full((24, 12, 3), 90, np.uint8))
+    exif = tall.getexif()
+    exif[0x0112] = 6
+    tall.save(path, format='JPEG', exif=exif)
+
+
+def _corrupt_png(path):
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buffer, format='PNG')
+    data = bytearray(buffer.getvalue())
+    data[60:90] = bytes(30)  # zeros over the compressed pixels: a CRC and zlib error
+    path.write_bytes(bytes(data))
+
+
+def _truncated_jpeg(path):
+    path.write_bytes(jpeg_bytes(np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8))[:400])
+
+
+_GREY = Image.fromarray(np.full((20, 20), 128, np.uint8), 'L')
+# name -> (how to write it, 'kept' with a check of the pixels read | a word of the reason it is left out | None: not seen)
+IMAGE_CASES = {
+    'corrupt.png': (_corrupt_png, 'not a readable image'),
+    'truncated.jpg': (_truncated_jpeg, 'not a readable image'),
+    'zero.png': (lambda p: p.write_bytes(b''), 'not a readable image'),
+    'text.jpg': (lambda p: p.write_text('hello'), 'not a readable image'),
+    'one_pixel.png': (_save(Image.new('RGB', (1, 1)), 'PNG'), 'smaller than'),
+    'bomb.png': (lambda p: p.write_bytes(png_claiming(30000, 30000)), 'too large'),
+    'cmyk.jpg': (_save(Image.new('CMYK', (20, 20), (0, 255, 255, 0)), 'JPEG'), lambda a: a[..., 0].mean() > 200),
+    'grey16.png': (_save(Image.fromarray(np.full((20, 20), 40000, np.uint16)), 'PNG'),
+                   lambda a: abs(a.mean() - 40000 / 65535 * 255) < 1),
+    'palette.png': (_save(Image.new('RGB', (20, 20), (10, 200, 30)).convert('P'), 'PNG'), lambda a: a[..., 1].mean() > 150),
+    'alpha.png': (_save(Image.new('RGBA', (20, 20), (0, 0, 0, 0)), 'PNG'), lambda a: a.min() == 255),
+    'grey_alpha.png': (_save(Image.new('LA', (20, 20), (0, 0)), 'PNG'), lambda a: a.min() == 255),
+    'grey.png': (_save(_GREY, 'PNG'), lambda a: a.shape == (20, 20, 3) and a.mean() == 128),
+    'turned.jpg': (_rotated_jpeg, lambda a: a.shape[:2] == (12, 24)),
+    'image.webp': (_save(Image.new('RGB', (20, 20), (200, 0, 0)), 'WEBP'), lambda a: a[..., 0].mean() > 150),
+    'UPPER.PNG': (_save(Image.new('RGB', (20, 20)), 'PNG'), lambda a: a.shape == (20, 20, 3)),
+    'nested/deeper/image.png': (_save(Image.new('RGB', (20, 20)), 'PNG'), lambda a: a.shape == (20, 20, 3)),
+    '.hidden.png': (_save(Image.new('RGB', (20, 20)), 'PNG'), None),
+    '.thumbnails/image.png': (_save(Image.new('RGB', (20, 20)), 'PNG'), None),
+}
+
+
+@pytest.mark.parametrize('name', list(IMAGE_CASES))
+def test_each_kind_of_image_file(tmp_path, name):
+    write, expected = IMAGE_CASES[name]
+    for sub, shade in (('human_correct', 30), ('human_error', 200)):
+        (tmp_path/sub).mkdir()
+        for i in range(4): Image.new('RGB', (16, 16), (shade + i, 0, 0)).save(tmp_path/sub/f'{i}.png')
+    path = tmp_path/'human_error'/name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(path)
+    manifest, skipped = index_folders(tmp_path, splits=(0.6, 0.2, 0.2))
+    rel = f'human_error/{name}'
+    reasons = {s['file']: s['reason'] for s in skipped}
+    assert len(manifest) + len(skipped) == 8 + (expected is not None)  # the counts add up
+    if expected is None:
+        assert rel not in reasons and rel not in set(manifest.file)
+    elif isinstance(expected, str):
+        assert expected in reasons[rel] and rel not in set(manifest.file)
+    else:
+        assert rel in set(manifest.file) and not skipped
+        assert expected(np.asarray(read_image(path)))
+        if name.startswith('nested/'): assert manifest.set_index('file').loc[rel, 'generator'] == 'nested'
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    "A small trained Matryoshka transcoder, saved."
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 12, generator=gen), torch.randn(96, 6, generator=gen)
+    cfg = DictConfig(d_in=12, d_out=6, d_sae=16, levels=(8, 16), k=3, epochs=1, batch_size=32)
+    res = train_dictionaries([cfg], x, y, x, y, progress=False)[0]
+    return save_dictionary(res, tmp_path_factory.mktemp('ckpt')/'mtc', stage_fingerprint='fp', test={'fvu': 1.0})
+
+
+def _damage(folder, how):
+    weights, config = folder/'weights.safetensors', folder/'config.json'
+    if how == 'truncated': weights.write_bytes(weights.read_bytes()[:200])
+    elif how == 'one byte changed':
+        data = bytearray(weights.read_bytes()); data[-3] ^= 0xFF; weights.write_bytes(bytes(data))
+    elif how == 'missing weights': weights.unlink()
+    elif how == 'wrong schema':
+        meta = json.loads(config.read_text()); config.write_text(json.dumps({**meta, 'schema_version': 99}))
+    elif how == 'not safetensors':
+        weights.write_bytes(b'\x80\x04pickle'); meta = json.loads(config.read_text())
+        config.write_text(json.dumps({k: v for k, v in meta.items() if k != 'weights_sha256'}))
+    elif how == 'other shapes':
+        meta = json.loads(config.read_text()); meta['config']['d_sae'] = 32; meta['config']['levels'] = [8, 32]
+        config.write_text(json.dumps({k: v for k, v in meta.items() if k != 'weights_sha256'}))
+
+
+@pytest.mark.parametrize('how', ['truncated', 'one byte changed', 'missing weights', 'wrong schema',
+                                 'not safetensors', 'other shapes'])
+def test_a_damaged_checkpoint_is_a_clear_error_and_is_trained_again(checkpoint, tmp_path, how):
+    import shutil
+    folder = tmp_path/'mtc'
+    shutil.copytree(checkpoint, folder)
+    assert _completed_row(folder, 'fp') == {'fvu': 1.0}  # intact: reused
+    _damage(folder, how)
+    with pytest.raises((ValueError, FileNotFoundError), match='schema|rerun the dictionaries stage'):
+        load_dictionary(folder)
+    assert _completed_row(folder, 'fp') is None  # a resumed stage trains it again
+
+
+def test_a_checkpoint_for_other_activations_says_so(checkpoint):
+    with pytest.raises(ValueError, match='expects activations 12→6'): load_dictionary(checkpoint, d_in=1280)
+
+
+@pytest.mark.parametrize('bad', ['nan', 'inf', 'empty'])
+def test_bad_activations_stop_before_training(bad):
+    x, y = torch.randn(64, 12), torch.randn(64, 6)
+    if bad == 'nan': x[3, 4] = float('nan')
+    if bad == 'inf': y[5, 0] = float('inf')
+    if bad == 'empty': x, y = x[:0], y[:0]
+    cfg = DictConfig(d_in=12, d_out=6, d_sae=16, levels=(8, 16), k=3, epochs=1, batch_size=32)
+    with pytest.raises(ValueError, match='NaN or Inf|empty'):
+        train_dictionaries([cfg], x, y, torch.randn(8, 12), torch.randn(8, 6), progress=False)
+
+
+@pytest.mark.parametrize('override, message', [
+    (dict(dict_models='matryoshka_transcoder'), None),  # a single value of a list-valued setting is a list
+    (dict(seeds=0), None),
+    (dict(dict_k='many'), 'dict_k'),
+    (dict(no_such_setting=1), 'no_such_setting'),
+])
+def test_settings_are_checked_when_the_profile_loads(override, message):
+    if message is None:
+        cfg = load_profile('smoke', **override)
+        name, value = next(iter(override.items()))
+        assert getattr(cfg, name) == [value]
+    else:
+        with pytest.raises((ValueError, TypeError, KeyError), match=message): load_profile('smoke', **override)

@@ -55,6 +55,7 @@ def test_no_common_errors_form(images):
     assert out.loc[0, ['flagged', 'error', 'status']].tolist() == [False, None, 'ok']
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize('code', [429, 500, 503])
 def test_retries_transient_errors(images, code):
     ok = two_pass()
@@ -116,6 +117,7 @@ def test_a_remote_endpoint_needs_a_key_from_the_environment(monkeypatch):
     assert LMMConfig('http://127.0.0.1:8000/v1', 'local').api_key() == 'no-key'
 
 
+@pytest.mark.faults
 def test_a_torn_reply_body_is_retried(images):
     "A 200 whose JSON body is cut off (the client raises a JSONDecodeError, not an OpenAI error) is asked again."
     ok = two_pass()
@@ -126,6 +128,7 @@ def test_a_torn_reply_body_is_retried(images):
     assert out.loc[0, 'status'] == 'ok' and len(srv.requests) == 3
 
 
+@pytest.mark.faults
 def test_a_reply_without_choices_is_an_error_that_a_rerun_asks_again(images):
     empty = {'id': 'r', 'object': 'chat.completion', 'created': 0, 'model': 'test-model', 'choices': []}
     with LocalChatServer(lambda req, n: (200, empty)) as srv:
