@@ -192,7 +192,9 @@ class LMMInterpreter:
         "Ask prompt `kind` about images `image_ids` (files from `path_of(id)`); cached by (item, images, prompt, model)."
         import openai
         key = AnswerCache.key(item, list(image_ids), kind, PROMPT_VERSION, self.cfg.model, fill)
-        if (hit := self.cache.get(key)) is not None: self._count(cache_hits=1); return hit
+        hit = self.cache.get(key)
+        if hit is not None and hit['status'] in ('ok', 'refused'):  # answers; a malformed reply is recorded, asked again
+            self._count(cache_hits=1); return hit
         text = PROMPTS[kind].format(**fill)
         content = [{'type': 'text', 'text': text}] + [image_part(path_of(i), self.cfg.max_image_px) for i in image_ids]
         row = {'key': key, 'item': item, 'kind': kind, 'image_ids': list(image_ids), 'prompt_version': PROMPT_VERSION, 'model': self.cfg.model,

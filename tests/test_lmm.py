@@ -137,3 +137,13 @@ def test_a_reply_without_choices_is_an_error_that_a_rerun_asks_again(images):
     with LocalChatServer(two_pass()) as healthy:
         again = interp(healthy, images).interpret(table(), lambda i: images/f'{i}.png')
     assert again.loc[0, 'status'] == 'ok' and len(healthy.requests) == 2
+
+
+@pytest.mark.faults
+def test_a_malformed_reply_is_recorded_but_asked_again(images):
+    with LocalChatServer(lambda req, n: 'no brackets at all') as srv:
+        out = interp(srv, images).interpret(table(), lambda i: images/f'{i}.png')
+    assert out.loc[0, 'status'] == 'commonality malformed'
+    with LocalChatServer(two_pass()) as healthy:
+        again = interp(healthy, images).interpret(table(), lambda i: images/f'{i}.png')
+    assert again.loc[0, 'status'] == 'ok' and len(healthy.requests) == 2
