@@ -5,7 +5,7 @@ Trains the canonical model (k from the profile, default 64) on the profile's cac
   A. Gao et al.'s settings for billions of tokens: lr 2e-4/sqrt(d_sae/16384), AuxK weight 1/4 (already
      above their 1/32), 256 auxiliary latents, dead after 32 silent steps;
   B. A with lr 2e-4·sqrt(2048/d_sae) (2e-4 at 2048 latents);   C. B with AuxK weight 1 and 512 auxiliary latents;
-  D. C with dead after 8 silent steps: the library's defaults.
+  D. the library's defaults: C with lr 3.5e-4·sqrt(2048/d_sae) and dead after 8 silent steps.
 For each: held-out FVU (full level), L0, dead fraction on the held-out split and on the training split.
 A latent alive on train but dead on held-out fires on a handful of training images only (a memoriser).
 
@@ -34,7 +34,7 @@ if __name__ == '__main__':
         'A  lr 2e-4/sqrt(d_sae/16384), AuxK 1/4, 256, 32 steps': dict(lr=2e-4 / math.sqrt(d_sae / 16384), aux_coef=0.25, aux_k=256, dead_steps=32),
         'B  A + lr 2e-4·sqrt(2048/d_sae)': dict(lr=lr, aux_coef=0.25, aux_k=256, dead_steps=32),
         'C  B + AuxK weight 1, 512 latents': dict(lr=lr, aux_coef=1.0, aux_k=512, dead_steps=32),
-        'D  C + dead after 8 steps (defaults)': dict(),
+        'D  defaults (C + lr 3.5e-4, dead after 8 steps)': dict(),
     }
     cfgs = [DictConfig(seed=s, **base, **v) for v in variants.values() for s in a.seeds]
     res = train_dictionaries(cfgs, tr['h2'], tr['h1'], va['h2'], va['h1'])
