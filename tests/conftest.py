@@ -33,3 +33,12 @@ def tiny_profile(folder, **kw):
     "Test fixture: the smoke profile shrunk to seconds, its data and figures under `folder`."
     from mtc_nb.core import load_profile
     return load_profile('smoke', data_dir=str(folder/'data'), figures_dir=str(folder/'fig'), **{**TINY, **kw})
+
+
+def paper_profile(folder):
+    "Test fixture: the paper profile on the image folders under `folder/images`, with a tiny random CLIP."
+    from mtc_nb.core import load_profile
+    from mtc_nb.encoders import tiny_clip
+    clip = tiny_clip(folder/'clip')
+    return load_profile('paper', image_root=str(folder/'images'), clip_path=str(clip), data_dir=str(folder/'data'),
+                        figures_dir=str(folder/'fig'), head_epochs=3, head_batch=8, splits=[0.6, 0.2, 0.2])

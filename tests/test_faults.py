@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from conftest import run_chain
+from conftest import run_chain, paper_profile
 from mtc_nb.core import load_profile, run_stages
 from mtc_nb.encoders import tiny_clip, load_images, LiteEncoder
 from mtc_nb.scenes import draw_attributes, render, read_image, ImageReadError, index_folders
@@ -60,9 +60,7 @@ def messy_cfg(tmp_path):
     whole = jpeg_bytes(render(draw_attributes(rng, 'road'), None, 64))
     (bad/'truncated.jpg').write_bytes(whole[:len(whole) // 2])
     (bad/'._0.jpg').write_bytes(b'\x00\x05\x16\x07\x00\x02')  # a macOS resource fork: never read
-    clip = tiny_clip(tmp_path/'clip')
-    return load_profile('paper', image_root=str(tmp_path/'images'), clip_path=str(clip), data_dir=str(tmp_path/'data'),
-                        figures_dir=str(tmp_path/'fig'), head_epochs=3, head_batch=8, splits=[0.6, 0.2, 0.2])
+    return paper_profile(tmp_path)
 
 
 def test_a_messy_folder_runs_and_reports_each_bad_file(messy_cfg, monkeypatch):

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from conftest import run_chain
-from mtc_nb.core import load_profile, StaleStageError, _jsonable
-from mtc_nb.encoders import tiny_clip, ClipEncoder, load_images
+from conftest import run_chain, paper_profile
+from mtc_nb.core import StaleStageError, _jsonable
+from mtc_nb.encoders import ClipEncoder, load_images
 from mtc_nb.classifier import load_activations
 from mtc_nb.scenes import draw_attributes, render
 
@@ -18,9 +18,7 @@ def paper_cfg(tmp_path):
         for i in range(30):
             image = render(draw_attributes(rng, 'road'), mode, 48)
             Image.fromarray(image).save(tmp_path/'images'/sub/'genA'/f'{i}.png')
-    clip = tiny_clip(tmp_path/'clip')
-    return load_profile('paper', image_root=str(tmp_path/'images'), clip_path=str(clip), data_dir=str(tmp_path/'data'),
-                        figures_dir=str(tmp_path/'fig'), head_epochs=3, head_batch=8, splits=[0.6, 0.2, 0.2])
+    return paper_profile(tmp_path)
 
 
 def test_paper_profile_runs_through_clip_and_folders(paper_cfg, monkeypatch):
