@@ -203,6 +203,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'mtc_nb.encoders.ClipEncoder.preprocess': ('encoders.html#clipencoder.preprocess', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.EmbeddingCache': ('encoders.html#embeddingcache', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.EmbeddingCache.__init__': ('encoders.html#embeddingcache.__init__', 'mtc_nb/encoders.py'),
+                                 'mtc_nb.encoders.EmbeddingCache._add_shard': ( 'encoders.html#embeddingcache._add_shard',
+                                                                                'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.EmbeddingCache._shard': ('encoders.html#embeddingcache._shard', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.EmbeddingCache.embed': ('encoders.html#embeddingcache.embed', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.LiteEncoder': ('encoders.html#liteencoder', 'mtc_nb/encoders.py'),

@@ -141,25 +141,36 @@ class EmbeddingCache:
         self.index = json.loads(self.index_file.read_text()) if self.index_file.exists() else {'schema_version': SCHEMA_VERSION, 'fingerprint': fingerprint, 'shards': [], 'rows': {}}
         self._shards = {}
 
+    def _add_shard(self, x: torch.Tensor, hashes: list[str]):
+        "Write rows `x` of images `hashes` as a new shard, atomically, then record them in the index."
+        name = f"shard_{len(self.index['shards']):04d}.safetensors"
+        tmp = self.folder/(name + '.tmp')
+        save_file({'x': x.contiguous()}, tmp)
+        os.replace(tmp, self.folder/name)  # a shard is under its name whole, or not at all
+        self.index['shards'].append(name)
+        self.index['rows'].update({h: [name, j] for j, h in enumerate(hashes)})
+        write_json(self.index_file, self.index)
+
     def _shard(self, name):
         if name not in self._shards: self._shards[name] = load_file(self.folder/name)['x']
         return self._shards[name]
 
-    def embed(self, paths, fn, batch_size: int = 100, desc: str = 'encoding') -> torch.Tensor:
-        "Tensors for `paths`; `fn(paths_batch) -> tensor` runs only for images not cached yet."
+    def embed(self, paths, fn, batch_size: int = 100, desc: str = 'encoding', shard_rows: int = 1024) -> torch.Tensor:
+        """Tensors for `paths`; `fn(paths_batch) -> tensor` runs only for images not cached yet. Every `shard_rows`
+        images a shard is written (then the index): a killed run loses at most one shard's work."""
         paths = [Path(p) for p in paths]
         hashes = [content_hash(p) for p in paths]
         todo = list(dict.fromkeys(h for h in hashes if h not in self.index['rows']))
         if todo:
             first = {h: p for h, p in zip(reversed(hashes), reversed(paths))}
-            outs = []
+            outs, done = [], []
             for i in tqdm(range(0, len(todo), batch_size), desc=desc, unit='batch'):
-                with torch.no_grad(): outs.append(fn([first[h] for h in todo[i:i + batch_size]]).float().cpu())
-            name = f"shard_{len(self.index['shards']):04d}.safetensors"
-            save_file({'x': torch.cat(outs).contiguous()}, self.folder/name)
-            self.index['shards'].append(name)
-            self.index['rows'].update({h: [name, j] for j, h in enumerate(todo)})
-            write_json(self.index_file, self.index)
+                batch = todo[i:i + batch_size]
+                with torch.no_grad(): outs.append(fn([first[h] for h in batch]).float().cpu())
+                done += batch
+                if len(done) >= shard_rows or i + batch_size >= len(todo):
+                    self._add_shard(torch.cat(outs), done)
+                    outs, done = [], []
         rows = [self.index['rows'][h] for h in hashes]
         return torch.stack([self._shard(s)[j] for s, j in rows]) if rows else torch.empty(0)
 

@@ -262,3 +262,25 @@ def test_settings_are_checked_when_the_profile_loads(override, message):
         assert getattr(cfg, name) == [value]
     else:
         with pytest.raises((ValueError, TypeError, KeyError), match=message): load_profile('smoke', **override)
+
+
+def test_a_killed_embedding_resumes_where_it_stopped(tmp_path):
+    from mtc_nb.encoders import EmbeddingCache
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path/f'{i}.png')
+        Image.fromarray(np.full((10, 10, 3), 20 * i, np.uint8)).save(paths[-1])
+    calls = []
+    def mean_pixel(batch, fail_at=None):
+        calls.append(len(batch))
+        if len(calls) == fail_at: raise KeyboardInterrupt  # the user's Ctrl-C in the middle of a batch
+        return torch.tensor([[float(np.asarray(read_image(p)).mean())] for p in batch])
+    cache = EmbeddingCache(tmp_path/'cache', 'enc')
+    with pytest.raises(KeyboardInterrupt):
+        cache.embed(paths, lambda b: mean_pixel(b, fail_at=3), batch_size=2, shard_rows=4)
+    calls.clear()
+    resumed = EmbeddingCache(tmp_path/'cache', 'enc').embed(paths, mean_pixel, batch_size=2, shard_rows=4)
+    assert calls == [2, 2, 2, 2]  # the 4 images of the shard written before the kill are not embedded again
+    whole = EmbeddingCache(tmp_path/'other', 'enc').embed(paths, mean_pixel, batch_size=2, shard_rows=4)
+    torch.testing.assert_close(resumed, whole)
+    assert not list((tmp_path/'cache'/'enc').glob('*.tmp'))
