@@ -6,6 +6,7 @@ import struct
 import zlib
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -284,3 +285,29 @@ def test_a_killed_embedding_resumes_where_it_stopped(tmp_path):
     whole = EmbeddingCache(tmp_path/'other', 'enc').embed(paths, mean_pixel, batch_size=2, shard_rows=4)
     torch.testing.assert_close(resumed, whole)
     assert not list((tmp_path/'cache'/'enc').glob('*.tmp'))
+
+
+KILL_POINTS = {'encoder': ('mtc_nb.encoders', 'adapt_top'), 'classifier': ('mtc_nb.classifier', 'train_head'),
+               'features': ('mtc_nb.stage_features', 'analyse_dictionary'),
+               'benchmark': ('mtc_nb.benchmark', 'run_benchmark')}
+
+
+def test_a_kill_in_each_stage_resumes_to_the_uninterrupted_results(tmp_path, monkeypatch):
+    "Killed inside the encoder, the head, mining and the benchmark in turn, the chain ends where a clean run ends."
+    import importlib
+    from conftest import tiny_profile
+    from mtc_nb.core import read_manifest
+    def interrupted(*args, **kwargs): raise KeyboardInterrupt
+    cfg = tiny_profile(tmp_path/'killed')
+    for stage, (module, name) in KILL_POINTS.items():
+        with monkeypatch.context() as patch:
+            patch.setattr(importlib.import_module(module), name, interrupted)
+            with pytest.raises(KeyboardInterrupt): run_chain(cfg)
+        assert read_manifest(cfg, stage) is None  # a stage killed midway is never taken as complete
+    resumed, clean = run_chain(cfg), run_chain(tiny_profile(tmp_path/'clean'))
+    for key, value in clean['classifier']['metrics'].items():
+        expected = pytest.approx(value) if not isinstance(value, dict) else {k: pytest.approx(v) for k, v in value.items()}
+        assert resumed['classifier']['metrics'][key] == expected, key
+    for a, b in zip(resumed['dictionaries'], clean['dictionaries']):  # the same machine: the same results
+        assert a['name'] == b['name'] and a['fvu'] == pytest.approx(b['fvu'], rel=1e-5, abs=1e-6)
+    pd.testing.assert_frame_equal(resumed['benchmark']['table'], clean['benchmark']['table'], rtol=1e-5)
