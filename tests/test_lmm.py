@@ -147,3 +147,28 @@ def test_a_malformed_reply_is_recorded_but_asked_again(images):
     with LocalChatServer(two_pass()) as healthy:
         again = interp(healthy, images).interpret(table(), lambda i: images/f'{i}.png')
     assert again.loc[0, 'status'] == 'ok' and len(healthy.requests) == 2
+
+
+@pytest.mark.faults
+def test_a_refused_connection_is_an_error_and_the_run_goes_on(images):
+    import socket
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    lmm = LMMInterpreter(LMMConfig(f'http://127.0.0.1:{port}/v1', 'test-model', max_retries=0, timeout=2),
+                         images/'cache.jsonl')
+    out = lmm.interpret(table(latents=(0, 1)), lambda i: images/f'{i}.png')
+    assert list(out.status) == ['commonality error'] * 2 and lmm.stats['errors'] == 2
+    assert not (images/'cache.jsonl').exists() or not (images/'cache.jsonl').read_text().strip()
+
+
+@pytest.mark.faults
+def test_a_timed_out_request_is_an_error_and_is_not_cached(images):
+    import time as clock
+    def slow(req, n):
+        clock.sleep(1.5)
+        return '[Commonality: late]'
+    with LocalChatServer(slow) as srv:
+        lmm = interp(srv, images, max_retries=0, timeout=0.3)
+        out = lmm.interpret(table(), lambda i: images/f'{i}.png')
+    assert out.loc[0, 'status'] == 'commonality error' and lmm.stats['errors'] == 1
+    assert not (images/'cache.jsonl').exists() or not (images/'cache.jsonl').read_text().strip()  # nothing cached
