@@ -269,8 +269,10 @@ class LocalChatServer:
                                           'choices': [{'index': 0, 'finish_reason': 'stop', 'message': {'role': 'assistant', 'content': out}}],
                                           'usage': {'prompt_tokens': 100, 'completion_tokens': 10, 'total_tokens': 110}}
                 data = (json.dumps(payload) if not isinstance(payload, str) else payload).encode()
-                self.send_response(code); self.send_header('Content-Type', 'application/json')
-                self.send_header('Content-Length', str(len(data))); self.end_headers(); self.wfile.write(data)
+                try:
+                    self.send_response(code); self.send_header('Content-Type', 'application/json')
+                    self.send_header('Content-Length', str(len(data))); self.end_headers(); self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError): pass  # the client gave up (a timeout test)
         self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), H)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
