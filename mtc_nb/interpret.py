@@ -253,7 +253,7 @@ class LMMInterpreter:
 
 # %% ../nbs/07_interpret.ipynb #374cb853
 class LocalChatServer:
-    "A chat-completions endpoint on 127.0.0.1 whose replies come from `respond(request_json, n) -> str | (status, body)`."
+    "A chat-completions endpoint on 127.0.0.1 whose replies come from `respond(request_json, n) -> str | (status, body[, headers])`."
     def __init__(self, respond):
         self.respond, self.requests = respond, []
         srv = self
@@ -263,7 +263,8 @@ class LocalChatServer:
                 body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
                 srv.requests.append({'path': self.path, 'headers': dict(self.headers), 'json': body})
                 out = srv.respond(body, len(srv.requests))
-                if isinstance(out, tuple): code, payload = out
+                headers = out[2] if isinstance(out, tuple) and len(out) == 3 else {}
+                if isinstance(out, tuple): code, payload = out[:2]
                 else:
                     code, payload = 200, {'id': f'r{len(srv.requests)}', 'object': 'chat.completion', 'created': 0, 'model': body.get('model'),
                                           'choices': [{'index': 0, 'finish_reason': 'stop', 'message': {'role': 'assistant', 'content': out}}],
@@ -271,7 +272,9 @@ class LocalChatServer:
                 data = (json.dumps(payload) if not isinstance(payload, str) else payload).encode()
                 try:
                     self.send_response(code); self.send_header('Content-Type', 'application/json')
-                    self.send_header('Content-Length', str(len(data))); self.end_headers(); self.wfile.write(data)
+                    self.send_header('Content-Length', str(len(data)))
+                    for name, value in headers.items(): self.send_header(name, value)
+                    self.end_headers(); self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError): pass  # the client gave up (a timeout test)
         self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), H)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"

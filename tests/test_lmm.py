@@ -172,3 +172,16 @@ def test_a_timed_out_request_is_an_error_and_is_not_cached(images):
         out = lmm.interpret(table(), lambda i: images/f'{i}.png')
     assert out.loc[0, 'status'] == 'commonality error' and lmm.stats['errors'] == 1
     assert not (images/'cache.jsonl').exists() or not (images/'cache.jsonl').read_text().strip()  # nothing cached
+
+
+@pytest.mark.faults
+def test_a_429_waits_as_long_as_retry_after_says(images):
+    import time as clock
+    ok = two_pass()
+    def respond(req, n):
+        return (429, {'error': {'message': 'slow down'}}, {'Retry-After': '1'}) if n == 1 else ok(req, n)
+    with LocalChatServer(respond) as srv:
+        start = clock.perf_counter()
+        out = interp(srv, images).interpret(table(), lambda i: images/f'{i}.png')
+        waited = clock.perf_counter() - start
+    assert out.loc[0, 'status'] == 'ok' and len(srv.requests) == 3 and waited >= 1.0
