@@ -10,7 +10,7 @@ one thread. Printed per model: held-out FVU at every Matryoshka level (the test 
 latents in inference mode on the held-out split, and training samples/s (time inside the model's own steps).
 
     python benchmarks/peers.py [--profile default] [--k 100 32] [--seeds 0 1 2] [--epochs 20] [--models ...]
-    python benchmarks/peers.py --models ours:matryoshka_transcoder --ours-variant 'lr=5.7e-4' --ours-variant 'aux_coef=8'
+    python benchmarks/peers.py --models ours:matryoshka_transcoder --ours-variant lr=5.7e-4 --ours-variant aux_coef=8
 
 Each library runs with its own defaults where the setting is the library's choice (learning rate, optimiser,
 AuxK, dead window, schedule); the data, latent width, levels, k, batch and sample budget are the run's. The peers
@@ -36,7 +36,8 @@ OUR_MODELS = ('ours:matryoshka_transcoder', 'ours:transcoder', 'ours:matryoshka_
 
 
 class Ours:
-    "A library dictionary trained exactly as `train_dictionaries` trains it (without the epoch selection)."
+    """A library dictionary trained exactly as `train_dictionaries` trains it (without the epoch selection). Two
+    overrides are not DictConfig fields, for the ablation only: `beta2` (Adam's) and `clip` (grad norm per model)."""
     def __init__(self, kind, shape, k, seed, steps, train, overrides=None):
         d_in, d_out, d_sae, levels, epochs, batch = shape
         overrides = dict(overrides or {})
@@ -318,7 +319,8 @@ def print_table(results, k, seeds, levels):
         per_level = np.mean([r['fvu'] for r in rows], 0)
         first_text = f"{first[0]:.4f} ± {first[1]:.4f}" if len(per_level) > 1 else '–'
         print(f"{label:<44}{full[0]:>10.4f} ± {full[1]:.4f}{first_text:>18}{l0_[0]:>8.1f}"
-              f"{dead[0]:>8.1%} ± {dead[1]:.1%}{dead_train[0]:>12.1%}{speed[0]:>11.0f}  " + ' '.join(f'{v:.4f}' for v in per_level))
+              f"{dead[0]:>8.1%} ± {dead[1]:.1%}{dead_train[0]:>12.1%}{speed[0]:>11.0f}  "
+              + ' '.join(f'{v:.4f}' for v in per_level))
 
 
 if __name__ == '__main__':
@@ -329,8 +331,8 @@ if __name__ == '__main__':
     ap.add_argument('--epochs', type=int, default=None, help="default: the profile's dict_epochs")
     ap.add_argument('--models', nargs='+', default=list(OUR_MODELS + PEER_MODELS))
     ap.add_argument('--ours-variant', action='append', default=[],
-                    help="extra 'ours' models with DictConfig overrides, e.g. 'lr=5.7e-4,aux_coef=8' "
-                         "(applied to every ours:* model given)")
+                    help="extra 'ours' models with DictConfig overrides, e.g. 'lr=5.7e-4,aux_coef=8', or the "
+                         "ablation's beta2= and clip= (applied to every ours:* model given)")
     ap.add_argument('--threads', type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

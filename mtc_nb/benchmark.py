@@ -201,7 +201,7 @@ class Scorer:
         return cls(stage_encoder(cfg), load_head(stage_dir(cfg, 'classifier')), dictionary, features, error_ratio)
 
     def _pixels(self, path) -> np.ndarray:
-        "The image's pixels as the encoder stage reads them (`load_images`): resized for EfficientNet, CLIP resizes itself."
+        "The image's pixels as the encoder stage reads them (`load_images`): sized for EfficientNet; CLIP sizes them."
         return load_images([path], self.encoder.image_size if isinstance(self.encoder, LiteEncoder) else None)[0]
 
     @torch.no_grad()

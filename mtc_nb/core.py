@@ -384,8 +384,8 @@ def check_inputs(cfg: Profile) -> None:
     """Fail before any stage runs (and writes into the user's figures) when the profile's inputs are missing: the
     CLIP folder of the clip encoder, the two class folders of `dataset = folders`."""
     if cfg.encoder == 'clip' and not (cfg.path('clip_path')/'config.json').exists():
-        raise FileNotFoundError(f"No CLIP weights at {cfg.path('clip_path')} (clip_path, or $MTC_CLIP_PATH): put a saved "
-                                "openai/clip-vit-large-patch14 there (config.json, model.safetensors, "
+        raise FileNotFoundError(f"No CLIP weights at {cfg.path('clip_path')} (clip_path, or $MTC_CLIP_PATH): put "
+                                "a saved openai/clip-vit-large-patch14 there (config.json, model.safetensors, "
                                 "preprocessor_config.json); see data/README.md")
     if cfg.dataset == 'folders':
         missing = [sub for sub in ('human_correct', 'human_error') if not (cfg.path('image_root')/sub).is_dir()]

@@ -481,7 +481,8 @@ def load_dictionary(folder: str | os.PathLike, d_in: int | None = None, d_out: i
     except Exception as e: raise ValueError(f"{weights} is not a readable safetensors file ({e}): {redo}") from None
     m = build([c])
     try: m.load_state_dict(state)
-    except RuntimeError as e: raise ValueError(f"{weights} does not fit its config.json ({str(e)[:300]}): {redo}") from None
+    except RuntimeError as e:
+        raise ValueError(f"{weights} does not fit its config.json ({str(e)[:300]}): {redo}") from None
     return m.eval()
 
 # %% ../nbs/05_dictionaries.ipynb #05d79880

@@ -48,10 +48,12 @@ def offline_interpret(table: pd.DataFrame, A, manifest: pd.DataFrame, min_iou: f
     """Name every latent not skipped by its best-matching annotated concept (IoU on held-out images). Without mode,
     category or kind annotations (the user's folders) no latent is named: each gets the status `UNNAMED`."""
     C = concept_matrix(manifest)
-    cols = ['latent', 'interpreter', 'concept', 'score', 'commonality', 'error', 'error_mode', 'flagged', 'status', 'error_score']
+    cols = ['latent', 'interpreter', 'concept', 'score', 'commonality', 'error', 'error_mode', 'flagged', 'status',
+            'error_score']
     if not any(c.split(':', 1)[0] in ('mode', 'category', 'kind') for c in C.columns):  # the user's folders
-        rows = [{'latent': r.latent, 'interpreter': OFFLINE, 'concept': None, 'score': np.nan, 'commonality': None,
-                 'error': None, 'error_mode': None, 'flagged': False, 'status': UNNAMED} for r in table[~table.skipped].itertuples()]
+        unnamed = {'interpreter': OFFLINE, 'concept': None, 'score': np.nan, 'commonality': None, 'error': None,
+                   'error_mode': None, 'flagged': False, 'status': UNNAMED}
+        rows = [{'latent': r.latent, **unnamed} for r in table[~table.skipped].itertuples()]
         return pd.DataFrame(rows, columns=cols)
     IO = iou(A, C.values); names = np.array(C.columns)
     is_mode = np.array([c.startswith('mode:') for c in names])
@@ -181,7 +183,8 @@ class LMMInterpreter:
         for attempt in range(self.cfg.max_retries + 1):
             try:
                 self._count(requests=1)
-                return self.client.chat.completions.create(model=self.cfg.model, messages=[{'role': 'user', 'content': content}],
+                messages = [{'role': 'user', 'content': content}]
+                return self.client.chat.completions.create(model=self.cfg.model, messages=messages,
                                                            temperature=self.cfg.temperature, seed=self.cfg.seed,
                                                            max_tokens=self.cfg.max_tokens)
             except ValueError:
@@ -193,7 +196,7 @@ class LMMInterpreter:
         import openai
         key = AnswerCache.key(item, list(image_ids), kind, PROMPT_VERSION, self.cfg.model, fill)
         hit = self.cache.get(key)
-        if hit is not None and hit['status'] in ('ok', 'refused'):  # answers; a malformed reply is recorded, asked again
+        if hit is not None and hit['status'] in ('ok', 'refused'):  # answers; a malformed reply is asked again
             self._count(cache_hits=1); return hit
         text = PROMPTS[kind].format(**fill)
         content = [{'type': 'text', 'text': text}] + [image_part(path_of(i), self.cfg.max_image_px) for i in image_ids]
@@ -204,7 +207,8 @@ class LMMInterpreter:
         except (openai.OpenAIError, ValueError) as e:  # failed after every retry: report, do not cache, do not crash
             self._count(errors=1); return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': f"{type(e).__name__}: {e}"[:300]}
         if not r.choices:  # the endpoint answered nothing: its error, not a refusal; not cached, so a rerun asks again
-            self._count(errors=1); return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': 'a reply without choices'}
+            self._count(errors=1)
+            return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': 'a reply without choices'}
         ch = r.choices[0]
         msg = ch.message if ch else None
         reply = msg.content if msg else None
@@ -253,7 +257,7 @@ class LMMInterpreter:
 
 # %% ../nbs/07_interpret.ipynb #374cb853
 class LocalChatServer:
-    "A chat-completions endpoint on 127.0.0.1 whose replies come from `respond(request_json, n) -> str | (status, body[, headers])`."
+    "A chat endpoint on 127.0.0.1 replying `respond(request_json, n) -> str | (status, body[, headers])`."
     def __init__(self, respond):
         self.respond, self.requests = respond, []
         srv = self

@@ -438,9 +438,9 @@ def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int =
                          "need images in both human_correct/ and human_error/")
     counts = df.label.value_counts()
     if counts.min() < (need := images_per_class_needed(splits)):
-        raise ValueError(f"Too few images under {root} for the splits {tuple(splits)}: each class needs at least {need} "
-                         f"so that every split holds both (found {counts.get(0, 0)} plausible, {counts.get(1, 0)} "
-                         f"implausible, {len(skipped)} files left out)")
+        raise ValueError(f"Too few images under {root} for the splits {tuple(splits)}: each class needs at least "
+                         f"{need} so that every split holds both (found {counts.get(0, 0)} plausible, "
+                         f"{counts.get(1, 0)} implausible, {len(skipped)} files left out)")
     rng, split = np.random.default_rng(seed), np.empty(len(df), object)
     for label in (0, 1):  # split each class on its own: every split holds both
         rows_of_label = np.flatnonzero(df.label.values == label)
@@ -470,8 +470,9 @@ def scenes_stage(cfg, force: bool = False) -> tuple[pd.DataFrame, Path]:
         df.to_parquet(folder/'manifest.parquet', index=False)
         write_json(folder/'skipped.json', skipped)
         if skipped:
-            print(f"[mtc] {len(skipped)} of {len(df) + len(skipped)} files under {image_dir} left out "
-                  f"(each with its reason in {folder/'skipped.json'}), e.g. {skipped[0]['file']}: {skipped[0]['reason']}")
+            first = skipped[0]
+            print(f"[mtc] {len(skipped)} of {len(df) + len(skipped)} files under {image_dir} left out (each with its "
+                  f"reason in {folder/'skipped.json'}), e.g. {first['file']}: {first['reason']}")
     else:
         image_dir, skipped = folder/'images', []
         df = make_dataset(folder, cfg.n_images, cfg.seed, cfg.violation_rate, cfg.modes, cfg.splits, cfg.image_size,

@@ -24,7 +24,8 @@ def png_claiming(width: int, height: int) -> bytes:
     chunk = lambda kind, data: (struct.pack('>I', len(data)) + kind + data
                                 + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
     header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
-    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(b'\0' * 16)) + chunk(b'IEND', b'')
+    pixels = zlib.compress(b'\0' * 16)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', pixels) + chunk(b'IEND', b'')
 
 
 def jpeg_bytes(image: np.ndarray) -> bytes:
@@ -149,7 +150,8 @@ def _truncated_jpeg(path):
 
 
 _GREY = Image.fromarray(np.full((20, 20), 128, np.uint8), 'L')
-# name -> (how to write it, 'kept' with a check of the pixels read | a word of the reason it is left out | None: not seen)
+# name -> (how to write it, a check of the pixels read when it is kept | a word of the reason it is left out
+#          | None: never listed)
 IMAGE_CASES = {
     'corrupt.png': (_corrupt_png, 'not a readable image'),
     'truncated.jpg': (_truncated_jpeg, 'not a readable image'),
@@ -160,7 +162,8 @@ IMAGE_CASES = {
     'cmyk.jpg': (_save(Image.new('CMYK', (20, 20), (0, 255, 255, 0)), 'JPEG'), lambda a: a[..., 0].mean() > 200),
     'grey16.png': (_save(Image.fromarray(np.full((20, 20), 40000, np.uint16)), 'PNG'),
                    lambda a: abs(a.mean() - 40000 / 65535 * 255) < 1),
-    'palette.png': (_save(Image.new('RGB', (20, 20), (10, 200, 30)).convert('P'), 'PNG'), lambda a: a[..., 1].mean() > 150),
+    'palette.png': (_save(Image.new('RGB', (20, 20), (10, 200, 30)).convert('P'), 'PNG'),
+                    lambda a: a[..., 1].mean() > 150),
     'alpha.png': (_save(Image.new('RGBA', (20, 20), (0, 0, 0, 0)), 'PNG'), lambda a: a.min() == 255),
     'grey_alpha.png': (_save(Image.new('LA', (20, 20), (0, 0)), 'PNG'), lambda a: a.min() == 255),
     'grey.png': (_save(_GREY, 'PNG'), lambda a: a.shape == (20, 20, 3) and a.mean() == 128),
@@ -306,7 +309,8 @@ def test_a_kill_in_each_stage_resumes_to_the_uninterrupted_results(tmp_path, mon
         assert read_manifest(cfg, stage) is None  # a stage killed midway is never taken as complete
     resumed, clean = run_chain(cfg), run_chain(tiny_profile(tmp_path/'clean'))
     for key, value in clean['classifier']['metrics'].items():
-        expected = pytest.approx(value) if not isinstance(value, dict) else {k: pytest.approx(v) for k, v in value.items()}
+        nested = isinstance(value, dict)
+        expected = {k: pytest.approx(v) for k, v in value.items()} if nested else pytest.approx(value)
         assert resumed['classifier']['metrics'][key] == expected, key
     for a, b in zip(resumed['dictionaries'], clean['dictionaries']):  # the same machine: the same results
         assert a['name'] == b['name'] and a['fvu'] == pytest.approx(b['fvu'], rel=1e-5, abs=1e-6)
