@@ -340,8 +340,10 @@ def headline_numbers(results: dict) -> dict:
     for mode, r in cl.get('per_mode_recall', {}).items():
         n = per_mode_n.get(mode, n_test / (2 * max(ds.get('n_modes', 1), 1)))
         if r is not None: out[f'classifier.per_mode_recall.{mode}'] = (r, _rate_tolerance(r, n))
+    # floors: the spread measured across MKL code paths, beyond the seeds' (a fresh clone under MKL_CBWR=COMPATIBLE
+    # moved the SAEs' FVU by 6-7% and a relevance fraction by 0.05: the encoder's top stages adapt differently)
     for model, v in results.get('dictionaries', {}).items():
-        for k, floor in (('fvu', 0.05), ('l0', 0.05)):
+        for k, floor in (('fvu', 0.10), ('l0', 0.05)):
             for level, x, s in zip(v.get('levels', []), v.get(k, []), v.get(f'{k}_std', [])):
                 if x is not None: out[f'dictionaries.{model}.{k}@{level}'] = (x, 3 * (s or 0) + floor * abs(x))
         if v.get('dead_fraction') is not None:
@@ -349,7 +351,7 @@ def headline_numbers(results: dict) -> dict:
             out[f'dictionaries.{model}.dead_fraction'] = (v['dead_fraction'], dead_tol)
     n_modes = max(ds.get('n_modes', 1), 1)
     for model, v in results.get('features', {}).items():
-        for k, floor in (('relevance_fraction', 0.02), ('threshold_relevance_fraction', 0.02), ('accuracy', 0.02),
+        for k, floor in (('relevance_fraction', 0.06), ('threshold_relevance_fraction', 0.06), ('accuracy', 0.06),
                          ('mode_coverage', 1 / n_modes)):
             if v.get(k) is not None: out[f'features.{model}.{k}'] = (v[k], 3 * (v.get(f'{k}_std') or 0) + floor)
     return out
