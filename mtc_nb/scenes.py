@@ -5,7 +5,7 @@ purpose and recorded as ground truth."""
 
 # %% ../nbs/01_scenes.ipynb #3bb5b42a
 from __future__ import annotations
-import hashlib, json, os
+import hashlib, io, json, os
 from dataclasses import dataclass
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
@@ -369,7 +369,7 @@ def _rgb8(im: Image.Image) -> Image.Image:
         return Image.alpha_composite(white, rgba).convert('RGB')
     return im.convert('RGB')
 
-def read_image(path: str | os.PathLike) -> Image.Image:
+def read_image(path: str | os.PathLike | io.BytesIO) -> Image.Image:
     """The image at `path` as every stage reads it: decoded in full (a truncated file fails here, not in a later
     stage), turned upright by its EXIF orientation, converted to 8-bit RGB (`_rgb8`). Raises `ImageReadError` with
     the reason for anything that is not a usable image: empty, not an image, truncated, too large to decode safely,
@@ -396,12 +396,12 @@ def check_images(root: Path, files: list[Path], labels: list[int]) -> tuple[list
     A byte-identical copy inside one class is left out; one in both classes is an error, since no label is right."""
     keep, skipped, first_of = [], [], {}
     for i, p in enumerate(tqdm(files, desc='checking images', unit='image', mininterval=2)):
-        name = str(p.relative_to(root))
+        name, data = str(p.relative_to(root)), p.read_bytes()  # read once: decoded and hashed from memory
         try:
-            read_image(p)
+            read_image(io.BytesIO(data))
         except ImageReadError as e:
             skipped.append({'file': name, 'reason': e.reason}); continue
-        digest = hashlib.sha1(p.read_bytes()).hexdigest()
+        digest = hashlib.sha1(data).hexdigest()
         if digest in first_of:
             j = first_of[digest]
             if labels[j] != labels[i]:
