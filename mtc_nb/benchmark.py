@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .core import open_stage, close_stage, require_stage, stage_dir, write_json, StaleStageError
 from .scenes import (MODES, KINDS, GENERATORS, ImageReadError, image_files, Style, draw_attributes, render,
                            load_scenes)
-from .encoders import stage_encoder, LiteEncoder, load_images
+from .encoders import stage_encoder, cache_frozen, frozen_part
 from .classifier import load_head, load_activations
 from .dictionaries import load_dictionary
 from .features import latent_codes, level_of, auroc_matrix
@@ -182,8 +182,10 @@ def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> 
 # %% ../nbs/09_benchmark.ipynb #b6566b2d
 class Scorer:
     "What scoring needs, from one profile's trained artifacts: encoder, classifier head, dictionary, failure features."
-    def __init__(self, encoder, head, dictionary, features: pd.DataFrame, error_ratio: dict | None = None):
+    def __init__(self, encoder, head, dictionary, features: pd.DataFrame, error_ratio: dict | None = None,
+                 cache_dir=None, device: str = 'cpu'):
         self.encoder, self.head, self.dictionary = encoder, head, dictionary
+        self.cache_dir, self.device = cache_dir, device
         self.features = features.reset_index(drop=True)
         self.error_ratio = error_ratio or {}
 
@@ -198,29 +200,22 @@ class Scorer:
         dictionary = load_dictionary(stage_dir(cfg, 'dictionaries')/meta['dictionary'])
         features = pd.read_parquet(folder/'features.parquet')
         error_ratio = {int(k): v for k, v in meta['error_ratio'].items()}
-        return cls(stage_encoder(cfg), load_head(stage_dir(cfg, 'classifier')), dictionary, features, error_ratio)
-
-    def _pixels(self, path) -> np.ndarray:
-        "The image's pixels as the encoder stage reads them (`load_images`): sized for EfficientNet; CLIP sizes them."
-        return load_images([path], self.encoder.image_size if isinstance(self.encoder, LiteEncoder) else None)[0]
+        return cls(stage_encoder(cfg), load_head(stage_dir(cfg, 'classifier')), dictionary, features, error_ratio,
+                   cfg.run_dir/'cache', cfg.torch_device)
 
     @torch.no_grad()
     def codes(self, paths, batch_size: int = 64, progress: bool = True) -> tuple:
-        "(h0 (n,), latent codes (n, d_sae), h2 (n, d), errors [(path, reason)], the readable paths) of `paths`."
-        ok, h2s, errors = [], [], []
-        for i in tqdm(range(0, len(paths), batch_size), desc='scoring images', unit='batch', disable=not progress):
-            images = []
-            for p in paths[i:i + batch_size]:
-                try: images.append(self._pixels(p))
-                except ImageReadError as e:  # an unreadable file is reported, never fatal
-                    errors.append((str(p), e.reason))
-                    continue
-                ok.append(p)
-            if images:
-                h2s.append(self.encoder(self.encoder.preprocess(images)))
-        h2 = torch.cat(h2s) if h2s else torch.empty(0, self.head.d_h2)
+        """(h0 (n,), latent codes (n, d_sae), h2 (n, d), errors [(path, reason)], the readable paths) of `paths`.
+        The encoder's frozen features go through the profile's cache (`cache_frozen`): an image is encoded once."""
+        paths = [Path(p) for p in paths]
+        cache, ok, errors = cache_frozen(self.cache_dir, self.encoder, paths, batch_size, device=self.device,
+                                         progress=progress)
+        finish = frozen_part(self.encoder, self.device)[2]
+        h2 = torch.cat([finish(cache.rows(ok[i:i + batch_size])) for i in range(0, len(ok), batch_size)]
+                       or [torch.empty(0, self.head.d_h2)])
         h0 = torch.sigmoid(self.head(h2)).numpy() if len(h2) else np.empty(0)
-        A = latent_codes(self.dictionary, h2).numpy() if len(h2) else np.empty((0, self.dictionary.W_dec.shape[1]))
+        d_sae = self.dictionary.W_dec.shape[1]
+        A = latent_codes(self.dictionary, h2, device=self.device).numpy() if len(h2) else np.empty((0, d_sae))
         return h0, A, h2, errors, ok
 
     def firing(self, A) -> np.ndarray:
@@ -485,11 +480,11 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
     by_id = manifest.set_index('id')
     (val, val_ids), (test, test_ids) = (load_activations(cfg.run_dir/'activations', s) for s in ('val', 'test'))
     man_val, man_test = by_id.loc[val_ids].reset_index(), by_id.loc[test_ids].reset_index()
-    A_val, A_test = latent_codes(dictionary, val['h2']).numpy(), latent_codes(dictionary, test['h2']).numpy()
+    A_val, A_test = (latent_codes(dictionary, s['h2'], device=cfg.torch_device).numpy() for s in (val, test))
     table08 = pd.read_parquet(stage_dir(cfg, 'features')/name/'features.parquet')
     features = calibrate_features(A_val, man_val, A_test, man_test, levels, table08)
     error_ratio = {int(k): float(v) for k, v in zip(table08.latent, table08.error_ratio) if k in set(features.latent)}
-    scorer = Scorer(stage_encoder(cfg), head, dictionary, features, error_ratio)
+    scorer = Scorer(stage_encoder(cfg), head, dictionary, features, error_ratio, cfg.run_dir/'cache', cfg.torch_device)
     frames = []
     if int(cfg.benchmark_images) > 0:
         panel = make_panel(folder/'panel', int(cfg.benchmark_images), int(cfg.image_size), seed, progress)

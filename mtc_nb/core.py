@@ -14,10 +14,10 @@ import numpy as np
 # %% auto #0
 __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'STAGE_MODULES',
            'MANIFEST_SCHEMA_VERSION', 'SELF_CHECK_TAG', 'find_root', 'Profile', 'load_profile', 'seed_everything',
-           'pick_device', 'machine_info', 'write_json', 'update_results', 'build_readme', 'StaleStageError',
+           'resolve_device', 'machine_info', 'write_json', 'update_results', 'build_readme', 'StaleStageError',
            'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'open_stage',
            'close_stage', 'timed', 'headline_numbers', 'check_results', 'stage_notebook', 'check_inputs', 'run_stages',
-           'main']
+           'embed_command', 'main']
 
 # %% ../nbs/00_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -75,6 +75,11 @@ class Profile:
         d = self.path('figures_dir'); d.mkdir(parents=True, exist_ok=True)
         return d
 
+    @property
+    def torch_device(self) -> str:
+        "The torch device the stages run on: the `device` setting, resolved (`resolve_device`)."
+        return resolve_device(self.values.get('device', 'auto'))
+
     def replace(self, **kw) -> 'Profile':
         "A copy with some values changed (unknown names are an error)."
         return Profile(self.name, {**self.values, **_checked(self.values, kw)}, self.root)
@@ -121,10 +126,17 @@ def seed_everything(seed: int) -> None:
     import torch
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
 
-def pick_device(device: str | None = None) -> str:
-    "`device` if given, else 'cuda' when available, else 'cpu'."
+def resolve_device(name: str | None = 'auto') -> str:
+    "The torch device of a `device` setting: 'auto' (or none) is CUDA when available, else 'cpu'."
     import torch
-    return device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if name in (None, '', 'auto'): return 'cuda' if torch.cuda.is_available() else 'cpu'
+    try: device = torch.device(name)
+    except RuntimeError: raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device = {name}, but torch sees no CUDA device here: set device = auto or cpu")
+    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device = {name}, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return str(device)
 
 # %% ../nbs/00_core.ipynb #4b4639c0
 def _cpu_model() -> str:
@@ -434,8 +446,31 @@ def _committed_results(ref: str, root: Path) -> dict:
     show = ['git', '-C', str(root), 'show', f"{ref[4:]}:figures/results.json"]
     return json.loads(subprocess.run(show, check=True, capture_output=True, text=True).stdout)
 
+def embed_command(profile: str, loader_workers: int | None = None, shard_rows: int = 1024, **overrides) -> dict:
+    """`mtc embed`: encode every image of a profile into its cache, this process's share of them. Run it alone, or as
+    `accelerate launch --multi_gpu --num_processes N "$(command -v mtc)" embed ...` for N processes: one per GPU, or,
+    on a machine without one, N processes on its CPU cores (accelerate starts them with torchrun; its `--cpu` flag
+    starts only one). Each rank fills its own shards, rank 0 merges the index; a rerun computes only what is missing."""
+    from accelerate import Accelerator
+    from mtc_nb.encoders import embed_profile_images
+    cfg = load_profile(profile, **overrides)
+    on_cpu = cfg.torch_device == 'cpu'
+    acc = Accelerator(cpu=on_cpu)  # on the CPU, `accelerate launch --multi_gpu` starts the processes (gloo)
+    device = 'cpu' if on_cpu else str(acc.device)
+    workers = cfg.workers if loader_workers is None else loader_workers
+    out = embed_profile_images(cfg, (acc.process_index, acc.num_processes), workers, device,
+                               progress=acc.is_local_main_process, shard_rows=shard_rows)
+    for f, reason in out['unreadable']: print(f"[mtc] unreadable: {f}: {reason}", flush=True)
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        index = out['cache'].merge()
+        print(f"[mtc] {len(index['rows'])} images in {out['cache'].folder} ({len(index['shards'])} shards, "
+              f"{acc.num_processes} process(es) on {device})", flush=True)
+    acc.end_training()
+    return out
+
 def main(argv: list[str] | None = None) -> None:
-    "Command line: `mtc reproduce`, `mtc label`, `mtc check-results`, `mtc readme` (`mtc COMMAND --help` for each)."
+    "Command line: `mtc reproduce`, `mtc embed`, `mtc label`, `mtc check-results`, `mtc readme` (`mtc COMMAND --help`)."
     import argparse
     ap = argparse.ArgumentParser(prog='mtc', description=main.__doc__)
     sub = ap.add_subparsers(dest='cmd', required=True)
@@ -445,6 +480,12 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument('--force', action='store_true', help='rerun the stages even where their outputs are current')
     r.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
                    help='override a setting of the profile for this run (a papermill parameter), e.g. -p lmm_model m')
+    e = sub.add_parser('embed', help="encode a profile's images into its cache; in parallel under `accelerate launch`")
+    e.add_argument('--profile', default='default')
+    e.add_argument('--workers', type=int, default=None, help="DataLoader workers decoding images (default: workers)")
+    e.add_argument('--shard-rows', type=int, default=1024, help="images per cache shard: the unit of work of a rank")
+    e.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
+                   help='override a setting of the profile, e.g. -p data_dir /elsewhere')
     c = sub.add_parser('check-results', help="compare a run's headline numbers with the committed ones")
     c.add_argument('--committed', default='git:HEAD', help='a results.json, or git:REF (default git:HEAD)')
     c.add_argument('--fresh', default='figures/results.json', help='the results.json of the run to check')
@@ -460,6 +501,8 @@ def main(argv: list[str] | None = None) -> None:
     root = find_root()
     if a.cmd == 'reproduce':
         run_stages(a.profile, a.stages, force=a.force, **{k: _parse(v) for k, v in a.param})
+    elif a.cmd == 'embed':
+        embed_command(a.profile, a.workers, a.shard_rows, **{k: _parse(v) for k, v in a.param})
     elif a.cmd == 'label':
         import sys
         from mtc_nb.benchmark import label, write_labels

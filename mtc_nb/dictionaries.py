@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 
@@ -22,9 +23,9 @@ from .metrics import fvu, l0
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'KINDS', 'DictConfig', 'paper_block_k', 'paper_repo_config', 'ForwardOutput', 'Dictionary',
-           'PaperRepoTranscoder', 'build', 'make_optimizer', 'train_step', 'eval_fvu', 'train_dictionaries',
-           'save_dictionary', 'load_dictionary', 'evaluate_dictionary', 'stage_configs', 'checkpoint_name',
-           'dictionaries_stage']
+           'PaperRepoTranscoder', 'InMemoryPairs', 'ShardedPairs', 'build', 'make_optimizer', 'train_step', 'eval_fvu',
+           'train_dictionaries', 'save_dictionary', 'load_dictionary', 'evaluate_dictionary', 'stage_configs',
+           'checkpoint_name', 'dictionaries_stage']
 
 # %% ../nbs/05_dictionaries.ipynb #17812212
 SCHEMA_VERSION = 1
@@ -356,6 +357,76 @@ class PaperRepoTranscoder(torch.nn.Module):
     def remove_parallel_grad(self): pass
     def init_from_data(self, x, y): pass
 
+# %% ../nbs/05_dictionaries.ipynb #7584e266
+class InMemoryPairs:
+    "Training pairs (x, y) held in memory, served in batches of one random permutation per pass."
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        if len(x) != len(y): raise ValueError(f"{len(x)} inputs but {len(y)} targets")
+        self.x, self.y = x, y
+        self.n, self.d_x, self.d_y = len(x), x.shape[1], y.shape[1]
+
+    def sample(self, n_max: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        "At most `n_max` random pairs (all of them, in order, when there are no more)."
+        if self.n <= n_max: return self.x, self.y
+        pick = torch.randperm(self.n, generator=generator)[:n_max]
+        return self.x[pick], self.y[pick]
+
+    def batches(self, batch_size: int, generator):
+        for b in torch.randperm(self.n, generator=generator).split(batch_size): yield self.x[b], self.y[b]
+
+    def check_finite(self, split: str = 'training'):
+        for t in (self.x, self.y): _check_finite(t, split)
+
+class ShardedPairs:
+    """Training pairs read from safetensors shards (tensors `x_key`, `y_key` of equal rows), one shard at a time, so
+    memory holds one shard whatever the data's size. A pass visits the shards in random order and each shard's rows in
+    random order; batches run across shard boundaries, so every batch but the last is full."""
+    def __init__(self, files, x_key: str = 'h2', y_key: str = 'h1'):
+        self.files, self.x_key, self.y_key = [Path(f) for f in files], x_key, y_key
+        if not self.files: raise ValueError("no activation shards given")
+        self.rows = []
+        for f in self.files:
+            with safe_open(f, 'pt') as s:
+                if not {x_key, y_key} <= set(s.keys()): raise ValueError(f"{f}: needs tensors {x_key!r} and {y_key!r}")
+                (nx, self.d_x), (ny, self.d_y) = s.get_slice(x_key).get_shape(), s.get_slice(y_key).get_shape()
+            if nx != ny: raise ValueError(f"{f}: {nx} rows of {x_key} but {ny} of {y_key}")
+            self.rows.append(nx)
+        self.n = sum(self.rows)
+
+    def _read(self, i):
+        with safe_open(self.files[i], 'pt') as s: return s.get_tensor(self.x_key), s.get_tensor(self.y_key)
+
+    def sample(self, n_max: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        "About `n_max` random pairs, drawn from every shard in proportion to its rows (for the initial statistics)."
+        xs, ys = [], []
+        for i, rows in enumerate(self.rows):
+            x, y = self._read(i)
+            pick = torch.randperm(rows, generator=generator)[:max(1, round(n_max * rows / self.n))]
+            xs.append(x[pick]); ys.append(y[pick])
+        return torch.cat(xs), torch.cat(ys)
+
+    def batches(self, batch_size: int, generator):
+        carry_x, carry_y = None, None
+        for i in torch.randperm(len(self.files), generator=generator).tolist():
+            x, y = self._read(i)
+            perm = torch.randperm(len(x), generator=generator)
+            x, y = x[perm], y[perm]
+            if carry_x is not None: x, y = torch.cat([carry_x, x]), torch.cat([carry_y, y])
+            full = len(x) // batch_size * batch_size
+            for j in range(0, full, batch_size): yield x[j:j + batch_size], y[j:j + batch_size]
+            carry_x, carry_y = x[full:], y[full:]
+        if carry_x is not None and len(carry_x): yield carry_x, carry_y
+
+    def check_finite(self, split: str = 'training'):
+        for i in range(len(self.files)):
+            for t in self._read(i): _check_finite(t, f"{split} ({self.files[i].name})")
+
+def _check_finite(t: torch.Tensor, split: str):
+    if len(t) == 0: raise ValueError(f"no {split} activations: the split is empty")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"the {split} activations hold {int((~torch.isfinite(t)).sum())} NaN or Inf values: "
+                         "check the encoder stage's h2 (a broken image or encoder) before training")
+
 # %% ../nbs/05_dictionaries.ipynb #5bd1fe30
 # what a stack holds per model (lr: via learning_rate). Not the seed: a seed fixes a model's initialisation AND its
 # data order, for every kind alike, so only models of one seed can share batches
@@ -398,39 +469,44 @@ def eval_fvu(model, x, y, batch: int = 1024) -> torch.Tensor:
     recons = torch.cat([model(xb).recons for xb in x.split(batch)], dim=2)  # (G, M, n, d)
     return torch.stack([fvu(y, recons[g]) for g in range(recons.shape[0])]).float()
 
-def train_dictionaries(cfgs: list[DictConfig], h2_train, h1_train, h2_val, h1_val, progress: bool = True) -> list[dict]:
-    "Train every config (grouped and stacked) in one pass over the data; returns one dict per config (model, index, history)."
-    data = lambda c, x, y: (x, y if c.is_transcoder else x)
+def train_dictionaries(cfgs: list[DictConfig], h2_train, h1_train, h2_val, h1_val, progress: bool = True,
+                       device: str = 'cpu') -> list[dict]:
+    """Train every config (grouped and stacked) in one pass over the data; returns one dict per config (model, index,
+    history), the models on the CPU. The training pairs are tensors `h2_train`, `h1_train`, or an `InMemoryPairs` /
+    `ShardedPairs` source (then `h1_train` is None): a sharded source streams from disk. Training runs on `device`."""
+    train = h2_train if h1_train is None else InMemoryPairs(h2_train, h1_train)
+    pick = lambda c, x, y: (x, y if c.is_transcoder else x)
+    on = lambda t: t.to(device, non_blocking=True)
     groups = [(idx, build([cfgs[i] for i in idx])) for idx in _group(cfgs)]
+    train.check_finite('training')
+    InMemoryPairs(h2_val, h1_val).check_finite('validation')
+    h2_val, h1_val = on(h2_val), on(h1_val)
     states = []
     for idx, model in groups:
         c = cfgs[idx[0]]
-        xt, yt = data(c, h2_train, h1_train)
-        if xt.shape[1] != c.d_in or yt.shape[1] != c.d_out: raise ValueError(f"{c.kind}: activations are {xt.shape[1]}→{yt.shape[1]}, config says {c.d_in}→{c.d_out}")
-        for split, t in (('training', xt), ('training', yt), ('validation', h2_val), ('validation', h1_val)):
-            if len(t) == 0: raise ValueError(f"no {split} activations: the split is empty")
-            if not torch.isfinite(t).all():
-                raise ValueError(f"the {split} activations hold {int((~torch.isfinite(t)).sum())} NaN or Inf values: "
-                                 "check the encoder stage's h2 (a broken image or encoder) before training")
-        model.init_from_data(xt, yt); model.train()
-        steps = c.epochs * math.ceil(len(xt) / c.batch_size)
+        d_in, d_out = pick(c, train.d_x, train.d_y)
+        if d_in != c.d_in or d_out != c.d_out:
+            raise ValueError(f"{c.kind}: activations are {d_in}→{d_out}, config says {c.d_in}→{c.d_out}")
+        gen = torch.Generator().manual_seed(c.seed)
+        model.init_from_data(*pick(c, *train.sample(65536, gen))); model.to(device).train()
+        steps = c.epochs * math.ceil(train.n / c.batch_size)
         opt, sched, every = make_optimizer(model, c, steps)
         states.append(dict(idx=idx, model=model, opt=opt, sched=sched, every=every, best=[float('inf')] * len(idx),
-                           best_state=None, history=[], gen=torch.Generator().manual_seed(c.seed), c=c))
+                           best_state=None, history=[], gen=gen, c=c))
     epochs = max(s['c'].epochs for s in states)
     bar = tqdm(range(epochs), desc=f'training {len(cfgs)} dictionaries', unit='epoch', disable=not progress)
     for ep in bar:
         for s in states:
             if ep >= s['c'].epochs: continue
             c, model = s['c'], s['model']; model.train()
-            xt, yt = data(c, h2_train, h1_train)
-            for b in torch.randperm(len(xt), generator=s['gen']).split(c.batch_size):
-                train_step(model, s['opt'], c, xt[b], yt[b])
+            for xb, yb in train.batches(c.batch_size, s['gen']):
+                train_step(model, s['opt'], c, *pick(c, on(xb), on(yb)))
                 if s['every'] == 'step': s['sched'].step()
             if s['every'] == 'epoch': s['sched'].step()
-            xv, yv = data(c, h2_val, h1_val)
-            v = eval_fvu(model, xv, yv)  # (G, M)
-            score = (model.level_w.T * v).sum(0) if hasattr(model, 'level_w') else (torch.tensor(c.weights) * v[:, 0]).sum()[None]
+            xv, yv = pick(c, h2_val, h1_val)
+            v = eval_fvu(model, xv, yv).cpu()  # (G, M)
+            if hasattr(model, 'level_w'): score = (model.level_w.cpu().T * v).sum(0)
+            else: score = (torch.tensor(c.weights) * v[:, 0]).sum()[None]
             s['history'].append({'epoch': ep, 'val_fvu': v.T.tolist()})
             improved = [j for j in range(len(s['idx'])) if float(score[j]) < s['best'][j]]
             if improved:
@@ -444,7 +520,7 @@ def train_dictionaries(cfgs: list[DictConfig], h2_train, h1_train, h2_val, h1_va
         bar.set_postfix(best=f"{min(min(s['best']) for s in states):.3f}")
     out = [None] * len(cfgs)
     for s in states:
-        s['model'].load_state_dict(s['best_state']); s['model'].eval()
+        s['model'].load_state_dict(s['best_state']); s['model'].cpu().eval()
         for j, i in enumerate(s['idx']): out[i] = {'model': s['model'], 'index': j, 'config': cfgs[i], 'history': s['history'], 'best_val_score': s['best'][j]}
     return out
 
@@ -551,7 +627,8 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
     rows = {} if force else {i: r for i, n in enumerate(names) if (r := _completed_row(root/n, spec['fingerprint']))}
     todo = [idx for idx in _group(cfgs) if any(i not in rows for i in idx)]
     for idx in tqdm(todo, desc='dictionary groups', unit='group', disable=not progress):
-        trained = train_dictionaries([cfgs[i] for i in idx], tr['h2'], tr['h1'], va['h2'], va['h1'], progress=progress)
+        trained = train_dictionaries([cfgs[i] for i in idx], tr['h2'], tr['h1'], va['h2'], va['h1'], progress=progress,
+                                     device=cfg.torch_device)
         for i, res in zip(idx, trained):
             folder = save_dictionary(res, root/names[i])
             loaded = {'model': load_dictionary(folder), 'index': 0, 'config': cfgs[i]}  # as every later reader sees it

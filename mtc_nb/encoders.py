@@ -5,7 +5,7 @@ no image is ever encoded twice."""
 
 # %% ../nbs/02_encoders.ipynb #45acce6d
 from __future__ import annotations
-import hashlib, json, os
+import functools, hashlib, json, os
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +16,12 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 
 from .core import write_json, seed_everything, open_stage, close_stage, require_stage, stage_dir
-from .scenes import load_scenes, read_image
+from .scenes import load_scenes, read_image, ImageReadError
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'load_images', 'LiteEncoder', 'ClipEncoder', 'tiny_clip', 'content_hash', 'EmbeddingCache',
-           'select_epoch', 'adapt_top', 'save_encoder', 'load_encoder', 'adapt_encoder', 'trunk_maps', 'stage_encoder',
-           'encoder_stage', 'load_embeddings']
+           'select_epoch', 'adapt_top', 'save_encoder', 'load_encoder', 'adapt_encoder', 'frozen_part', 'read_pixels',
+           'cache_frozen', 'trunk_maps', 'embed_profile_images', 'stage_encoder', 'encoder_stage', 'load_embeddings']
 
 # %% ../nbs/02_encoders.ipynb #78e54c27
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -133,46 +133,119 @@ def tiny_clip(path: str | os.PathLike, image_size: int = 32) -> Path:
 def content_hash(path: str | os.PathLike) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
+class _Decoded(torch.utils.data.Dataset):
+    "(index, pixels or None, why not) of each path: what a DataLoader's workers decode."
+    def __init__(self, paths, read): self.paths, self.read = paths, read
+    def __len__(self): return len(self.paths)
+    def __getitem__(self, i):
+        try: return i, self.read(self.paths[i]), None
+        except ImageReadError as e: return i, None, e.reason
+
 class EmbeddingCache:
-    "Incremental store of per-image tensors for one encoder fingerprint: safetensors shards + index.json."
+    """Incremental store of per-image tensors for one encoder fingerprint: safetensors shards, each with a sidecar
+    listing its images' content hashes, and index.json, the merged view. Shards are written whole or not at all, so
+    a killed process loses only the shard it was writing; several processes can fill one cache at once (`fill`'s
+    `part`), each writing its own shards, and `merge` rebuilds the index from the sidecars."""
     def __init__(self, folder: str | os.PathLike, fingerprint: str):
         self.folder = Path(folder)/fingerprint; self.folder.mkdir(parents=True, exist_ok=True)
         self.index_file = self.folder/'index.json'
-        self.index = json.loads(self.index_file.read_text()) if self.index_file.exists() else {'schema_version': SCHEMA_VERSION, 'fingerprint': fingerprint, 'shards': [], 'rows': {}}
+        empty = {'schema_version': SCHEMA_VERSION, 'fingerprint': fingerprint, 'shards': [], 'rows': {}}
+        self.index = json.loads(self.index_file.read_text()) if self.index_file.exists() else empty
         self._shards = {}
+        self._scan()
 
-    def _add_shard(self, x: torch.Tensor, hashes: list[str]):
-        "Write rows `x` of images `hashes` as a new shard, atomically, then record them in the index."
-        name = f"shard_{len(self.index['shards']):04d}.safetensors"
+    def _scan(self) -> int:
+        """Drop the index's shards that are gone from disk; add those that a sidecar lists but the index does not
+        (written by other processes). Returns how many were added."""
+        gone = {s for s in self.index['shards'] if not (self.folder/s).exists()}
+        if gone:
+            self.index['shards'] = [s for s in self.index['shards'] if s not in gone]
+            self.index['rows'] = {h: r for h, r in self.index['rows'].items() if r[0] not in gone}
+        known, added = set(self.index['shards']), 0
+        for side in sorted(self.folder.glob('shard_*.safetensors.json')):
+            name = side.name[:-len('.json')]
+            if name in known or not (self.folder/name).exists(): continue
+            self.index['shards'].append(name); added += 1
+            self.index['rows'].update({h: [name, j] for j, h in enumerate(json.loads(side.read_text()))})
+        return added
+
+    def merge(self) -> dict:
+        "The index with every shard on disk, written to index.json (by one process, after all have filled)."
+        self._scan(); write_json(self.index_file, self.index)
+        return self.index
+
+    def _add_shard(self, x: torch.Tensor, hashes: list[str], write_index: bool = True):
+        "Write rows `x` of images `hashes` as a new shard, atomically, then its sidecar (and the index)."
+        name = f"shard_{hashlib.sha1(''.join(hashes).encode()).hexdigest()[:16]}.safetensors"
         tmp = self.folder/(name + '.tmp')
         save_file({'x': x.contiguous()}, tmp)
         os.replace(tmp, self.folder/name)  # a shard is under its name whole, or not at all
+        write_json(self.folder/(name + '.json'), hashes)
         self.index['shards'].append(name)
         self.index['rows'].update({h: [name, j] for j, h in enumerate(hashes)})
-        write_json(self.index_file, self.index)
+        if write_index: write_json(self.index_file, self.index)
 
     def _shard(self, name):
         if name not in self._shards: self._shards[name] = load_file(self.folder/name)['x']
         return self._shards[name]
+
+    def fill(self, paths, fn, batch_size: int = 100, desc: str = 'encoding', shard_rows: int = 1024, part=(0, 1),
+             read=None, num_workers: int = 0, hashes=None, progress: bool = True) -> list[tuple[str, str]]:
+        """Compute and store the rows of the `paths` not cached yet; returns [(path, reason)] of the unreadable ones.
+        `fn(batch)` gets a list of paths, or with `read` (path -> pixels, raising ImageReadError) the pixels of the
+        batch's readable images, decoded by `num_workers` DataLoader workers. `part` = (rank, world): the images are
+        cut into blocks of `shard_rows` in the order given and this process computes the missing rows of blocks rank,
+        rank + world, …: a split that does not depend on what is cached, so processes need not agree on it."""
+        paths = [Path(p) for p in paths]
+        hashes = hashes or [content_hash(p) for p in paths]
+        first = {h: p for h, p in zip(reversed(hashes), reversed(paths))}
+        rank, world = part
+        units = list(dict.fromkeys(hashes if world > 1 else (h for h in hashes if h not in self.index['rows'])))
+        blocks = [units[i:i + shard_rows] for i in range(0, len(units), shard_rows)][rank::world]
+        mine = [todo for b in blocks if (todo := [h for h in b if h not in self.index['rows']])]
+        errors = []
+        bar = tqdm(total=sum(map(len, mine)), desc=desc, unit='image', disable=not progress or not mine)
+        for chunk in mine:
+            outs, done = [], []
+            if read is None:
+                batches = ((chunk[i:i + batch_size], [first[h] for h in chunk[i:i + batch_size]])
+                           for i in range(0, len(chunk), batch_size))
+            else:
+                loader = torch.utils.data.DataLoader(_Decoded([first[h] for h in chunk], read), batch_size=batch_size,
+                                                     num_workers=num_workers, collate_fn=list)
+                batches = self._readable(loader, chunk, first, errors)
+            for batch_hashes, items in batches:
+                if items:
+                    with torch.no_grad(): outs.append(fn(items).float().cpu())
+                    done += batch_hashes
+                bar.update(len(batch_hashes))
+            if done: self._add_shard(torch.cat(outs), done, write_index=world == 1)
+        bar.close()
+        return errors
+
+    @staticmethod
+    def _readable(loader, chunk, first, errors):
+        "(hashes, pixels) of each loaded batch's readable images; the others go to `errors`."
+        for items in loader:
+            ok = [(chunk[i], px) for i, px, why in items if why is None]
+            errors += [(str(first[chunk[i]]), why) for i, px, why in items if why is not None]
+            yield [h for h, _ in ok], [px for _, px in ok]
+
+    def rows(self, paths, hashes=None) -> torch.Tensor:
+        "The cached tensors of `paths`, stacked in order (each must be cached)."
+        hashes = hashes or [content_hash(p) for p in paths]
+        missing = [str(p) for p, h in zip(paths, hashes) if h not in self.index['rows']]
+        if missing: raise KeyError(f"{len(missing)} images are not in the cache {self.folder}, e.g. {missing[0]}")
+        rows = [self.index['rows'][h] for h in hashes]
+        return torch.stack([self._shard(s)[j] for s, j in rows]) if rows else torch.empty(0)
 
     def embed(self, paths, fn, batch_size: int = 100, desc: str = 'encoding', shard_rows: int = 1024) -> torch.Tensor:
         """Tensors for `paths`; `fn(paths_batch) -> tensor` runs only for images not cached yet. Every `shard_rows`
         images a shard is written (then the index): a killed run loses at most one shard's work."""
         paths = [Path(p) for p in paths]
         hashes = [content_hash(p) for p in paths]
-        todo = list(dict.fromkeys(h for h in hashes if h not in self.index['rows']))
-        if todo:
-            first = {h: p for h, p in zip(reversed(hashes), reversed(paths))}
-            outs, done = [], []
-            for i in tqdm(range(0, len(todo), batch_size), desc=desc, unit='batch'):
-                batch = todo[i:i + batch_size]
-                with torch.no_grad(): outs.append(fn([first[h] for h in batch]).float().cpu())
-                done += batch
-                if len(done) >= shard_rows or i + batch_size >= len(todo):
-                    self._add_shard(torch.cat(outs), done)
-                    outs, done = [], []
-        rows = [self.index['rows'][h] for h in hashes]
-        return torch.stack([self._shard(s)[j] for s, j in rows]) if rows else torch.empty(0)
+        self.fill(paths, fn, batch_size, desc, shard_rows, hashes=hashes)
+        return self.rows(paths, hashes)
 
 # %% ../nbs/02_encoders.ipynb #d2fdc104
 def select_epoch(history: list[dict], n_val: int) -> int:
@@ -249,10 +322,44 @@ def adapt_encoder(cfg, manifest, maps) -> LiteEncoder:
                  best_val_accuracy=info['best_val_accuracy'], history=info['history'])
     return enc
 
+def frozen_part(enc, device: str = 'cpu') -> tuple:
+    """What of an encoder never trains, which is what the cache stores: (cache key, pixels -> stored features,
+    stored features -> h2, the size images are read at). EfficientNet-Lite: its trunk maps (the top stages adapt);
+    CLIP: h2 itself."""
+    if isinstance(enc, LiteEncoder):
+        enc.to(device)
+        return (enc.trunk_fingerprint(), lambda px: enc.trunk(enc.preprocess(px).to(device)),
+                lambda t: enc.top(t.to(device)).cpu(), enc.image_size)
+    return enc.fingerprint(), lambda px: enc(enc.preprocess(px)), lambda t: t, None
+
+def read_pixels(path, size: int | None = None) -> np.ndarray:
+    "An image's pixels as every encoder path reads them: `read_image`, resized to size x size when a size is given."
+    return load_images([path], size)[0]
+
+def cache_frozen(cache_dir, enc, paths, batch_size: int = 100, part=(0, 1), num_workers: int = 0,
+                 device: str = 'cpu', progress: bool = True, shard_rows: int = 1024) -> tuple:
+    """Fill the cache of `enc`'s frozen features (`frozen_part`) for `paths`, this process's `part` of them.
+    Returns (the cache, the readable paths in order, [(path, reason)] of the others): a missing or undecodable
+    file is reported, never fatal."""
+    key, fn, _, size = frozen_part(enc, device)
+    cache = EmbeddingCache(cache_dir, key)
+    paths, hashes, errors = [Path(p) for p in paths], [], []
+    for p in paths:
+        try: hashes.append(content_hash(p))
+        except OSError as e:
+            hashes.append(None); errors.append((str(p), f"cannot be read ({type(e).__name__}: {e.strerror or e})"))
+    ok = [(p, h) for p, h in zip(paths, hashes) if h is not None]
+    errors += cache.fill([p for p, _ in ok], fn, batch_size, desc=f'{enc.name} features', part=part,
+                         read=functools.partial(read_pixels, size=size), num_workers=num_workers,
+                         hashes=[h for _, h in ok], progress=progress, shard_rows=shard_rows)
+    bad = {p for p, _ in errors}
+    return cache, [p for p, _ in ok if str(p) not in bad], errors
+
 def trunk_maps(cfg, enc: LiteEncoder, paths) -> torch.Tensor:
-    "Cached frozen-trunk feature maps for `paths`."
-    cache = EmbeddingCache(cfg.run_dir/'cache', enc.trunk_fingerprint())
-    return cache.embed(paths, lambda b: enc.trunk(enc.preprocess(load_images(b))), cfg.batch_size, desc='trunk maps')
+    "Cached frozen-trunk feature maps for `paths` (the scenes stage has checked that every image reads)."
+    cache, ok, errors = cache_frozen(cfg.run_dir/'cache', enc, paths, cfg.batch_size, device=cfg.torch_device)
+    if errors: raise ImageReadError(errors[0][0], errors[0][1])
+    return cache.rows(ok)
 
 def _check_encoder_name(cfg):
     if cfg.encoder not in ('efficientnet-lite0', 'clip'):
@@ -262,9 +369,10 @@ def _embed(cfg, manifest, image_dir) -> tuple[torch.Tensor, object]:
     "(h2 for every manifest row in order, the encoder), through the caches; the Lite encoder is adapted first."
     paths = [Path(image_dir)/f for f in manifest.file]
     if cfg.encoder == 'clip':
-        enc = ClipEncoder(cfg.path('clip_path'))
-        fn = lambda b: enc(enc.preprocess(load_images(b)))
-        return EmbeddingCache(cfg.run_dir/'cache', enc.fingerprint()).embed(paths, fn, cfg.batch_size, desc='CLIP h2'), enc
+        enc = ClipEncoder(cfg.path('clip_path'), cfg.torch_device)
+        cache, ok, errors = cache_frozen(cfg.run_dir/'cache', enc, paths, cfg.batch_size)
+        if errors: raise ImageReadError(errors[0][0], errors[0][1])
+        return cache.rows(ok), enc
     base = LiteEncoder(cfg.image_size, cfg.trunk_blocks)
     t = trunk_maps(cfg, base, paths)
     enc = adapt_encoder(cfg, manifest, t) if cfg.finetune_epochs > 0 else base
@@ -272,10 +380,27 @@ def _embed(cfg, manifest, image_dir) -> tuple[torch.Tensor, object]:
     by_path = dict(zip(paths, t))
     return cache.embed(paths, lambda b: enc.top(torch.stack([by_path[Path(p)] for p in b])), 256, desc='h2'), enc
 
+def embed_profile_images(cfg, part=(0, 1), num_workers: int = 0, device: str | None = None,
+                         progress: bool = True, shard_rows: int = 1024) -> dict:
+    """Fill the profile's cache with the frozen features (`frozen_part`) of every image its stages will encode: the
+    scenes stage's images, then the generator folders under `generated_root` (what the benchmark scores). This
+    process does its `part` (rank, world) of them. Returns {'images', 'unreadable', 'cache'}."""
+    from .benchmark import index_generated  # the benchmark's reading of generator folders
+    _check_encoder_name(cfg)
+    device = device or cfg.torch_device
+    enc = ClipEncoder(cfg.path('clip_path'), device) if cfg.encoder == 'clip' else LiteEncoder(cfg.image_size, cfg.trunk_blocks)
+    manifest, image_dir = load_scenes(cfg)
+    paths = [Path(image_dir)/f for f in manifest.file]
+    generated = index_generated(cfg.path('generated_root'))
+    paths += [cfg.path('generated_root')/f for f in generated.file] if len(generated) else []
+    cache, ok, errors = cache_frozen(cfg.run_dir/'cache', enc, paths, cfg.batch_size, part, num_workers, device,
+                                     progress, shard_rows)
+    return {'images': len(paths), 'unreadable': errors, 'cache': cache}
+
 def stage_encoder(cfg):
     "The encoder the stage used: the saved adapted LiteEncoder, the frozen one, or CLIP from its folder."
     _check_encoder_name(cfg)
-    if cfg.encoder == 'clip': return ClipEncoder(cfg.path('clip_path'))
+    if cfg.encoder == 'clip': return ClipEncoder(cfg.path('clip_path'), cfg.torch_device)
     if cfg.finetune_epochs > 0: return load_encoder(stage_dir(cfg, 'encoder'))
     return LiteEncoder(cfg.image_size, cfg.trunk_blocks)
 

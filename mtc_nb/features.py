@@ -18,15 +18,17 @@ from tqdm.auto import tqdm
 from .scenes import read_image
 
 # %% auto #0
-__all__ = ['CONCEPT_COLUMNS', 'latent_codes', 'level_of', 'mine', 'contact_sheet', 'write_contact_sheets', 'concept_matrix',
-           'iou', 'auroc_matrix', 'mode_recovery', 'hierarchy', 'relevance', 'accuracy']
+__all__ = ['CONCEPT_COLUMNS', 'latent_codes', 'level_of', 'row_chunks', 'mine', 'contact_sheet', 'write_contact_sheets',
+           'concept_matrix', 'iou', 'auroc_matrix', 'mode_recovery', 'hierarchy', 'relevance', 'accuracy']
 
 # %% ../nbs/06_features.ipynb #8993c9a0
 @torch.no_grad()
-def latent_codes(model, h2: torch.Tensor, index: int = 0, batch: int = 1024) -> torch.Tensor:
-    "Eval-mode latent activations (n, d_sae) of model `index` of a (stacked) dictionary, on inputs `h2`."
-    model.eval()
-    return torch.cat([model.encode(xb)[index] for xb in torch.as_tensor(h2).split(batch)])
+def latent_codes(model, h2: torch.Tensor, index: int = 0, batch: int = 1024, device: str = 'cpu') -> torch.Tensor:
+    """Eval-mode latent activations (n, d_sae) of model `index` of a (stacked) dictionary, on inputs `h2`, computed
+    on `device` (the model comes back to the CPU) and returned on the CPU."""
+    model.eval().to(device)
+    try: return torch.cat([model.encode(xb.to(device))[index].cpu() for xb in torch.as_tensor(h2).split(batch)])
+    finally: model.cpu()
 
 def level_of(levels, d_sae: int | None = None) -> np.ndarray:
     "For each latent, the index of the first (coarsest) Matryoshka level that contains it."
@@ -34,27 +36,45 @@ def level_of(levels, d_sae: int | None = None) -> np.ndarray:
     return np.searchsorted(np.asarray(levels), np.arange(d_sae), side='right')
 
 # %% ../nbs/06_features.ipynb #2420e854
-def mine(A, labels, ids, top_n: int = 20, n_intervals: int = 5, min_images: int = 3, levels=None) -> pd.DataFrame:
-    "One row per latent: top images, an activation-interval sample, frequency and error ratio. Vectorised over latents."
+def row_chunks(A, rows: int = 16384):
+    "`A` (n, d) as a source of row chunks for `mine`: a function that returns an iterator over (chunk, first row)."
     A = A.float() if torch.is_tensor(A) else torch.from_numpy(np.require(A, np.float32, ['C', 'W']))  # copies only read-only input
+    return lambda: ((A[i:i + rows], i) for i in range(0, max(len(A), 1), rows))
+
+def mine(A, labels, ids, top_n: int = 20, n_intervals: int = 5, min_images: int = 3, levels=None,
+         progress: bool = False) -> pd.DataFrame:
+    """One row per latent: top images, an activation-interval sample, frequency and error ratio. Vectorised over
+    latents. `A` is the (n, d) code matrix, or a source of row chunks (`row_chunks`) read twice: memory stays
+    O(d · top_n) plus one chunk, whatever n."""
+    chunks = A if callable(A) else row_chunks(A)
     labels = np.asarray(labels); ids = np.asarray(ids)
-    n, d = A.shape
+    n, d, vals, idx, n_active = 0, None, None, None, None
+    for chunk, start in tqdm(chunks(), desc='mining: top images', unit='chunk', disable=not progress):
+        d = chunk.shape[1]
+        if vals is None: vals, idx, n_active = chunk[:0], torch.empty(0, d, dtype=torch.long), torch.zeros(d, dtype=torch.long)
+        v, i = chunk.topk(min(top_n, len(chunk)), dim=0)  # (k, d), largest first
+        vals, idx = torch.cat([vals, v]), torch.cat([idx, i + start])
+        vals, pick = vals.topk(min(top_n, len(vals)), dim=0)  # the running top-N per latent
+        idx = idx.gather(0, pick)
+        n_active += torch.bincount(chunk.nonzero()[:, 1], minlength=d)
+        n += len(chunk)
     if len(labels) != n or len(ids) != n: raise ValueError(f"A has {n} rows but {len(labels)} labels and {len(ids)} ids")
     if n == 0: raise ValueError("no images to mine")
-    k = min(top_n, n)
-    vals, idx = A.topk(k, dim=0)  # (k, d), largest first
     vals, idx = vals.T.numpy(), idx.T.numpy()  # (d, k)
     valid = vals > 0  # a top slot counts only if the latent fires there
     n_top = valid.sum(1)
     err = np.divide((labels[idx] * valid).sum(1), n_top, out=np.full(d, np.nan), where=n_top > 0)
-    flat = A.view(-1); nz = (flat > 0).nonzero().squeeze(1)  # the sparse codes: flat indices, row-major
-    rows, cols = nz // d, nz % d
-    n_active = torch.bincount(cols, minlength=d).numpy()
     scale = n_intervals / torch.as_tensor(vals[:, 0]).clamp_min(1e-30)
-    q = flat[nz].mul_(scale[cols]).ceil_().clamp_(1, n_intervals).long()  # interval 1..n of (0, max] per activation
-    slot = cols.mul_(n_intervals).add_(q).sub_(1)
-    first = torch.full((d * n_intervals,), n, dtype=torch.long).scatter_reduce_(0, slot, rows, 'amin')  # first image per interval
+    first = torch.full((d * n_intervals,), n, dtype=torch.long)
+    for chunk, start in tqdm(chunks(), desc='mining: weaker sample', unit='chunk', disable=not progress):
+        flat = chunk.reshape(-1)
+        nz = (flat > 0).nonzero().squeeze(1)  # the sparse codes: flat indices, row-major
+        rows, cols = nz // d + start, nz % d
+        q = flat[nz].mul(scale[cols]).ceil_().clamp_(1, n_intervals).long()  # interval 1..n of (0, max] per activation
+        slot = cols.mul_(n_intervals).add_(q).sub_(1)
+        first.scatter_reduce_(0, slot, rows, 'amin')  # the first image of each interval
     first = first.view(d, n_intervals).numpy()
+    n_active = n_active.numpy()
     lv = level_of(levels, d) if levels is not None else np.zeros(d, int)
     return pd.DataFrame({
         'latent': np.arange(d), 'level': lv, 'n_active': n_active, 'frequency': n_active / n,
@@ -63,6 +83,7 @@ def mine(A, labels, ids, top_n: int = 20, n_intervals: int = 5, min_images: int 
         'top_activations': [a[v].round(5).tolist() for a, v in zip(vals, valid)],
         'interval_ids': [ids[f[f < n]].tolist() for f in first],  # weakest interval first
     })
+
 
 # %% ../nbs/06_features.ipynb #cad5c5b9
 def contact_sheet(paths, acts=None, flags=None, sample_paths=(), sample_flags=None, thumb: int = 96, cols: int = 10, title: str = '') -> Image.Image:

@@ -45,7 +45,7 @@ def analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm=N
     "Feature table and scores of one dictionary on the held-out split."
     man = manifest.set_index('id').loc[ids].reset_index()
     model = load_dictionary(folder, d_in=acts['h2'].shape[1])
-    A = latent_codes(model, acts['h2']).numpy()
+    A = latent_codes(model, acts['h2'], device=cfg.torch_device).numpy()
     levels = c['levels'] if c['kind'] in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae') else [c['d_sae']]
     table = mine(A, man.label.values, man.id.values, top_n=int(cfg.feature_top_n), min_images=int(cfg.feature_min_images), levels=levels)
     has_modes = man['mode'].isin(['none', 'unknown']).mean() < 1
