@@ -128,3 +128,16 @@ def test_mtc_reproduce_skips_what_is_current_and_reruns_what_changed(tmp_path, c
     assert 'running stage 03_classifier (profile smoke): forced' in capsys.readouterr().out
     with pytest.raises(ValueError, match='no_such_setting'):
         run_stages('smoke', ['01_scenes'], no_such_setting=1)
+
+
+def test_the_device_setting_places_the_work_not_the_results(base, tmp_path):
+    "device = cpu set explicitly trains the same dictionaries as auto here; a GPU that is not there is a clear error."
+    import torch
+    cfg, results, _ = base
+    explicit = run_chain(tiny_profile(tmp_path/'cpu', device='cpu'), upto='dictionaries')
+    assert len(explicit['dictionaries']) == len(results['dictionaries']) > 0
+    for a, b in zip(explicit['dictionaries'], results['dictionaries']):
+        assert a['name'] == b['name'] and a['fvu'] == pytest.approx(b['fvu'], rel=1e-4, abs=1e-6)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match='no CUDA device'):
+            run_chain(tiny_profile(tmp_path/'gpu', device='cuda'), upto='encoder')
