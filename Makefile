@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PROFILE ?= default
 
-.PHONY: setup reproduce test clean-data
+.PHONY: setup reproduce test lab clean-data
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/python -m pytest
+
+# JupyterLab on the notebooks (--allow-root: a container's root user may open them too)
+lab: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab --notebook-dir=nbs --allow-root
 
 clean-data:
 	rm -rf data/smoke data/default

@@ -91,6 +91,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'mtc_nb.core.main': ('core.html#main', 'mtc_nb/core.py'),
                              'mtc_nb.core.open_stage': ('core.html#open_stage', 'mtc_nb/core.py'),
                              'mtc_nb.core.read_manifest': ('core.html#read_manifest', 'mtc_nb/core.py'),
+                             'mtc_nb.core.render_html': ('core.html#render_html', 'mtc_nb/core.py'),
                              'mtc_nb.core.require_stage': ('core.html#require_stage', 'mtc_nb/core.py'),
                              'mtc_nb.core.resolve_device': ('core.html#resolve_device', 'mtc_nb/core.py'),
                              'mtc_nb.core.run_stages': ('core.html#run_stages', 'mtc_nb/core.py'),

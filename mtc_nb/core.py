@@ -16,8 +16,8 @@ __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPST
            'MANIFEST_SCHEMA_VERSION', 'SELF_CHECK_TAG', 'find_root', 'Profile', 'load_profile', 'seed_everything',
            'resolve_device', 'machine_info', 'write_json', 'update_results', 'build_readme', 'StaleStageError',
            'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'open_stage',
-           'close_stage', 'timed', 'headline_numbers', 'check_results', 'stage_notebook', 'check_inputs', 'run_stages',
-           'embed_command', 'main']
+           'close_stage', 'timed', 'headline_numbers', 'check_results', 'stage_notebook', 'check_inputs', 'render_html',
+           'run_stages', 'embed_command', 'main']
 
 # %% ../nbs/00_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -406,10 +406,22 @@ def check_inputs(cfg: Profile) -> None:
         if missing: raise FileNotFoundError(f"Expected folders of images {missing} under {cfg.path('image_root')} "
                                             "(image_root); see data/README.md")
 
+def render_html(executed: Path) -> Path:
+    "A static HTML rendering of an executed notebook, beside it (figures and inspector previews inline)."
+    import nbformat
+    from nbconvert import HTMLExporter
+    body, _ = HTMLExporter(template_name='lab').from_notebook_node(nbformat.read(executed, as_version=4))
+    html_file = executed.with_suffix('.html')
+    tmp = html_file.with_suffix('.html.tmp')
+    tmp.write_text(body, encoding='utf-8')
+    os.replace(tmp, html_file)
+    return html_file
+
 def run_stages(profile: str = 'default', stages: list[str] | None = None, force: bool = False, **params) -> list[Path]:
     """Execute the stage notebooks with papermill (`params` override the profile's settings); executed copies go to
-    data/<profile>/runs/. A stage whose outputs and executed notebook are current is skipped (`force` reruns it);
-    after a kill, the chain resumes at the first stage that had not completed."""
+    data/<profile>/runs/, each with its static HTML rendering beside it (`render_html`). A stage whose outputs and
+    executed notebook are current is skipped (`force` reruns it); after a kill, the chain resumes at the first stage
+    that had not completed."""
     import papermill as pm
     cfg = load_profile(profile, **params)  # unknown or malformed overrides fail here, before any stage runs
     check_inputs(cfg)
@@ -426,6 +438,7 @@ def run_stages(profile: str = 'default', stages: list[str] | None = None, force:
         old = json.loads(record_file.read_text()) if record_file.exists() else None
         if current and not force and old == record and executed.exists():
             print(f"[mtc] {name}: skipped, {why}; --force reruns it", flush=True)
+            if not executed.with_suffix('.html').exists(): render_html(executed)
             done.append(executed)
             continue
         print(f"[mtc] running stage {name} (profile {profile}): {'forced' if force else why}", flush=True)
@@ -434,8 +447,10 @@ def run_stages(profile: str = 'default', stages: list[str] | None = None, force:
         pm.execute_notebook(stage_notebook(cfg.root/'nbs'/f'{name}.ipynb'), str(executed),
                             parameters={'profile': profile, 'overrides': params, 'force': force},
                             kernel_name='python3', cwd=str(cfg.root/'nbs'), progress_bar=False)
+        render_html(executed)
         write_json(record_file, _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint']))
-        print(f"[mtc] {name} done in {time.perf_counter() - t0:.1f}s", flush=True)
+        print(f"[mtc] {name} done in {time.perf_counter() - t0:.1f}s; read it in a browser: "
+              f"{executed.with_suffix('.html')}", flush=True)
         done.append(executed)
     return done
 

@@ -86,12 +86,13 @@ class FeatureInspector(Inspector):
         self.model = W.Dropdown(options=names, value=model or canonical, description='model')
         self.level = W.Dropdown(description='level')
         self.order = W.Dropdown(options=list(ORDERS), value='relevance', description='order by')
-        self.latent = W.Dropdown(description='latent', layout=W.Layout(width='60%'))
+        self.latent = W.Dropdown(description='latent', layout=W.Layout(width='60%')).add_class('mtc-latent')
         self.prev, self.next = W.Button(description='◀ previous'), W.Button(description='next ▶')
         self.info = W.HTML().add_class('mtc-feature-info')
         self.sheet, self.hist = W.Image(format='png'), W.Image(format='png')
         self.widget = W.VBox([W.HBox([self.model, self.level, self.order]), W.HBox([self.latent, self.prev, self.next]),
-                              self.info, W.HBox([self.sheet, self.hist])]).add_class('mtc-feature-inspector')
+                              self.info, W.HBox([self.sheet, self.hist], layout=W.Layout(flex_flow='row wrap'))]
+                             ).add_class('mtc-feature-inspector')
         self.model.observe(self._model_changed, 'value')
         for control in (self.level, self.order): control.observe(self._list_changed, 'value')
         self.latent.observe(self.refresh, 'value')
