@@ -49,14 +49,15 @@ def _check_labels(y, split):
     if len(np.unique(y)) < 2: raise ValueError(f"the {split} split has a single class (label {int(y[0])}): need both plausible and implausible images")
 
 def train_head(h2_train, y_train, h2_val, y_val, d_h1: int = 256, epochs: int = 20, lr: float = 1e-4,
-               batch_size: int = 16, seed: int = 0) -> tuple[PlausibilityHead, list[dict]]:
+               batch_size: int = 16, seed: int = 0, device: str = 'cpu') -> tuple[PlausibilityHead, list[dict]]:
     """Train the paper's head with BCE/AdamW; returns the model of the best validation accuracy (counting accuracies within
     one image of it as tied, then the lowest validation loss: `select_epoch`) and the history."""
     _check_labels(y_train, 'train'); _check_labels(y_val, 'val')
     seed_everything(seed)
     h2_train, h2_val = torch.as_tensor(h2_train, dtype=torch.float32), torch.as_tensor(h2_val, dtype=torch.float32)
     y_train, y_val = torch.from_numpy(np.array(y_train, np.float32)), torch.from_numpy(np.array(y_val, np.float32))
-    model = PlausibilityHead(h2_train.shape[1], d_h1)
+    h2_train, h2_val, y_train, y_val = (t.to(device) for t in (h2_train, h2_val, y_train, y_val))
+    model = PlausibilityHead(h2_train.shape[1], d_h1).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     states, hist = [], []
@@ -71,7 +72,7 @@ def train_head(h2_train, y_train, h2_val, y_val, d_h1: int = 256, epochs: int = 
             vacc = float(((lv > 0).float() == y_val).float().mean())
         hist.append({'epoch': ep, 'train_loss': tot / len(h2_train), 'val_loss': vloss, 'val_accuracy': vacc})
         states.append({k: v.clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(states[select_epoch(hist, len(y_val))]); model.eval()
+    model.load_state_dict(states[select_epoch(hist, len(y_val))]); model.cpu().eval()
     return model, hist
 
 # %% ../nbs/03_classifier.ipynb #d25aa645
@@ -137,7 +138,7 @@ def classifier_stage(cfg, force: bool = False) -> dict:
     if 'test' not in idx: raise ValueError("the test split is empty: set a non-zero test fraction in `splits`")
     labels = manifest.label.values
     model, hist = train_head(h2[idx['train']], labels[idx['train']], h2[idx['val']], labels[idx['val']],
-                             cfg.head_hidden, cfg.head_epochs, cfg.head_lr, cfg.head_batch, cfg.seed)
+                             cfg.head_hidden, cfg.head_epochs, cfg.head_lr, cfg.head_batch, cfg.seed, cfg.torch_device)
     metrics = evaluate(model, h2[idx['test']], manifest.iloc[idx['test']])
     save_head(model, folder, history=hist, test=metrics)
     save_activations(cfg.run_dir/'activations', model, h2, manifest)

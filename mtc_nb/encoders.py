@@ -257,27 +257,28 @@ def select_epoch(history: list[dict], n_val: int) -> int:
     return min(tied, key=lambda i: (history[i]['val_loss'], i))
 
 def adapt_top(enc: LiteEncoder, t_train, y_train, t_val, y_val, epochs: int = 10, lr: float = 1e-3,
-              batch_size: int = 64, seed: int = 0) -> dict:
-    "Fine-tune `enc`'s top stages in place on trunk maps; returns the history (best epoch restored)."
+              batch_size: int = 64, seed: int = 0, device: str = 'cpu') -> dict:
+    "Fine-tune `enc`'s top stages in place on trunk maps, on `device`; returns the history (best epoch restored)."
     seed_everything(seed)
-    probe = torch.nn.Linear(enc.d, 1)
+    probe = torch.nn.Linear(enc.d, 1).to(device)
+    enc.to(device)
     params = enc.top_parameters() + list(probe.parameters())
     for p in params: p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     steps = epochs * ((len(t_train) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
     as_float = lambda y: y.float() if torch.is_tensor(y) else torch.from_numpy(np.array(y, np.float32))  # a writable copy
-    y_train, y_val = as_float(y_train), as_float(y_val)
+    y_train, y_val = as_float(y_train).to(device), as_float(y_val).to(device)
     hist, states = [], []
     g = torch.Generator().manual_seed(seed)
     for ep in tqdm(range(epochs), desc='adapting top stages', unit='epoch'):
         enc.train()
         for idx in torch.randperm(len(t_train), generator=g).split(batch_size):
-            loss = F.binary_cross_entropy_with_logits(probe(enc.top(t_train[idx])).squeeze(1), y_train[idx])
+            loss = F.binary_cross_entropy_with_logits(probe(enc.top(t_train[idx].to(device))).squeeze(1), y_train[idx])
             opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         enc.eval()
         with torch.no_grad():
-            logits = probe(torch.cat([enc.top(t) for t in t_val.split(256)])).squeeze(1)
+            logits = probe(torch.cat([enc.top(t.to(device)) for t in t_val.split(256)])).squeeze(1)
         acc = float(((logits > 0) == (y_val > 0.5)).float().mean())
         val_loss = float(F.binary_cross_entropy_with_logits(logits, y_val))
         hist.append({'epoch': ep, 'val_accuracy': acc, 'val_loss': val_loss, 'train_loss': float(loss.detach())})
@@ -285,7 +286,7 @@ def adapt_top(enc: LiteEncoder, t_train, y_train, t_val, y_val, epochs: int = 10
     for p in params: p.requires_grad_(False)
     best = select_epoch(hist, len(y_val)) if hist else None
     if best is not None: enc.load_state_dict(states[best])
-    enc.eval()
+    enc.cpu().eval()
     return {'history': hist, 'best_epoch': best, 'best_val_accuracy': hist[best]['val_accuracy'] if hist else -1.0}
 
 def save_encoder(enc: LiteEncoder, folder: str | os.PathLike, **meta) -> Path:
@@ -317,7 +318,7 @@ def adapt_encoder(cfg, manifest, maps) -> LiteEncoder:
     enc = LiteEncoder(cfg.image_size, cfg.trunk_blocks)
     tr, va = np.flatnonzero(manifest.split == 'train'), np.flatnonzero(manifest.split == 'val')  # writable positions
     info = adapt_top(enc, maps[tr], manifest.label.values[tr], maps[va], manifest.label.values[va],
-                     epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed)
+                     epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed, device=cfg.torch_device)
     save_encoder(enc, stage_dir(cfg, 'encoder'), finetune_epochs=cfg.finetune_epochs, seed=cfg.seed, n_train=len(tr),
                  best_val_accuracy=info['best_val_accuracy'], history=info['history'])
     return enc

@@ -106,13 +106,15 @@ class FeatureInspector(Inspector):
             folder, c = self.checkpoints[name]
             A = latent_codes(load_dictionary(folder), self.acts['h2']).numpy()
             table = pd.read_parquet(self.cfg.run_dir/'features'/name/'features.parquet').set_index('latent')
-            levels = c['levels'] if c['kind'] in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae') else [c['d_sae']]
+            nested = c['kind'] in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae')
+            levels = c['levels'] if nested else [c['d_sae']]
             C = concept_matrix(self.man)
             C = C[[k for k in C if not k.startswith('label:')]]  # the planted modes and categories
             best = pd.DataFrame({'best_concept': None, 'best_auroc': np.nan}, index=table.index)
             if C.shape[1]:
                 au = np.nan_to_num(auroc_matrix(A, C.values), nan=-1.0)  # (d_sae, concepts)
-                best = pd.DataFrame({'best_concept': C.columns[au.argmax(1)], 'best_auroc': au.max(1)}, index=table.index)
+                best = pd.DataFrame({'best_concept': C.columns[au.argmax(1)], 'best_auroc': au.max(1)},
+                                    index=table.index)
             self._models[name] = {'A': A, 'table': table.join(best), 'levels': list(levels),
                                   'level_of': level_of(levels, A.shape[1])}
         return self._models[name]
@@ -134,7 +136,8 @@ class FeatureInspector(Inspector):
 
     def _list_changed(self, change=None):
         t = self.ordered()
-        label = lambda j, r: (f"{j} · level {r.level} · {r.commonality}" + (f" · ERROR: {r.error}" if r.flagged else ''))
+        error = lambda r: f" · ERROR: {r.error}" if r.flagged else ''
+        label = lambda j, r: f"{j} · level {r.level} · {r.commonality}{error(r)}"
         options = [(label(j, r), int(j)) for j, r in t.iterrows()]
         self.latent.options = options
         if options: self.latent.value = options[0][1]
@@ -301,4 +304,5 @@ class BenchmarkExplorer(Inspector):
         self.info.value = ''.join(parts) or '<p>no failure feature fires on this generator</p>'
 
     def view_html(self) -> str:
-        return f'<div class="mtc-benchmark-view">{img_tag(self.profile.value, "failure profile")}{self.info.value}</div>'
+        profile = img_tag(self.profile.value, 'failure profile')
+        return f'<div class="mtc-benchmark-view">{profile}{self.info.value}</div>'

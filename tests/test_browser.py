@@ -10,7 +10,8 @@ from conftest import run_chain, tiny_profile, TINY
 BIN = Path(sys.executable).parent
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 if not CHROMIUM:  # .ci/run installs it and sets MTC_REQUIRE_BROWSER: there, a missing browser is a failure
-    if os.environ.get('MTC_REQUIRE_BROWSER'): raise RuntimeError("MTC_REQUIRE_BROWSER is set but no chromium is installed")
+    if os.environ.get("MTC_REQUIRE_BROWSER"):
+        raise RuntimeError("MTC_REQUIRE_BROWSER is set but no chromium is installed")
     pytest.skip("no chromium here (apt-get install chromium; .ci/run does)", allow_module_level=True)
 playwright = pytest.importorskip('playwright.sync_api')
 
