@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from scipy.optimize import lsq_linear
 from scipy.stats import spearmanr
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .core import open_stage, close_stage, require_stage, stage_dir, write_json, StaleStageError
 from .scenes import (MODES, KINDS, GENERATORS, ImageReadError, image_files, Style, draw_attributes, render,

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file, load_file
 from sklearn.metrics import roc_auc_score
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .core import write_json, seed_everything, open_stage, close_stage, stage_dir
 from .encoders import select_epoch

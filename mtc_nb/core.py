@@ -16,8 +16,8 @@ __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPST
            'MANIFEST_SCHEMA_VERSION', 'SELF_CHECK_TAG', 'find_root', 'Profile', 'load_profile', 'seed_everything',
            'resolve_device', 'machine_info', 'write_json', 'update_results', 'build_readme', 'StaleStageError',
            'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'open_stage',
-           'close_stage', 'timed', 'headline_numbers', 'check_results', 'stage_notebook', 'check_inputs', 'render_html',
-           'run_stages', 'embed_command', 'main']
+           'close_stage', 'timed', 'headline_numbers', 'check_results', 'stage_notebook', 'check_inputs',
+           'tidy_streams', 'render_html', 'run_stages', 'embed_command', 'main']
 
 # %% ../nbs/00_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -406,6 +406,23 @@ def check_inputs(cfg: Profile) -> None:
         if missing: raise FileNotFoundError(f"Expected folders of images {missing} under {cfg.path('image_root')} "
                                             "(image_root); see data/README.md")
 
+def tidy_streams(executed: Path) -> None:
+    """Rewrite an executed notebook so each cell's printed text reads as a terminal would have left it: consecutive
+    stream outputs merged, and of every line redrawn with carriage returns (progress bars) only its last state."""
+    import nbformat
+    nb = nbformat.read(executed, as_version=4)
+    for cell in nb.cells:
+        merged = []
+        for o in cell.get('outputs', []):
+            same_stream = merged and merged[-1].output_type == 'stream' and merged[-1].get('name') == o.get('name')
+            if o.output_type == 'stream' and same_stream:
+                merged[-1].text += o.text
+            else: merged.append(o)
+        for o in merged:
+            if o.output_type == 'stream': o.text = '\n'.join(line.rsplit('\r', 1)[-1] for line in o.text.split('\n'))
+        if 'outputs' in cell: cell.outputs = merged
+    nbformat.write(nb, executed)
+
 def render_html(executed: Path) -> Path:
     "A static HTML rendering of an executed notebook, beside it (figures and inspector previews inline)."
     import nbformat
@@ -422,7 +439,6 @@ def run_stages(profile: str = 'default', stages: list[str] | None = None, force:
     data/<profile>/runs/, each with its static HTML rendering beside it (`render_html`). A stage whose outputs and
     executed notebook are current is skipped (`force` reruns it); after a kill, the chain resumes at the first stage
     that had not completed."""
-    import papermill as pm
     cfg = load_profile(profile, **params)  # unknown or malformed overrides fail here, before any stage runs
     check_inputs(cfg)
     out = cfg.run_dir/'runs'
@@ -430,29 +446,39 @@ def run_stages(profile: str = 'default', stages: list[str] | None = None, force:
     unknown = [s for s in stages or [] if s not in STAGE_OF_NOTEBOOK]
     if unknown: raise ValueError(f"Unknown stage notebook(s) {unknown}; stages: {STAGES}")
     done = []
-    for name in stages or STAGES:
-        stage = STAGE_OF_NOTEBOOK[name]
-        current, why = stage_state(cfg, stage)
-        record_file, executed = out/f'{name}.json', out/f'{name}.ipynb'
-        record = _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint'])
-        old = json.loads(record_file.read_text()) if record_file.exists() else None
-        if current and not force and old == record and executed.exists():
-            print(f"[mtc] {name}: skipped, {why}; --force reruns it", flush=True)
-            if not executed.with_suffix('.html').exists(): render_html(executed)
-            done.append(executed)
-            continue
-        print(f"[mtc] running stage {name} (profile {profile}): {'forced' if force else why}", flush=True)
-        record_file.unlink(missing_ok=True)
-        t0 = time.perf_counter()
-        pm.execute_notebook(stage_notebook(cfg.root/'nbs'/f'{name}.ipynb'), str(executed),
-                            parameters={'profile': profile, 'overrides': params, 'force': force},
-                            kernel_name='python3', cwd=str(cfg.root/'nbs'), progress_bar=False)
-        render_html(executed)
-        write_json(record_file, _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint']))
-        print(f"[mtc] {name} done in {time.perf_counter() - t0:.1f}s; read it in a browser: "
-              f"{executed.with_suffix('.html')}", flush=True)
-        done.append(executed)
+    backend = os.environ.get('MPLBACKEND')
+    os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'  # the kernels draw figures into the copies
+    try:
+        for name in stages or STAGES: done.append(_run_stage(cfg, name, out, force, params))
+    finally:
+        if backend is None: os.environ.pop('MPLBACKEND')
+        else: os.environ['MPLBACKEND'] = backend
     return done
+
+def _run_stage(cfg, name: str, out: Path, force: bool, params: dict) -> Path:
+    "Run stage notebook `name` with papermill unless it is current; returns its executed copy."
+    import papermill as pm
+    stage = STAGE_OF_NOTEBOOK[name]
+    current, why = stage_state(cfg, stage)
+    record_file, executed = out/f'{name}.json', out/f'{name}.ipynb'
+    record = _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint'])
+    old = json.loads(record_file.read_text()) if record_file.exists() else None
+    if current and not force and old == record and executed.exists():
+        print(f"[mtc] {name}: skipped, {why}; --force reruns it", flush=True)
+        if not executed.with_suffix('.html').exists(): render_html(executed)
+        return executed
+    print(f"[mtc] running stage {name} (profile {cfg.name}): {'forced' if force else why}", flush=True)
+    record_file.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    pm.execute_notebook(stage_notebook(cfg.root/'nbs'/f'{name}.ipynb'), str(executed),
+                        parameters={'profile': cfg.name, 'overrides': params, 'force': force},
+                        kernel_name='python3', cwd=str(cfg.root/'nbs'), progress_bar=False)
+    tidy_streams(executed)
+    render_html(executed)
+    write_json(record_file, _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint']))
+    print(f"[mtc] {name} done in {time.perf_counter() - t0:.1f}s; read it in a browser: "
+          f"{executed.with_suffix('.html')}", flush=True)
+    return executed
 
 def _committed_results(ref: str, root: Path) -> dict:
     "results.json from a file, or from git (`git:REF`, the file at figures/results.json in commit REF)."

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file, load_file
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .core import write_json, open_stage, close_stage, stage_dir
 from .metrics import fvu, l0

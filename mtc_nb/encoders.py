@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file, load_file
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .core import write_json, seed_everything, open_stage, close_stage, require_stage, stage_dir
 from .scenes import load_scenes, read_image, ImageReadError

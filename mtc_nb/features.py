@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 from scipy.stats import rankdata
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .scenes import read_image
 

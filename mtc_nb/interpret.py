@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .features import concept_matrix, iou
 from .scenes import read_image

@@ -14,7 +14,7 @@ import multiprocessing as mp
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter, ImageEnhance, ImageOps, UnidentifiedImageError
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .core import write_json, open_stage, close_stage, require_stage, stage_dir
 

@@ -93,7 +93,7 @@ def features_stage(cfg, force: bool = False, progress: bool = True) -> tuple[lis
     "Analyse every matched dictionary of the profile; contact sheets for the canonical model of the first seed. Returns (rows, tables)."
     from mtc_nb.classifier import load_activations
     from mtc_nb.scenes import load_scenes
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     spec, done = open_stage(cfg, 'features', force)
     todo = stage_dictionaries(cfg)
     out_dir = stage_dir(cfg, 'features')
