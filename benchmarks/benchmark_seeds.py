@@ -5,6 +5,7 @@ with its mean and spread, beside the goal.
 
     .venv/bin/python benchmarks/benchmark_seeds.py [--profile default]
 """
+
 import argparse, tempfile
 from pathlib import Path
 
@@ -13,9 +14,16 @@ import numpy as np
 from mtc_nb.core import load_profile
 from mtc_nb.benchmark import canonical_checkpoint, run_benchmark
 
-GOALS = {'spearman_rate': '≥ 0.9', 'prevalence_mae': '≤ 0.03', 'prevalence_mae_raw': '(beside it)',
-         'ci_coverage': '≥ 0.90', 'control_ok': 'True', 'seen_style_mae': '(about the unseen)',
-         'unseen_style_mae': '(about the seen)', 'n_recovered': '(8 planted)'}
+GOALS = {
+    'spearman_rate': '≥ 0.9',
+    'prevalence_mae': '≤ 0.03',
+    'prevalence_mae_raw': '(beside it)',
+    'ci_coverage': '≥ 0.90',
+    'control_ok': 'True',
+    'seen_style_mae': '(about the unseen)',
+    'unseen_style_mae': '(about the seen)',
+    'n_recovered': '(8 planted)',
+}
 
 
 def main():

@@ -17,6 +17,7 @@ AuxK, dead window, schedule); the data, latent width, levels, k, batch and sampl
 are SAEs; they are used as transcoders (h2 -> h1) by changing only the decoder's output width, the input centring
 (none, as SAELens' own Transcoder) and the target.
 """
+
 from __future__ import annotations
 import argparse, math, sys, time, types
 
@@ -30,21 +31,39 @@ from mtc_nb.dictionaries import DictConfig, build, make_optimizer, train_step
 from mtc_nb.metrics import fvu, l0, dead_fraction
 
 TRANSCODER_KINDS = ('matryoshka_transcoder', 'transcoder')
-PEER_MODELS = ('saelens:matryoshka_transcoder', 'saelens:transcoder', 'saelens:matryoshka_sae', 'saelens:sae',
-               'dictlearn:matryoshka_sae', 'sparsify:transcoder', 'sparsify:sae')
+PEER_MODELS = (
+    'saelens:matryoshka_transcoder',
+    'saelens:transcoder',
+    'saelens:matryoshka_sae',
+    'saelens:sae',
+    'dictlearn:matryoshka_sae',
+    'sparsify:transcoder',
+    'sparsify:sae',
+)
 OUR_MODELS = ('ours:matryoshka_transcoder', 'ours:transcoder', 'ours:matryoshka_sae', 'ours:sae')
 
 
 class Ours:
     """A library dictionary trained exactly as `train_dictionaries` trains it (without the epoch selection). Two
     overrides are not DictConfig fields, for the ablation only: `beta2` (Adam's) and `clip` (grad norm per model)."""
+
     def __init__(self, kind, shape, k, seed, steps, train, overrides=None):
         d_in, d_out, d_sae, levels, epochs, batch = shape
         overrides = dict(overrides or {})
         self.clip = overrides.pop('clip', None)
         beta2 = overrides.pop('beta2', None)
-        self.cfg = DictConfig(kind=kind, d_in=d_in, d_out=d_out, d_sae=d_sae, levels=levels, k=k, seed=seed,
-                              epochs=epochs, batch_size=batch, **(overrides or {})).validate()
+        self.cfg = DictConfig(
+            kind=kind,
+            d_in=d_in,
+            d_out=d_out,
+            d_sae=d_sae,
+            levels=levels,
+            k=k,
+            seed=seed,
+            epochs=epochs,
+            batch_size=batch,
+            **(overrides or {}),
+        ).validate()
         self.model = build([self.cfg])
         self.model.init_from_data(*train)
         self.opt, self.sched, self.every = make_optimizer(self.model, self.cfg, steps)
@@ -83,23 +102,30 @@ class Ours:
 def _saelens_transcoder(sae_class):
     """A SAELens training SAE that encodes the stored input `x_in`, centred by the training mean `x_mean` (an SAE
     centres by b_dec, which lives in the target's space here), and reconstructs the target it is given."""
+
     class TrainingTranscoder(sae_class):
         def process_sae_in(self, sae_in):
             return self.run_time_activation_norm_fn_in((self.x_in - self.x_mean).to(self.dtype))
+
     return TrainingTranscoder
 
 
 class SaeLens:
     "SAELens' (Matryoshka) BatchTopK training SAE with its trainer's step: Adam, constant lr 3e-4, clip at 1."
+
     def __init__(self, matryoshka, transcoder, shape, k, seed, steps, train):
         from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
-        from sae_lens.saes.matryoshka_batchtopk_sae import (MatryoshkaBatchTopKTrainingSAE,
-                                                             MatryoshkaBatchTopKTrainingSAEConfig)
+        from sae_lens.saes.matryoshka_batchtopk_sae import (
+            MatryoshkaBatchTopKTrainingSAE,
+            MatryoshkaBatchTopKTrainingSAEConfig,
+        )
+
         d_in, d_out, d_sae, levels, _, _ = shape
         torch.manual_seed(seed)
         if matryoshka:
-            cfg = MatryoshkaBatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, matryoshka_widths=list(levels),
-                                                       apply_b_dec_to_input=not transcoder)
+            cfg = MatryoshkaBatchTopKTrainingSAEConfig(
+                d_in=d_in, d_sae=d_sae, k=k, matryoshka_widths=list(levels), apply_b_dec_to_input=not transcoder
+            )
             sae_class = MatryoshkaBatchTopKTrainingSAE
         else:
             cfg = BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, apply_b_dec_to_input=not transcoder)
@@ -123,12 +149,17 @@ class SaeLens:
 
     def step(self, x, y):
         from sae_lens.saes.sae import TrainStepInput
+
         self.sae.train()
         self.sae.x_in = x
         target = y if self.transcoder else x
-        step_input = TrainStepInput(sae_in=target, coefficients=self._coefficients(),
-                                    dead_neuron_mask=self.since_fired > self.dead_window,
-                                    n_training_steps=self.steps_done, is_logging_step=False)
+        step_input = TrainStepInput(
+            sae_in=target,
+            coefficients=self._coefficients(),
+            dead_neuron_mask=self.since_fired > self.dead_window,
+            n_training_steps=self.steps_done,
+            is_logging_step=False,
+        )
         out = self.sae.training_forward_pass(step_input)
         with torch.no_grad():
             fired = (out.feature_acts > 0).any(0)
@@ -164,19 +195,31 @@ def _import_dictionary_learning():
         stub.LanguageModel = None
         sys.modules['nnsight'] = stub
     from dictionary_learning.trainers.matryoshka_batch_top_k import MatryoshkaBatchTopKTrainer
+
     return MatryoshkaBatchTopKTrainer
 
 
 class DictLearn:
     """dictionary_learning's Matryoshka BatchTopK trainer (its defaults: lr 2e-4/sqrt(d_sae/2^14), AuxK 1/32,
     clip at 1), with its 1000 warm-up and threshold steps scaled to this budget (a twentieth of the steps)."""
+
     def __init__(self, shape, k, seed, steps, train):
         d_in, _, d_sae, levels, _, _ = shape
         trainer_class = _import_dictionary_learning()
         fractions = [w / d_sae for w in np.diff([0, *levels])]
-        self.trainer = trainer_class(steps=steps, activation_dim=d_in, dict_size=d_sae, k=k, layer=0, lm_name='none',
-                                     group_fractions=fractions, warmup_steps=max(1, steps // 20),
-                                     threshold_start_step=max(1, steps // 20), seed=seed, device='cpu')
+        self.trainer = trainer_class(
+            steps=steps,
+            activation_dim=d_in,
+            dict_size=d_sae,
+            k=k,
+            layer=0,
+            lm_name='none',
+            group_fractions=fractions,
+            warmup_steps=max(1, steps // 20),
+            threshold_start_step=max(1, steps // 20),
+            seed=seed,
+            device='cpu',
+        )
         self.levels = levels
         self.steps_done = 0
 
@@ -200,8 +243,10 @@ class DictLearn:
 class Sparsify:
     """sparsify's TopK SparseCoder with its trainer's Adam step (lr 2e-4/sqrt(d_sae/2^14), linear warm-up and decay,
     loss = FVU, AuxK off by default); its transcoder starts from a zero decoder, as sparsify's does."""
+
     def __init__(self, transcoder, shape, k, seed, steps, train):
         from sparsify import SparseCoder, SparseCoderConfig
+
         d_in, d_out, d_sae, _, _, _ = shape
         torch.manual_seed(seed)
         self.transcoder = transcoder
@@ -209,7 +254,7 @@ class Sparsify:
         if transcoder:
             self.coder.W_dec = torch.nn.Parameter(torch.zeros(d_sae, d_out))
             self.coder.b_dec = torch.nn.Parameter(torch.zeros(d_out))
-        self.opt = torch.optim.Adam(self.coder.parameters(), lr=2e-4 / math.sqrt(d_sae / 2 ** 14))
+        self.opt = torch.optim.Adam(self.coder.parameters(), lr=2e-4 / math.sqrt(d_sae / 2**14))
         warm = max(1, steps // 20)
         schedule = lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / max(1, steps - warm))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, schedule(s)))
@@ -237,7 +282,8 @@ class Sparsify:
         return codes, self.coder.decode(top_acts, top_indices)[None]
 
 
-def is_transcoder(name: str) -> bool: return name.split(':')[1] in TRANSCODER_KINDS
+def is_transcoder(name: str) -> bool:
+    return name.split(':')[1] in TRANSCODER_KINDS
 
 
 def make_model(name, shape, k, seed, steps, train_x, train_y, overrides=None):
@@ -264,7 +310,8 @@ def parse_variant(text: str) -> dict:
     for item in filter(None, text.split(',')):
         key, value = item.split('=')
         if key in ('clip', 'beta2'):
-            out[key] = float(value); continue
+            out[key] = float(value)
+            continue
         if key not in DictConfig.__dataclass_fields__:
             raise ValueError(f"--ours-variant: {key!r} is not a DictConfig field")
         out[key] = type(getattr(DictConfig, key))(value) if getattr(DictConfig, key) is not None else float(value)
@@ -275,8 +322,14 @@ def measure(model, x, y, train_x):
     "Held-out FVU per level, L0 and dead fraction, in inference mode; and the dead fraction on the training inputs."
     codes, recons = model.infer(x)
     fvus = [float(fvu(y, r)) for r in recons]
-    return {'fvu': fvus, 'fvu_first': fvus[0], 'fvu_full': fvus[-1], 'l0': float(l0(codes)[0]),
-            'dead': dead_fraction(codes), 'dead_train': dead_fraction(model.infer(train_x)[0])}
+    return {
+        'fvu': fvus,
+        'fvu_first': fvus[0],
+        'fvu_full': fvus[-1],
+        'l0': float(l0(codes)[0]),
+        'dead': dead_fraction(codes),
+        'dead_train': dead_fraction(model.infer(train_x)[0]),
+    }
 
 
 def run(contestants, data, shape, seeds, k, epochs, batch):
@@ -285,8 +338,9 @@ def run(contestants, data, shape, seeds, k, epochs, batch):
     steps = epochs * math.ceil(len(train_x) / batch)
     results = {label: [] for label, _, _ in contestants}
     for seed in seeds:
-        models = {label: make_model(name, shape, k, seed, steps, train_x, train_y, over)
-                  for label, name, over in contestants}
+        models = {
+            label: make_model(name, shape, k, seed, steps, train_x, train_y, over) for label, name, over in contestants
+        }
         seconds = {label: 0.0 for label in models}
         order = torch.Generator().manual_seed(seed)
         for _ in tqdm(range(epochs), desc=f'k={k} seed {seed}: {len(models)} models', unit='epoch'):
@@ -310,17 +364,21 @@ def run(contestants, data, shape, seeds, k, epochs, batch):
 def print_table(results, k, seeds, levels):
     mean_std = lambda rows, key: (np.mean([r[key] for r in rows]), np.std([r[key] for r in rows]))
     print(f"\nk = {k}, seeds {seeds} (mean ± std over seeds); held-out FVU per level {list(levels)}")
-    print(f"{'model':<44}{'FVU full':>18}{'FVU first':>18}{'L0':>8}{'dead':>15}{'dead train':>12}{'samples/s':>11}"
-          "  FVU per level")
+    print(
+        f"{'model':<44}{'FVU full':>18}{'FVU first':>18}{'L0':>8}{'dead':>15}{'dead train':>12}{'samples/s':>11}"
+        "  FVU per level"
+    )
     for label, rows in results.items():
-        full, first, l0_, dead, dead_train, speed = (mean_std(rows, key) for key in
-                                                     ('fvu_full', 'fvu_first', 'l0', 'dead', 'dead_train',
-                                                      'samples_per_s'))
+        full, first, l0_, dead, dead_train, speed = (
+            mean_std(rows, key) for key in ('fvu_full', 'fvu_first', 'l0', 'dead', 'dead_train', 'samples_per_s')
+        )
         per_level = np.mean([r['fvu'] for r in rows], 0)
         first_text = f"{first[0]:.4f} ± {first[1]:.4f}" if len(per_level) > 1 else '–'
-        print(f"{label:<44}{full[0]:>10.4f} ± {full[1]:.4f}{first_text:>18}{l0_[0]:>8.1f}"
-              f"{dead[0]:>8.1%} ± {dead[1]:.1%}{dead_train[0]:>12.1%}{speed[0]:>11.0f}  "
-              + ' '.join(f'{v:.4f}' for v in per_level))
+        print(
+            f"{label:<44}{full[0]:>10.4f} ± {full[1]:.4f}{first_text:>18}{l0_[0]:>8.1f}"
+            f"{dead[0]:>8.1%} ± {dead[1]:.1%}{dead_train[0]:>12.1%}{speed[0]:>11.0f}  "
+            + ' '.join(f'{v:.4f}' for v in per_level)
+        )
 
 
 if __name__ == '__main__':
@@ -330,9 +388,13 @@ if __name__ == '__main__':
     ap.add_argument('--seeds', type=int, nargs='+', default=[0])
     ap.add_argument('--epochs', type=int, default=None, help="default: the profile's dict_epochs")
     ap.add_argument('--models', nargs='+', default=list(OUR_MODELS + PEER_MODELS))
-    ap.add_argument('--ours-variant', action='append', default=[],
-                    help="extra 'ours' models with DictConfig overrides, e.g. 'lr=5.7e-4,aux_coef=8', or the "
-                         "ablation's beta2= and clip= (applied to every ours:* model given)")
+    ap.add_argument(
+        '--ours-variant',
+        action='append',
+        default=[],
+        help="extra 'ours' models with DictConfig overrides, e.g. 'lr=5.7e-4,aux_coef=8', or the "
+        "ablation's beta2= and clip= (applied to every ours:* model given)",
+    )
     ap.add_argument('--threads', type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -348,10 +410,13 @@ if __name__ == '__main__':
         contestants.append((name, name, None))
         if name.startswith('ours:'):
             contestants += [(f"{name} [{v}]", name, parse_variant(v)) for v in args.ours_variant]
-    print(f"{cfg.name}: {len(train['h2'])} train / {len(test['h2'])} held-out samples, h2 {shape[0]}-d -> h1 "
-          f"{shape[1]}-d, d_sae {levels[-1]}, batch {batch}, {epochs} epochs "
-          f"= {epochs * len(train['h2'])} samples, {args.threads} thread(s), torch {torch.__version__}")
+    print(
+        f"{cfg.name}: {len(train['h2'])} train / {len(test['h2'])} held-out samples, h2 {shape[0]}-d -> h1 "
+        f"{shape[1]}-d, d_sae {levels[-1]}, batch {batch}, {epochs} epochs "
+        f"= {epochs * len(train['h2'])} samples, {args.threads} thread(s), torch {torch.__version__}"
+    )
     for k in args.k:
-        results = run(contestants, ((train['h2'], train['h1']), (test['h2'], test['h1'])), shape, args.seeds,
-                      k, epochs, batch)
+        results = run(
+            contestants, ((train['h2'], train['h1']), (test['h2'], test['h1'])), shape, args.seeds, k, epochs, batch
+        )
         print_table(results, k, args.seeds, levels)

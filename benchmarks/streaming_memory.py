@@ -10,6 +10,7 @@ what holding the same data in memory would take). Mining: synthetic codes with k
 chunks would be; nothing of size n × d_sae exists at any time. Training: synthetic (h2, h1) pairs (h1 = relu of a
 fixed random projection of h2) written as shards once, then one epoch of a Matryoshka transcoder streamed from them.
 """
+
 from __future__ import annotations
 import argparse, math, resource, tempfile, time
 from pathlib import Path
@@ -21,11 +22,12 @@ from tqdm import tqdm
 
 
 def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # Linux reports kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports kB
 
 
 def synthetic_codes(n: int, d: int, k: int, rows: int = 4096, seed: int = 0):
     "A source of row chunks for `mine`: chunk c is generated from seed (seed, c), the same on every pass."
+
     def chunks():
         for c, start in enumerate(range(0, n, rows)):
             g = torch.Generator().manual_seed(seed * 1_000_003 + c)
@@ -33,11 +35,13 @@ def synthetic_codes(n: int, d: int, k: int, rows: int = 4096, seed: int = 0):
             latents = torch.rand(m, d, generator=g).topk(k, dim=1).indices  # k distinct latents per image
             values = torch.empty(m, k).exponential_(generator=g)
             yield torch.zeros(m, d).scatter_(1, latents, values), start
+
     return chunks
 
 
 def part_mining(args):
     from mtc_nb.features import mine
+
     n, d, k = args.images, args.latents, args.k
     labels = np.random.default_rng(0).integers(0, 2, n)
     ids = np.char.add('img', np.arange(n).astype(str))
@@ -45,8 +49,10 @@ def part_mining(args):
     table = mine(synthetic_codes(n, d, k), labels, ids, top_n=20, progress=True)
     seconds = time.perf_counter() - start
     assert len(table) == d and int(table.n_active.sum()) == n * k
-    print(f"mining {n:,} images x {d} latents (k = {k}): {n / seconds:,.0f} images/s ({seconds:.0f} s), "
-          f"peak RSS {peak_rss_gb():.2f} GB (goal <= 2 GB; the dense code matrix alone: {n * d * 4 / 2 ** 30:.1f} GB)")
+    print(
+        f"mining {n:,} images x {d} latents (k = {k}): {n / seconds:,.0f} images/s ({seconds:.0f} s), "
+        f"peak RSS {peak_rss_gb():.2f} GB (goal <= 2 GB; the dense code matrix alone: {n * d * 4 / 2**30:.1f} GB)"
+    )
 
 
 def write_shards(folder: Path, n: int, d_in: int, d_out: int, rows: int = 16384) -> list[Path]:
@@ -67,6 +73,7 @@ def write_shards(folder: Path, n: int, d_in: int, d_out: int, rows: int = 16384)
 
 def part_training(args):
     from mtc_nb.dictionaries import DictConfig, ShardedPairs, train_dictionaries
+
     with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
         folder = Path(args.folder) / 'streaming_shards' if args.folder else Path(tmp)
         files = write_shards(folder, args.samples, args.d_in, args.d_out)
@@ -77,10 +84,12 @@ def part_training(args):
         result = train_dictionaries([cfg], pairs, None, val_x, val_y)[0]
         seconds = time.perf_counter() - start
     fvu = result['history'][-1]['val_fvu'][0][-1]
-    print(f"training 1 epoch on {args.samples:,} x {args.d_in} activations streamed from {len(files)} shards: "
-          f"{args.samples / seconds:,.0f} samples/s ({seconds:.0f} s), val FVU {fvu:.3f}, peak RSS "
-          f"{peak_rss_gb():.2f} GB (goal <= 2 GB; the activations in memory: "
-          f"{args.samples * (args.d_in + args.d_out) * 4 / 2 ** 30:.1f} GB)")
+    print(
+        f"training 1 epoch on {args.samples:,} x {args.d_in} activations streamed from {len(files)} shards: "
+        f"{args.samples / seconds:,.0f} samples/s ({seconds:.0f} s), val FVU {fvu:.3f}, peak RSS "
+        f"{peak_rss_gb():.2f} GB (goal <= 2 GB; the activations in memory: "
+        f"{args.samples * (args.d_in + args.d_out) * 4 / 2**30:.1f} GB)"
+    )
 
 
 if __name__ == '__main__':

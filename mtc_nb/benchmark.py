@@ -18,8 +18,17 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from .core import open_stage, close_stage, require_stage, stage_dir, write_json, StaleStageError
-from .scenes import (MODES, KINDS, GENERATORS, ImageReadError, image_files, Style, draw_attributes, render,
-                           load_scenes)
+from mtc_nb.scenes import (
+    MODES,
+    KINDS,
+    GENERATORS,
+    ImageReadError,
+    image_files,
+    Style,
+    draw_attributes,
+    render,
+    load_scenes,
+)
 from .encoders import stage_encoder, cache_frozen, frozen_part
 from .classifier import load_head, load_activations
 from .dictionaries import load_dictionary
@@ -37,32 +46,60 @@ __all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SimGenerator', 'panel_
 @dataclass(frozen=True)
 class SimGenerator:
     "A simulated generator of the embedded panel: how often it plants each failure mode, and how it renders."
+
     name: str  # sim-A … sim-H; every output names it simulated
     rates: dict  # per mode: P(the mode is planted | the vignette can show it)
     style: Style  # palette, contrast, blur, grain, tint, framing
     seen_style: bool  # whether the classifier was trained on images of this style
     profile: str  # the failure profile in words
 
-def _rates(base: float, **by_mode) -> dict: return {m: by_mode.get(m, base) for m in MODES}
 
-UNSEEN_STYLES = {'sepia': Style(saturation=0.3, contrast=0.9, tint=(1.1, 0.98, 0.78)),
-                 'hazy': Style(blur=1.3, contrast=0.7, grain=5.0, zoom=1.15)}
+def _rates(base: float, **by_mode) -> dict:
+    return {m: by_mode.get(m, base) for m in MODES}
+
+
+UNSEEN_STYLES = {
+    'sepia': Style(saturation=0.3, contrast=0.9, tint=(1.1, 0.98, 0.78)),
+    'hazy': Style(blur=1.3, contrast=0.7, grain=5.0, zoom=1.15),
+}
 PANEL = (
     SimGenerator('sim-A', _rates(0.03), GENERATORS['gen_crisp'], True, 'nearly clean: every mode rare'),
     SimGenerator('sim-B', _rates(0.6), GENERATORS['gen_vivid'], True, 'very poor: every mode often'),
-    SimGenerator('sim-C', _rates(0.03, shadow_missing=0.3, shadow_toward_light=0.3, shading_mirrored=0.3),
-                 GENERATORS['gen_soft'], True, 'lighting: shadows and shading'),
-    SimGenerator('sim-D', _rates(0.03, floating=0.5, unstable_stack=0.6), GENERATORS['gen_grainy'], True,
-                 'support: floating objects and unstable stacks'),
-    SimGenerator('sim-E', _rates(0.03, finger_count=0.7, reverse_perspective=0.6), GENERATORS['gen_warm'], True,
-                 'anatomy and perspective'),
-    SimGenerator('sim-F', _rates(0.05, liquid_tilted=0.7, shadow_missing=0.25), UNSEEN_STYLES['sepia'], False,
-                 'fluids and missing shadows, in an unseen style'),
+    SimGenerator(
+        'sim-C',
+        _rates(0.03, shadow_missing=0.3, shadow_toward_light=0.3, shading_mirrored=0.3),
+        GENERATORS['gen_soft'],
+        True,
+        'lighting: shadows and shading',
+    ),
+    SimGenerator(
+        'sim-D',
+        _rates(0.03, floating=0.5, unstable_stack=0.6),
+        GENERATORS['gen_grainy'],
+        True,
+        'support: floating objects and unstable stacks',
+    ),
+    SimGenerator(
+        'sim-E',
+        _rates(0.03, finger_count=0.7, reverse_perspective=0.6),
+        GENERATORS['gen_warm'],
+        True,
+        'anatomy and perspective',
+    ),
+    SimGenerator(
+        'sim-F',
+        _rates(0.05, liquid_tilted=0.7, shadow_missing=0.25),
+        UNSEEN_STYLES['sepia'],
+        False,
+        'fluids and missing shadows, in an unseen style',
+    ),
     SimGenerator('sim-G', _rates(0.15), UNSEEN_STYLES['hazy'], False, 'a little of everything, in an unseen style'),
-    SimGenerator('sim-H', _rates(0.03), GENERATORS['gen_grainy'], True,
-                 "style-only control: sim-A's profile, restyled"),
+    SimGenerator(
+        'sim-H', _rates(0.03), GENERATORS['gen_grainy'], True, "style-only control: sim-A's profile, restyled"
+    ),
 )
 CLEAN, CONTROL = 'sim-A', 'sim-H'
+
 
 def panel_specs(gen: SimGenerator, n: int, seed: int = 0) -> pd.DataFrame:
     "One row per image of simulated generator `gen`: id, generator, label, mode, category, kind, attributes."
@@ -77,31 +114,45 @@ def panel_specs(gen: SimGenerator, n: int, seed: int = 0) -> pd.DataFrame:
         u = rng.random()
         mode = cands[int(np.searchsorted(cum, u, side='right'))] if u < cum[-1] else None
         attrs = draw_attributes(rng, kind)
-        rows.append({'id': f"{gen.name}/{i:05d}", 'generator': gen.name, 'label': int(mode is not None),
-                     'mode': mode or 'none', 'category': MODES[mode].category if mode else 'none', 'kind': kind,
-                     'attrs': json.dumps(attrs), 'file': f"{gen.name}/{i:05d}.png"})
+        rows.append(
+            {
+                'id': f"{gen.name}/{i:05d}",
+                'generator': gen.name,
+                'label': int(mode is not None),
+                'mode': mode or 'none',
+                'category': MODES[mode].category if mode else 'none',
+                'kind': kind,
+                'attrs': json.dumps(attrs),
+                'file': f"{gen.name}/{i:05d}.png",
+            }
+        )
     return pd.DataFrame(rows)
+
 
 def make_panel(folder: Path, n: int, size: int, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     "Render the panel, `n` images per simulated generator, into `folder`; returns its manifest."
     frames = [panel_specs(g, n, seed) for g in PANEL]
     df = pd.concat(frames, ignore_index=True)
     style_of = {g.name: g.style for g in PANEL}
-    for g in PANEL: (folder/g.name).mkdir(parents=True, exist_ok=True)
+    for g in PANEL:
+        (folder / g.name).mkdir(parents=True, exist_ok=True)
     for r in tqdm(df.itertuples(), total=len(df), desc='rendering the simulated panel', disable=not progress):
         mode = None if r.mode == 'none' else r.mode
         image = render(json.loads(r.attrs), mode, size, style=style_of[r.generator])
-        Image.fromarray(image).save(folder/r.file)
+        Image.fromarray(image).save(folder / r.file)
     return df
 
 # %% ../nbs/09_benchmark.ipynb #41bd6420
 def _read_side_table(path: Path, columns: tuple) -> pd.DataFrame | None:
     "An optional prompts.csv / labels.csv, checked for its columns."
-    if not path.exists(): return None
+    if not path.exists():
+        return None
     t = pd.read_csv(path, dtype=str)
     missing = [c for c in columns if c not in t]
-    if missing: raise ValueError(f"{path}: needs the columns {list(columns)}, missing {missing}")
+    if missing:
+        raise ValueError(f"{path}: needs the columns {list(columns)}, missing {missing}")
     return t
+
 
 def index_generated(root: str | Path) -> pd.DataFrame:
     "One row per image under root/<generator>/: id, generator, file (relative to root), prompt, label, mode."
@@ -109,16 +160,24 @@ def index_generated(root: str | Path) -> pd.DataFrame:
     frames = []
     for gen_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         files = image_files(gen_dir)
-        if not files: continue
+        if not files:
+            continue
         rel = [p.relative_to(gen_dir).as_posix() for p in files]
-        df = pd.DataFrame({'id': [f"{gen_dir.name}/{r}" for r in rel], 'generator': gen_dir.name,
-                           'file': [f"{gen_dir.name}/{r}" for r in rel], 'rel': rel})
-        prompts = _read_side_table(gen_dir/'prompts.csv', ('file', 'prompt'))
-        labels = _read_side_table(gen_dir/'labels.csv', ('file', 'label'))
+        df = pd.DataFrame(
+            {
+                'id': [f"{gen_dir.name}/{r}" for r in rel],
+                'generator': gen_dir.name,
+                'file': [f"{gen_dir.name}/{r}" for r in rel],
+                'rel': rel,
+            }
+        )
+        prompts = _read_side_table(gen_dir / 'prompts.csv', ('file', 'prompt'))
+        labels = _read_side_table(gen_dir / 'labels.csv', ('file', 'label'))
         df['prompt'] = df.rel.map(prompts.set_index('file').prompt) if prompts is not None else None
         if labels is not None:
             bad = sorted(set(labels.label) - {'plausible', 'implausible'})
-            if bad: raise ValueError(f"{gen_dir/'labels.csv'}: label must be plausible or implausible, got {bad}")
+            if bad:
+                raise ValueError(f"{gen_dir / 'labels.csv'}: label must be plausible or implausible, got {bad}")
             by_file = labels.set_index('file')
             df['label'] = df.rel.map(by_file.label.map({'plausible': 0, 'implausible': 1}))
             df['mode'] = df.rel.map(by_file['mode']) if 'mode' in by_file else None
@@ -130,7 +189,8 @@ def index_generated(root: str | Path) -> pd.DataFrame:
 def youden_threshold(scores, truth) -> float:
     "The threshold t > 0 maximising TPR − FPR of `scores ≥ t` against the binary `truth` (inf when none helps)."
     scores, truth = np.asarray(scores, float), np.asarray(truth, bool)
-    if truth.all() or not truth.any() or not (scores > 0).any(): return float('inf')
+    if truth.all() or not truth.any() or not (scores > 0).any():
+        return float('inf')
     order = np.argsort(-scores, kind='stable')
     s, t = scores[order], truth[order]
     tpr, fpr = np.cumsum(t) / t.sum(), np.cumsum(~t) / (~t).sum()
@@ -138,11 +198,16 @@ def youden_threshold(scores, truth) -> float:
     j = np.where(last_of_value, tpr - fpr, -np.inf)
     return float(s[int(np.argmax(j))])
 
+
 def _detection(fire, truth) -> dict:
     fire, truth = np.asarray(fire, bool), np.asarray(truth, bool)
-    return {'tpr': float(fire[truth].mean()) if truth.any() else float('nan'),
-            'fpr': float(fire[~truth].mean()) if (~truth).any() else float('nan'),
-            'n_pos': int(truth.sum()), 'n_neg': int((~truth).sum())}
+    return {
+        'tpr': float(fire[truth].mean()) if truth.any() else float('nan'),
+        'fpr': float(fire[~truth].mean()) if (~truth).any() else float('nan'),
+        'n_pos': int(truth.sum()),
+        'n_neg': int((~truth).sum()),
+    }
+
 
 def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> pd.DataFrame:
     """One row per failure feature: its concept, latent, level, threshold (validation split), AUROCs, and TPR/FPR on
@@ -163,8 +228,15 @@ def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> 
             rows.append({'feature': f'{kind}:{value}', 'kind': kind, 'concept': value, 'latent': latent, 'name': name})
     elif table is not None:
         for r in table[table.flagged & ~table.skipped].itertuples():
-            rows.append({'feature': f'latent:{r.latent}', 'kind': 'feature', 'concept': 'implausible',
-                         'latent': int(r.latent), 'name': r.error or r.commonality})
+            rows.append(
+                {
+                    'feature': f'latent:{r.latent}',
+                    'kind': 'feature',
+                    'concept': 'implausible',
+                    'latent': int(r.latent),
+                    'name': r.error or r.commonality,
+                }
+            )
     out = []
     for r in rows:
         truth = lambda man: (man[r['kind']] == r['concept']).values if r['kind'] != 'feature' else man.label.values == 1
@@ -173,17 +245,47 @@ def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> 
         au_val = auroc_matrix(A_val[:, [j]], truth(man_val)[:, None].astype(float))[0, 0]
         au_test = auroc_matrix(A_test[:, [j]], truth(man_test)[:, None].astype(float))[0, 0]
         det = _detection(A_test[:, j] >= thr, truth(man_test))
-        out.append({**r, 'level': int(levels[lv[j]]), 'threshold': thr, 'val_auroc': float(au_val),
-                    'test_auroc': float(au_test), **det})
-    cols = ['feature', 'kind', 'concept', 'latent', 'name', 'level', 'threshold', 'val_auroc', 'test_auroc',
-            'tpr', 'fpr', 'n_pos', 'n_neg']
+        out.append(
+            {
+                **r,
+                'level': int(levels[lv[j]]),
+                'threshold': thr,
+                'val_auroc': float(au_val),
+                'test_auroc': float(au_test),
+                **det,
+            }
+        )
+    cols = [
+        'feature',
+        'kind',
+        'concept',
+        'latent',
+        'name',
+        'level',
+        'threshold',
+        'val_auroc',
+        'test_auroc',
+        'tpr',
+        'fpr',
+        'n_pos',
+        'n_neg',
+    ]
     return pd.DataFrame(out).reindex(columns=cols)
 
 # %% ../nbs/09_benchmark.ipynb #b6566b2d
 class Scorer:
     "What scoring needs, from one profile's trained artifacts: encoder, classifier head, dictionary, failure features."
-    def __init__(self, encoder, head, dictionary, features: pd.DataFrame, error_ratio: dict | None = None,
-                 cache_dir=None, device: str = 'cpu'):
+
+    def __init__(
+        self,
+        encoder,
+        head,
+        dictionary,
+        features: pd.DataFrame,
+        error_ratio: dict | None = None,
+        cache_dir=None,
+        device: str = 'cpu',
+    ):
         self.encoder, self.head, self.dictionary = encoder, head, dictionary
         self.cache_dir, self.device = cache_dir, device
         self.features = features.reset_index(drop=True)
@@ -192,27 +294,38 @@ class Scorer:
     @classmethod
     def from_profile(cls, cfg) -> 'Scorer':
         "The scorer of profile `cfg`; its benchmark stage must be complete (it calibrates the features)."
-        try: require_stage(cfg, 'benchmark')
+        try:
+            require_stage(cfg, 'benchmark')
         except StaleStageError as e:
             raise StaleStageError(f"labelling needs the trained artifacts of profile {cfg.name!r}: {e}") from None
         folder = stage_dir(cfg, 'benchmark')
-        meta = json.loads((folder/'scorer.json').read_text())
-        dictionary = load_dictionary(stage_dir(cfg, 'dictionaries')/meta['dictionary'])
-        features = pd.read_parquet(folder/'features.parquet')
+        meta = json.loads((folder / 'scorer.json').read_text())
+        dictionary = load_dictionary(stage_dir(cfg, 'dictionaries') / meta['dictionary'])
+        features = pd.read_parquet(folder / 'features.parquet')
         error_ratio = {int(k): v for k, v in meta['error_ratio'].items()}
-        return cls(stage_encoder(cfg), load_head(stage_dir(cfg, 'classifier')), dictionary, features, error_ratio,
-                   cfg.run_dir/'cache', cfg.torch_device)
+        return cls(
+            stage_encoder(cfg),
+            load_head(stage_dir(cfg, 'classifier')),
+            dictionary,
+            features,
+            error_ratio,
+            cfg.run_dir / 'cache',
+            cfg.torch_device,
+        )
 
     @torch.no_grad()
     def codes(self, paths, batch_size: int = 64, progress: bool = True) -> tuple:
         """(h0 (n,), latent codes (n, d_sae), h2 (n, d), errors [(path, reason)], the readable paths) of `paths`.
         The encoder's frozen features go through the profile's cache (`cache_frozen`): an image is encoded once."""
         paths = [Path(p) for p in paths]
-        cache, ok, errors = cache_frozen(self.cache_dir, self.encoder, paths, batch_size, device=self.device,
-                                         progress=progress)
+        cache, ok, errors = cache_frozen(
+            self.cache_dir, self.encoder, paths, batch_size, device=self.device, progress=progress
+        )
         finish = frozen_part(self.encoder, self.device)[2]
-        h2 = torch.cat([finish(cache.rows(ok[i:i + batch_size])) for i in range(0, len(ok), batch_size)]
-                       or [torch.empty(0, self.head.d_h2)])
+        h2 = torch.cat(
+            [finish(cache.rows(ok[i : i + batch_size])) for i in range(0, len(ok), batch_size)]
+            or [torch.empty(0, self.head.d_h2)]
+        )
         h0 = torch.sigmoid(self.head(h2)).numpy() if len(h2) else np.empty(0)
         d_sae = self.dictionary.W_dec.shape[1]
         A = latent_codes(self.dictionary, h2, device=self.device).numpy() if len(h2) else np.empty((0, d_sae))
@@ -223,6 +336,7 @@ class Scorer:
         f = self.features
         return A[:, f.latent.values] >= f.threshold.values[None]
 
+
 def score_images(scorer: Scorer, paths, batch_size: int = 64, progress: bool = True) -> tuple[list[dict], list]:
     "Per readable image: its file, h0, and the failure features that fire (name, level, activation, error ratio)."
     paths = [Path(p) for p in paths]
@@ -232,12 +346,27 @@ def score_images(scorer: Scorer, paths, batch_size: int = 64, progress: bool = T
     out = []
     for i, p in enumerate(ok):
         on = np.flatnonzero(fires[i])
-        feats = [{'feature': f.feature[j], 'name': f.name[j], 'latent': int(f.latent[j]), 'level': int(f.level[j]),
-                  'activation': round(float(A[i, f.latent[j]]), 4),
-                  'error_ratio': scorer.error_ratio.get(int(f.latent[j]))} for j in on]
-        out.append({'file': str(p), 'implausibility': round(float(h0[i]), 4), 'implausible': bool(h0[i] > 0.5),
-                    'features': sorted(feats, key=lambda d: -d['activation'])})
+        feats = [
+            {
+                'feature': f.feature[j],
+                'name': f.name[j],
+                'latent': int(f.latent[j]),
+                'level': int(f.level[j]),
+                'activation': round(float(A[i, f.latent[j]]), 4),
+                'error_ratio': scorer.error_ratio.get(int(f.latent[j])),
+            }
+            for j in on
+        ]
+        out.append(
+            {
+                'file': str(p),
+                'implausibility': round(float(h0[i]), 4),
+                'implausible': bool(h0[i] > 0.5),
+                'features': sorted(feats, key=lambda d: -d['activation']),
+            }
+        )
     return out, errors
+
 
 def image_paths(targets) -> list[Path]:
     "The image files among `targets`: files as given, folders searched recursively (hidden files left out)."
@@ -245,8 +374,10 @@ def image_paths(targets) -> list[Path]:
     for t in map(Path, targets):
         if t.is_dir():
             out += image_files(t)
-        elif t.exists(): out.append(t)
-        else: raise FileNotFoundError(f"{t}: no such file or folder")
+        elif t.exists():
+            out.append(t)
+        else:
+            raise FileNotFoundError(f"{t}: no such file or folder")
     return out
 
 # %% ../nbs/09_benchmark.ipynb #3c7d1298
@@ -256,6 +387,7 @@ def rogan_gladen(raw, tpr, fpr, clip: bool = True):
     with np.errstate(invalid='ignore', divide='ignore'):
         est = (raw - fpr) / (tpr - fpr)
     return np.where(tpr > fpr, np.clip(est, 0, 1) if clip else est, np.nan)
+
 
 def confusion(cal_fire, cal_class, n_classes: int, weights=None) -> np.ndarray:
     """(features × 1 + classes): how often each feature fires on labelled images of each class (column 0: images of
@@ -268,15 +400,19 @@ def confusion(cal_fire, cal_class, n_classes: int, weights=None) -> np.ndarray:
         M = fired / (w @ onehot)[:, None, :]
     return M[0] if weights is None else M
 
+
 def _unclipped_draws(raw_b, Ms) -> np.ndarray:
     "Unconstrained solutions of raw = M₀ + (M − M₀)·p for a stack of draws (B × classes); NaN where undefined."
     A = Ms[:, :, 1:] - Ms[:, :, :1]
     rhs = raw_b - Ms[:, :, 0]
     out = np.full((len(Ms), A.shape[2]), np.nan)
     ok = np.isfinite(A).all((1, 2)) & np.isfinite(rhs).all(1)
-    if A.shape[1:] == (1, 1): ok &= A[:, 0, 0] > 0  # one feature: TPR must exceed FPR
-    if ok.any(): out[ok] = np.einsum('bij,bj->bi', np.linalg.pinv(A[ok]), rhs[ok])
+    if A.shape[1:] == (1, 1):
+        ok &= A[:, 0, 0] > 0  # one feature: TPR must exceed FPR
+    if ok.any():
+        out[ok] = np.einsum('bij,bj->bi', np.linalg.pinv(A[ok]), rhs[ok])
     return out
+
 
 def correct_prevalence(raw, M, clip: bool = True) -> np.ndarray:
     """The prevalence of each class, from the raw firing rates `raw` of the features whose firing probabilities
@@ -284,16 +420,21 @@ def correct_prevalence(raw, M, clip: bool = True) -> np.ndarray:
     With one feature and one class this is Rogan–Gladen; with several it also undoes one mode's feature firing
     on another mode's images. `clip=False` widens the bounds to [−1, 2]."""
     raw, M = np.asarray(raw, float), np.asarray(M, float)
-    if not np.isfinite(M).all(): return np.full(M.shape[1] - 1, np.nan)
-    if M.shape == (1, 2): return rogan_gladen(raw, M[:, 1], M[:, 0], clip)
+    if not np.isfinite(M).all():
+        return np.full(M.shape[1] - 1, np.nan)
+    if M.shape == (1, 2):
+        return rogan_gladen(raw, M[:, 1], M[:, 0], clip)
     return lsq_linear(M[:, 1:] - M[:, :1], raw - M[:, 0], bounds=(0, 1) if clip else (-1, 2)).x
+
 
 def bootstrap_weights(n: int, B: int, rng, groups=None) -> np.ndarray:
     "(B, n) resampling counts: images drawn with replacement, or whole groups (e.g. prompts) when `groups` is given."
-    if groups is None: return rng.multinomial(n, np.full(n, 1 / n), size=B).astype(float)
+    if groups is None:
+        return rng.multinomial(n, np.full(n, 1 / n), size=B).astype(float)
     codes, inverse = np.unique(np.asarray(groups, str), return_inverse=True)
     picks = rng.multinomial(len(codes), np.full(len(codes), 1 / len(codes)), size=B).astype(float)  # (B, n_groups)
     return picks[:, inverse]
+
 
 def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=None) -> dict:
     """Raw firing rates of the features (columns of `fire`, images × features; feature i stands for class i + 1) and
@@ -313,8 +454,14 @@ def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=N
         raw_ci, corr_ci = ci(raw_b), tuple(np.clip(bound, 0, 1) for bound in ci(corr_b))
     M = confusion(cal_fire, cal_class, n_classes)
     raw = fire.mean(0)
-    return {'raw': raw, 'raw_ci': raw_ci, 'corrected': correct_prevalence(raw, M), 'corrected_ci': corr_ci,
-            'corrected_draws': np.clip(corr_b, 0, 1), 'confusion': M}
+    return {
+        'raw': raw,
+        'raw_ci': raw_ci,
+        'corrected': correct_prevalence(raw, M),
+        'corrected_ci': corr_ci,
+        'corrected_draws': np.clip(corr_b, 0, 1),
+        'confusion': M,
+    }
 
 # %% ../nbs/09_benchmark.ipynb #d742cca5
 @torch.no_grad()
@@ -336,8 +483,10 @@ def ablation_drop(dictionary, head, h2, A, latents) -> np.ndarray:
         out.append(float((full - ablated).mean()))
     return np.array(out)
 
-def causal_check(dictionary, head, h2, A, features: pd.DataFrame, levels, n_random: int = 20, seed: int = 0,
-                 min_images: int = 3) -> pd.DataFrame:
+
+def causal_check(
+    dictionary, head, h2, A, features: pd.DataFrame, levels, n_random: int = 20, seed: int = 0, min_images: int = 3
+) -> pd.DataFrame:
     "Each feature's ablation drop beside that of random live latents of its level, and the flags."
     lv = level_of(levels, A.shape[1])
     live = (A > 0).sum(0) >= min_images
@@ -349,10 +498,18 @@ def causal_check(dictionary, head, h2, A, features: pd.DataFrame, levels, n_rand
         drop = ablation_drop(dictionary, head, h2, A, [r.latent])[0]
         rd = ablation_drop(dictionary, head, h2, A, rand)
         p95 = float(np.nanpercentile(rd, 95)) if np.isfinite(rd).any() else float('nan')
-        rows.append({'feature': r.feature, 'latent': r.latent, 'ablation_drop': drop,
-                     'random_drop_mean': float(np.nanmean(rd)) if np.isfinite(rd).any() else float('nan'),
-                     'random_drop_p95': p95, 'n_random': len(rand), 'no_effect': bool(not abs(drop) >= 0.01),
-                     'beyond_random': bool(drop > p95) if np.isfinite(p95) else False})
+        rows.append(
+            {
+                'feature': r.feature,
+                'latent': r.latent,
+                'ablation_drop': drop,
+                'random_drop_mean': float(np.nanmean(rd)) if np.isfinite(rd).any() else float('nan'),
+                'random_drop_p95': p95,
+                'n_random': len(rand),
+                'no_effect': bool(not abs(drop) >= 0.01),
+                'beyond_random': bool(drop > p95) if np.isfinite(p95) else False,
+            }
+        )
     return pd.DataFrame(rows)
 
 # %% ../nbs/09_benchmark.ipynb #76fadf27
@@ -360,17 +517,22 @@ def _truth(man: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
     "Per image and feature: whether the image truly shows the feature's concept (images × features, bool)."
     cols = []
     for kind, concept in zip(features.kind, features.concept):
-        if kind == 'feature' or kind not in man: cols.append(man.label.values == 1)
-        else: cols.append((man[kind] == concept).values)
+        if kind == 'feature' or kind not in man:
+            cols.append(man.label.values == 1)
+        else:
+            cols.append((man[kind] == concept).values)
     return np.stack(cols, 1) if cols else np.zeros((len(man), 0), bool)
+
 
 def canonical_checkpoint(cfg, seed: int | None = None) -> tuple[str, Path, dict]:
     """(name, folder, config) of the checkpoint the benchmark reads: the canonical Matryoshka transcoder of `seed`
     (default: the first seed; another kind when the profile trains none)."""
     todo = stage_dictionaries(cfg)
     canon = [t for t in todo if t[2]['kind'] == 'matryoshka_transcoder'] or todo
-    if seed is not None: canon = [t for t in canon if t[2]['seed'] == seed]
+    if seed is not None:
+        canon = [t for t in canon if t[2]['seed'] == seed]
     return min(canon, key=lambda t: t[2]['seed'])
+
 
 def _families(features: pd.DataFrame, man_test: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
     """Columns of the firing matrix (0: h0 > 0.5, then one per feature) corrected together, each with the class of
@@ -387,6 +549,7 @@ def _families(features: pd.DataFrame, man_test: pd.DataFrame) -> list[tuple[np.n
     out += [(np.array([i + 1]), implausible) for i in np.flatnonzero(kinds == 'feature')]
     return out
 
+
 def measure(images: pd.DataFrame, fire, cal_fire, man_test, features: pd.DataFrame, B: int, seed: int) -> pd.DataFrame:
     """The tidy table: per generator, the implausibility rate (column 0 of `fire`: h0 > 0.5) and each feature's
     prevalence, raw and corrected, with 95% intervals and (on simulated generators) the truth."""
@@ -398,8 +561,10 @@ def measure(images: pd.DataFrame, fire, cal_fire, man_test, features: pd.DataFra
     for g, idx in images.groupby('generator', sort=True).indices.items():
         sub = images.iloc[idx]
         prompts = sub.prompt if 'prompt' in sub and sub.prompt.notna().all() else None
-        est = {k: np.full(fire.shape[1], np.nan) for k in ('raw', 'corrected', 'raw_lo', 'raw_hi', 'corrected_lo',
-                                                           'corrected_hi')}
+        est = {
+            k: np.full(fire.shape[1], np.nan)
+            for k in ('raw', 'corrected', 'raw_lo', 'raw_hi', 'corrected_lo', 'corrected_hi')
+        }
         for cols, cal_class in families:
             part = prevalence(fire[idx][:, cols], cal_fire[:, cols], cal_class, B, seed, prompts)
             for k in ('raw', 'corrected'):
@@ -414,10 +579,24 @@ def measure(images: pd.DataFrame, fire, cal_fire, man_test, features: pd.DataFra
             for kind in ('raw', 'corrected'):
                 lo, hi = est[f'{kind}_lo'], est[f'{kind}_hi']
                 true = true_rate if i == 0 else float(truth[i - 1])
-                rows.append({'generator': g, 'simulated': simulated, 'level': level, 'mode': concept, 'feature': label,
-                             'estimate': kind, 'prevalence': float(est[kind][i]), 'ci_low': float(lo[i]),
-                             'ci_high': float(hi[i]), 'n': len(idx), 'true': true, 'human': human if i == 0 else None})
+                rows.append(
+                    {
+                        'generator': g,
+                        'simulated': simulated,
+                        'level': level,
+                        'mode': concept,
+                        'feature': label,
+                        'estimate': kind,
+                        'prevalence': float(est[kind][i]),
+                        'ci_low': float(lo[i]),
+                        'ci_high': float(hi[i]),
+                        'n': len(idx),
+                        'true': true,
+                        'human': human if i == 0 else None,
+                    }
+                )
     return pd.DataFrame(rows)
+
 
 def ranking(images: pd.DataFrame, fire, cal_fire, man_test, B: int, seed: int) -> pd.DataFrame:
     "Generators ranked by corrected implausibility rate (1 = fails most), with each rank's 95% interval."
@@ -431,20 +610,29 @@ def ranking(images: pd.DataFrame, fire, cal_fire, man_test, B: int, seed: int) -
     D = np.nan_to_num(np.stack(draws, 1), nan=0.0)  # (B, generators)
     ranks = (-D).argsort(1).argsort(1) + 1
     order = np.argsort(-np.asarray(point), kind='stable')
-    return pd.DataFrame({'generator': np.array(gens)[order], 'rank': np.arange(1, len(gens) + 1),
-                         'rate': np.asarray(point)[order],
-                         'rank_low': np.percentile(ranks, 2.5, axis=0)[order].astype(int),
-                         'rank_high': np.percentile(ranks, 97.5, axis=0)[order].astype(int)})
+    return pd.DataFrame(
+        {
+            'generator': np.array(gens)[order],
+            'rank': np.arange(1, len(gens) + 1),
+            'rate': np.asarray(point)[order],
+            'rank_low': np.percentile(ranks, 2.5, axis=0)[order].astype(int),
+            'rank_high': np.percentile(ranks, 97.5, axis=0)[order].astype(int),
+        }
+    )
+
 
 def _control_ok(overall: pd.DataFrame) -> bool | None:
     "The style-only control is not measured as failing more than the clean generator (beyond its 95% interval)."
-    if not {CONTROL, CLEAN} <= set(overall.index): return None
+    if not {CONTROL, CLEAN} <= set(overall.index):
+        return None
     return bool(overall.prevalence[CONTROL] <= overall.ci_high[CLEAN])
+
 
 def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc: float = 0.9) -> dict | None:
     "The results.json `benchmark` section: how well the benchmark measures the simulated panel (None without it)."
     sim = table[table.simulated & (table.estimate == 'corrected')]
-    if sim.empty: return None
+    if sim.empty:
+        return None
     raw = table[table.simulated & (table.estimate == 'raw')]
     overall = sim[sim.level == 'overall'].set_index('generator')
     rho = spearmanr(overall.true, overall.prevalence).statistic
@@ -456,18 +644,30 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
     seen = {g.name: g.seen_style for g in PANEL}
     is_seen = cells.generator.map(seen).fillna(True).astype(bool)
     inside = (cells.ci_low <= cells.true + 1e-9) & (cells.true <= cells.ci_high + 1e-9)
-    return {'generators': sorted(overall.index), 'simulated': True,
-            'spearman_rate': float(rho),
-            'spearman_rate_raw': float(spearmanr(raw_overall.true, raw_overall.prevalence).statistic),
-            'prevalence_mae': float(err.mean()) if len(err) else None,
-            'prevalence_mae_raw': float((raw_cells.prevalence - raw_cells.true).abs().mean()) if len(cells) else None,
-            'ci_coverage': float(inside.mean()) if len(inside) else None,
-            'control_ok': _control_ok(overall),
-            'seen_style_mae': float(err[is_seen.values].mean()) if is_seen.any() else None,
-            'unseen_style_mae': float(err[~is_seen.values].mean()) if (~is_seen).any() else None,
-            'recovered_modes': sorted(recovered), 'n_cells': int(len(cells)),
-            'rates': {g: {'measured': float(r.prevalence), 'ci_low': float(r.ci_low), 'ci_high': float(r.ci_high),
-                          'true': float(r.true)} for g, r in overall.iterrows()}}
+    return {
+        'generators': sorted(overall.index),
+        'simulated': True,
+        'spearman_rate': float(rho),
+        'spearman_rate_raw': float(spearmanr(raw_overall.true, raw_overall.prevalence).statistic),
+        'prevalence_mae': float(err.mean()) if len(err) else None,
+        'prevalence_mae_raw': float((raw_cells.prevalence - raw_cells.true).abs().mean()) if len(cells) else None,
+        'ci_coverage': float(inside.mean()) if len(inside) else None,
+        'control_ok': _control_ok(overall),
+        'seen_style_mae': float(err[is_seen.values].mean()) if is_seen.any() else None,
+        'unseen_style_mae': float(err[~is_seen.values].mean()) if (~is_seen).any() else None,
+        'recovered_modes': sorted(recovered),
+        'n_cells': int(len(cells)),
+        'rates': {
+            g: {
+                'measured': float(r.prevalence),
+                'ci_low': float(r.ci_low),
+                'ci_high': float(r.ci_high),
+                'true': float(r.true),
+            }
+            for g, r in overall.iterrows()
+        },
+    }
+
 
 def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: bool = True) -> dict:
     """Calibrate the failure features of one dictionary `checkpoint` (name, folder, config), score the simulated panel
@@ -478,22 +678,26 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
     dictionary, head = load_dictionary(dict_dir), load_head(stage_dir(cfg, 'classifier'))
     levels = c['levels'] if c['kind'] in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae') else [c['d_sae']]
     by_id = manifest.set_index('id')
-    (val, val_ids), (test, test_ids) = (load_activations(cfg.run_dir/'activations', s) for s in ('val', 'test'))
+    (val, val_ids), (test, test_ids) = (load_activations(cfg.run_dir / 'activations', s) for s in ('val', 'test'))
     man_val, man_test = by_id.loc[val_ids].reset_index(), by_id.loc[test_ids].reset_index()
     A_val, A_test = (latent_codes(dictionary, s['h2'], device=cfg.torch_device).numpy() for s in (val, test))
-    table08 = pd.read_parquet(stage_dir(cfg, 'features')/name/'features.parquet')
+    table08 = pd.read_parquet(stage_dir(cfg, 'features') / name / 'features.parquet')
     features = calibrate_features(A_val, man_val, A_test, man_test, levels, table08)
     error_ratio = {int(k): float(v) for k, v in zip(table08.latent, table08.error_ratio) if k in set(features.latent)}
-    scorer = Scorer(stage_encoder(cfg), head, dictionary, features, error_ratio, cfg.run_dir/'cache', cfg.torch_device)
+    scorer = Scorer(
+        stage_encoder(cfg), head, dictionary, features, error_ratio, cfg.run_dir / 'cache', cfg.torch_device
+    )
     frames = []
     if int(cfg.benchmark_images) > 0:
-        panel = make_panel(folder/'panel', int(cfg.benchmark_images), int(cfg.image_size), seed, progress)
-        frames.append(panel.assign(simulated=True, path=[str(folder/'panel'/f) for f in panel.file]))
+        panel = make_panel(folder / 'panel', int(cfg.benchmark_images), int(cfg.image_size), seed, progress)
+        frames.append(panel.assign(simulated=True, path=[str(folder / 'panel' / f) for f in panel.file]))
     real = index_generated(cfg.path('generated_root'))
     if len(real):
-        frames.append(real.assign(simulated=False, path=[str(cfg.path('generated_root')/f) for f in real.file]))
-    if not frames: raise ValueError(f"nothing to benchmark: benchmark_images is 0 and {cfg.path('generated_root')} "
-                                    "holds no generator folder")
+        frames.append(real.assign(simulated=False, path=[str(cfg.path('generated_root') / f) for f in real.file]))
+    if not frames:
+        raise ValueError(
+            f"nothing to benchmark: benchmark_images is 0 and {cfg.path('generated_root')} holds no generator folder"
+        )
     images = pd.concat(frames, ignore_index=True)
     h0, A, h2, unreadable, ok = scorer.codes([Path(p) for p in images.path], progress=progress)
     images = images[images.path.isin({str(p) for p in ok})].reset_index(drop=True)
@@ -504,41 +708,68 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
     ranks = ranking(images, fire, cal_fire, man_test, B, seed)
     causal = causal_check(dictionary, head, h2, A, features, levels, seed=seed)
     images['implausibility'] = h0
-    for j, f in enumerate(features.feature): images[f'fires:{f}'] = fire[:, j + 1]
+    for j, f in enumerate(features.feature):
+        images[f'fires:{f}'] = fire[:, j + 1]
     images = images.drop(columns=['attrs', 'path'], errors='ignore')  # paths are found again by `benchmark_image`
-    return {'table': table, 'features': features, 'causal': causal, 'ranking': ranks, 'images': images,
-            'summary': validate_panel(table, features), 'unreadable': unreadable, 'error_ratio': error_ratio,
-            'name': name}
+    return {
+        'table': table,
+        'features': features,
+        'causal': causal,
+        'ranking': ranks,
+        'images': images,
+        'summary': validate_panel(table, features),
+        'unreadable': unreadable,
+        'error_ratio': error_ratio,
+        'name': name,
+    }
+
 
 def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
     """Score every generator (the simulated panel, and the folders under `generated_root`) with the calibrated failure
     features of the canonical dictionary of the first seed; returns what `load_benchmark` returns."""
     spec, done = open_stage(cfg, 'benchmark', force)
     folder = stage_dir(cfg, 'benchmark')
-    if done: return load_benchmark(cfg)
+    if done:
+        return load_benchmark(cfg)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     out = run_benchmark(cfg, canonical_checkpoint(cfg), folder, int(cfg.seed), progress)
     for stem in ('table', 'features', 'causal', 'ranking', 'images'):
-        out[stem].to_parquet(folder/f'{stem}.parquet', index=False)
-    out['table'].to_csv(folder/'table.csv', index=False)
-    write_json(folder/'scorer.json', {'dictionary': out['name'], 'error_ratio': out['error_ratio']})
-    (folder/'summary.md').write_text(markdown_summary(out['table'], out['ranking'], out['causal'], out['summary']))
-    close_stage(cfg, 'benchmark', spec, dictionary=out['name'], summary=out['summary'], n_images=len(out['images']),
-                unreadable=[{'file': f, 'reason': r} for f, r in out['unreadable']])
+        out[stem].to_parquet(folder / f'{stem}.parquet', index=False)
+    out['table'].to_csv(folder / 'table.csv', index=False)
+    write_json(folder / 'scorer.json', {'dictionary': out['name'], 'error_ratio': out['error_ratio']})
+    (folder / 'summary.md').write_text(markdown_summary(out['table'], out['ranking'], out['causal'], out['summary']))
+    close_stage(
+        cfg,
+        'benchmark',
+        spec,
+        dictionary=out['name'],
+        summary=out['summary'],
+        n_images=len(out['images']),
+        unreadable=[{'file': f, 'reason': r} for f, r in out['unreadable']],
+    )
     return load_benchmark(cfg)
+
 
 def benchmark_image(cfg, row) -> Path:
     "The file of a row of the benchmark's `images` table: a simulated panel image, or one of your folders."
-    return (stage_dir(cfg, 'benchmark')/'panel' if row.simulated else cfg.path('generated_root'))/row.file
+    return (stage_dir(cfg, 'benchmark') / 'panel' if row.simulated else cfg.path('generated_root')) / row.file
+
 
 def load_benchmark(cfg) -> dict:
     "The benchmark stage's outputs; the stage must be complete and current."
     done = require_stage(cfg, 'benchmark')
     folder = stage_dir(cfg, 'benchmark')
-    read = lambda stem: pd.read_parquet(folder/f'{stem}.parquet')
-    return {'table': read('table'), 'features': read('features'), 'causal': read('causal'), 'ranking': read('ranking'),
-            'images': read('images'), 'summary': done['summary'], 'unreadable': done['unreadable']}
+    read = lambda stem: pd.read_parquet(folder / f'{stem}.parquet')
+    return {
+        'table': read('table'),
+        'features': read('features'),
+        'causal': read('causal'),
+        'ranking': read('ranking'),
+        'images': read('images'),
+        'summary': done['summary'],
+        'unreadable': done['unreadable'],
+    }
 
 # %% ../nbs/09_benchmark.ipynb #9af9d0e6
 def markdown_summary(table: pd.DataFrame, ranks: pd.DataFrame, causal: pd.DataFrame, summary: dict | None) -> str:
@@ -547,12 +778,21 @@ def markdown_summary(table: pd.DataFrame, ranks: pd.DataFrame, causal: pd.DataFr
     tag = lambda g: f"{g} (simulated)" if g in sim else g
     corr = table[table.estimate == 'corrected']
     out = ['# How each generator fails', '']
-    if sim: out += ['Generators marked *simulated* are the embedded panel: scene-generator images with planted failure '
-                    'modes, not real image generators.', '']
-    out += ['## Ranking by implausibility rate (corrected for the classifier\'s errors)', '',
-            '| rank | generator | rate | 95% interval of the rank |', '|---|---|---|---|']
-    out += [f"| {r.rank} | {tag(r.generator)} | {r.rate:.3f} | {r.rank_low}–{r.rank_high} |"
-            for r in ranks.itertuples()]
+    if sim:
+        out += [
+            'Generators marked *simulated* are the embedded panel: scene-generator images with planted failure '
+            'modes, not real image generators.',
+            '',
+        ]
+    out += [
+        '## Ranking by implausibility rate (corrected for the classifier\'s errors)',
+        '',
+        '| rank | generator | rate | 95% interval of the rank |',
+        '|---|---|---|---|',
+    ]
+    out += [
+        f"| {r.rank} | {tag(r.generator)} | {r.rate:.3f} | {r.rank_low}–{r.rank_high} |" for r in ranks.itertuples()
+    ]
     out += ['', '## Most prevalent failures (corrected prevalence, 95% interval)', '']
     for g, d in corr[corr.level != 'overall'].groupby('generator'):
         top = d.sort_values('prevalence', ascending=False).head(3)
@@ -560,40 +800,64 @@ def markdown_summary(table: pd.DataFrame, ranks: pd.DataFrame, causal: pd.DataFr
         out.append(f"- **{tag(g)}**: " + '; '.join(items))
     if summary:
         num = lambda k, spec='.3f': 'n/a' if summary.get(k) is None else format(summary[k], spec)
-        out += ['', '## Validation on the simulated panel', '',
-                f"- Spearman ρ, measured vs true implausibility rate: {num('spearman_rate')}",
-                f"- per-mode prevalence MAE (recovered modes): corrected {num('prevalence_mae')}, "
-                f"raw {num('prevalence_mae_raw')}; seen styles {num('seen_style_mae')}, "
-                f"unseen styles {num('unseen_style_mae')}",
-                f"- the truth inside the 95% interval: {num('ci_coverage', '.0%')} of {summary['n_cells']} cells",
-                f"- style-only control not measured as failing more than the clean generator: {summary['control_ok']}"]
+        out += [
+            '',
+            '## Validation on the simulated panel',
+            '',
+            f"- Spearman ρ, measured vs true implausibility rate: {num('spearman_rate')}",
+            f"- per-mode prevalence MAE (recovered modes): corrected {num('prevalence_mae')}, "
+            f"raw {num('prevalence_mae_raw')}; seen styles {num('seen_style_mae')}, "
+            f"unseen styles {num('unseen_style_mae')}",
+            f"- the truth inside the 95% interval: {num('ci_coverage', '.0%')} of {summary['n_cells']} cells",
+            f"- style-only control not measured as failing more than the clean generator: {summary['control_ok']}",
+        ]
     flagged = causal[causal.no_effect | ~causal.beyond_random]
-    out += ['', '## Causal check', '',
-            f"{len(causal) - len(flagged)} of {len(causal)} failure features move the implausibility logit beyond "
-            "random latents of their level when ablated."]
-    out += [f"- flagged: {r.feature} (drop {r.ablation_drop:.3f}, random p95 {r.random_drop_p95:.3f})"
-            for r in flagged.itertuples()]
+    out += [
+        '',
+        '## Causal check',
+        '',
+        f"{len(causal) - len(flagged)} of {len(causal)} failure features move the implausibility logit beyond "
+        "random latents of their level when ablated.",
+    ]
+    out += [
+        f"- flagged: {r.feature} (drop {r.ablation_drop:.3f}, random p95 {r.random_drop_p95:.3f})"
+        for r in flagged.itertuples()
+    ]
     return '\n'.join(out) + '\n'
 
 # %% ../nbs/09_benchmark.ipynb #d06a190c
 def label(paths, profile: str = 'default', **overrides) -> tuple[list[dict], list]:
     "(per readable image: h0 and the failure features that fire; [(file, reason)] of the unreadable) for `paths`."
     from mtc_nb.core import load_profile
+
     files = image_paths(paths)  # bad paths fail before any model is loaded
     scorer = Scorer.from_profile(load_profile(profile, **overrides))
     return score_images(scorer, files, progress=False)
 
+
 def write_labels(rows: list[dict], unreadable: list, fmt: str, stream) -> None:
     "Write `label`'s output as JSON lines (default) or CSV (one row per image, its features joined)."
     if fmt == 'jsonl':
-        for r in rows: stream.write(json.dumps(r) + '\n')
-        for f, reason in unreadable: stream.write(json.dumps({'file': f, 'error': reason}) + '\n')
+        for r in rows:
+            stream.write(json.dumps(r) + '\n')
+        for f, reason in unreadable:
+            stream.write(json.dumps({'file': f, 'error': reason}) + '\n')
         return
-    if fmt != 'csv': raise ValueError(f"format must be jsonl or csv, got {fmt!r}")
-    flat = [{'file': r['file'], 'implausibility': r['implausibility'], 'implausible': r['implausible'],
-             'features': '; '.join(f"{f['name']} ({f['activation']})" for f in r['features']), 'error': ''}
-            for r in rows]
-    flat += [{'file': f, 'implausibility': None, 'implausible': None, 'features': '', 'error': reason}
-             for f, reason in unreadable]
+    if fmt != 'csv':
+        raise ValueError(f"format must be jsonl or csv, got {fmt!r}")
+    flat = [
+        {
+            'file': r['file'],
+            'implausibility': r['implausibility'],
+            'implausible': r['implausible'],
+            'features': '; '.join(f"{f['name']} ({f['activation']})" for f in r['features']),
+            'error': '',
+        }
+        for r in rows
+    ]
+    flat += [
+        {'file': f, 'implausibility': None, 'implausible': None, 'features': '', 'error': reason}
+        for f, reason in unreadable
+    ]
     columns = ['file', 'implausibility', 'implausible', 'features', 'error']
     pd.DataFrame(flat, columns=columns).to_csv(stream, index=False)

@@ -26,16 +26,23 @@ __all__ = ['SCHEMA_VERSION', 'PlausibilityHead', 'train_head', 'evaluate', 'save
 # %% ../nbs/03_classifier.ipynb #a874c88c
 SCHEMA_VERSION = 1
 
+
 class PlausibilityHead(torch.nn.Module):
     "fc1: Linear(d_h2 → d_h1) + ReLU = h1; fc2: Linear(d_h1 → 1) = logit; sigmoid(logit) = h0."
+
     def __init__(self, d_h2: int, d_h1: int = 256):
         super().__init__()
         self.fc1, self.fc2 = torch.nn.Linear(d_h2, d_h1), torch.nn.Linear(d_h1, 1)
         self.d_h2, self.d_h1 = d_h2, d_h1
 
-    def h1(self, h2: torch.Tensor) -> torch.Tensor: return F.relu(self.fc1(h2))
-    def logit_from_h1(self, h1: torch.Tensor) -> torch.Tensor: return self.fc2(h1).squeeze(-1)
-    def forward(self, h2: torch.Tensor) -> torch.Tensor: return self.logit_from_h1(self.h1(h2))
+    def h1(self, h2: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.fc1(h2))
+
+    def logit_from_h1(self, h1: torch.Tensor) -> torch.Tensor:
+        return self.fc2(h1).squeeze(-1)
+
+    def forward(self, h2: torch.Tensor) -> torch.Tensor:
+        return self.logit_from_h1(self.h1(h2))
 
     def activations(self, h2: torch.Tensor) -> dict:
         "h1 and h0 (the probability of 'implausible') for a batch of h2."
@@ -45,14 +52,30 @@ class PlausibilityHead(torch.nn.Module):
 # %% ../nbs/03_classifier.ipynb #40959adc
 def _check_labels(y, split):
     y = np.asarray(y)
-    if len(y) == 0: raise ValueError(f"the {split} split has no images")
-    if len(np.unique(y)) < 2: raise ValueError(f"the {split} split has a single class (label {int(y[0])}): need both plausible and implausible images")
+    if len(y) == 0:
+        raise ValueError(f"the {split} split has no images")
+    if len(np.unique(y)) < 2:
+        raise ValueError(
+            f"the {split} split has a single class (label {int(y[0])}): need both plausible and implausible images"
+        )
 
-def train_head(h2_train, y_train, h2_val, y_val, d_h1: int = 256, epochs: int = 20, lr: float = 1e-4,
-               batch_size: int = 16, seed: int = 0, device: str = 'cpu') -> tuple[PlausibilityHead, list[dict]]:
-    """Train the paper's head with BCE/AdamW; returns the model of the best validation accuracy (counting accuracies within
-    one image of it as tied, then the lowest validation loss: `select_epoch`) and the history."""
-    _check_labels(y_train, 'train'); _check_labels(y_val, 'val')
+
+def train_head(
+    h2_train,
+    y_train,
+    h2_val,
+    y_val,
+    d_h1: int = 256,
+    epochs: int = 20,
+    lr: float = 1e-4,
+    batch_size: int = 16,
+    seed: int = 0,
+    device: str = 'cpu',
+) -> tuple[PlausibilityHead, list[dict]]:
+    """Train the paper's head with BCE/AdamW; returns the model of the best validation accuracy (counting accuracies
+    within one image of it as tied, then the lowest validation loss: `select_epoch`) and the history."""
+    _check_labels(y_train, 'train')
+    _check_labels(y_val, 'val')
     seed_everything(seed)
     h2_train, h2_val = torch.as_tensor(h2_train, dtype=torch.float32), torch.as_tensor(h2_val, dtype=torch.float32)
     y_train, y_val = torch.from_numpy(np.array(y_train, np.float32)), torch.from_numpy(np.array(y_val, np.float32))
@@ -62,85 +85,130 @@ def train_head(h2_train, y_train, h2_val, y_val, d_h1: int = 256, epochs: int = 
     g = torch.Generator().manual_seed(seed)
     states, hist = [], []
     for ep in tqdm(range(epochs), desc='training head', unit='epoch'):
-        model.train(); tot = 0.0
+        model.train()
+        tot = 0.0
         for idx in torch.randperm(len(h2_train), generator=g).split(batch_size):
             loss = F.binary_cross_entropy_with_logits(model(h2_train[idx]), y_train[idx])
-            opt.zero_grad(); loss.backward(); opt.step(); tot += float(loss.detach()) * len(idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * len(idx)
         model.eval()
         with torch.no_grad():
-            lv = model(h2_val); vloss = float(F.binary_cross_entropy_with_logits(lv, y_val))
+            lv = model(h2_val)
+            vloss = float(F.binary_cross_entropy_with_logits(lv, y_val))
             vacc = float(((lv > 0).float() == y_val).float().mean())
         hist.append({'epoch': ep, 'train_loss': tot / len(h2_train), 'val_loss': vloss, 'val_accuracy': vacc})
         states.append({k: v.clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(states[select_epoch(hist, len(y_val))]); model.cpu().eval()
+    model.load_state_dict(states[select_epoch(hist, len(y_val))])
+    model.cpu().eval()
     return model, hist
 
 # %% ../nbs/03_classifier.ipynb #d25aa645
 def evaluate(model: PlausibilityHead, h2, df: pd.DataFrame, threshold: float = 0.5) -> dict:
     "Classifier metrics on the rows of `df` (with `label` and `mode`) whose embeddings are `h2`."
-    with torch.no_grad(): p = torch.sigmoid(model(torch.as_tensor(h2, dtype=torch.float32))).numpy()
-    y = df.label.values.astype(int); pred = (p > threshold).astype(int)
+    with torch.no_grad():
+        p = torch.sigmoid(model(torch.as_tensor(h2, dtype=torch.float32))).numpy()
+    y = df.label.values.astype(int)
+    pred = (p > threshold).astype(int)
     modes = [m for m in df['mode'].unique() if m != 'none']
-    return {'accuracy': float((pred == y).mean()),
-            'auroc': float(roc_auc_score(y, p)) if len(set(y)) > 1 else float('nan'),
-            'specificity': float((pred[y == 0] == 0).mean()) if (y == 0).any() else float('nan'),
-            'recall': float((pred[y == 1] == 1).mean()) if (y == 1).any() else float('nan'),
-            'per_mode_recall': {m: float(pred[(df['mode'] == m).values].mean()) for m in sorted(modes)},
-            'per_mode_n': {m: int((df['mode'] == m).sum()) for m in sorted(modes)},
-            'n': int(len(y))}
+    return {
+        'accuracy': float((pred == y).mean()),
+        'auroc': float(roc_auc_score(y, p)) if len(set(y)) > 1 else float('nan'),
+        'specificity': float((pred[y == 0] == 0).mean()) if (y == 0).any() else float('nan'),
+        'recall': float((pred[y == 1] == 1).mean()) if (y == 1).any() else float('nan'),
+        'per_mode_recall': {m: float(pred[(df['mode'] == m).values].mean()) for m in sorted(modes)},
+        'per_mode_n': {m: int((df['mode'] == m).sum()) for m in sorted(modes)},
+        'n': int(len(y)),
+    }
 
 # %% ../nbs/03_classifier.ipynb #322bd787
 def save_head(model: PlausibilityHead, folder: str | os.PathLike, **meta) -> Path:
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder/'head.safetensors')
-    write_json(folder/'config.json', {'schema_version': SCHEMA_VERSION, 'd_h2': model.d_h2, 'd_h1': model.d_h1, **meta})
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / 'head.safetensors')
+    write_json(
+        folder / 'config.json', {'schema_version': SCHEMA_VERSION, 'd_h2': model.d_h2, 'd_h1': model.d_h1, **meta}
+    )
     return folder
 
+
 def load_head(folder: str | os.PathLike) -> PlausibilityHead:
-    folder = Path(folder); cfg = json.loads((folder/'config.json').read_text())
-    if cfg.get('schema_version') != SCHEMA_VERSION: raise ValueError(f"{folder}: head schema {cfg.get('schema_version')} != {SCHEMA_VERSION}")
-    m = PlausibilityHead(cfg['d_h2'], cfg['d_h1']); m.load_state_dict(load_file(folder/'head.safetensors')); return m.eval()
+    folder = Path(folder)
+    cfg = json.loads((folder / 'config.json').read_text())
+    if cfg.get('schema_version') != SCHEMA_VERSION:
+        raise ValueError(f"{folder}: head schema {cfg.get('schema_version')} != {SCHEMA_VERSION}")
+    m = PlausibilityHead(cfg['d_h2'], cfg['d_h1'])
+    m.load_state_dict(load_file(folder / 'head.safetensors'))
+    return m.eval()
+
 
 def save_activations(folder: str | os.PathLike, model: PlausibilityHead, h2, manifest: pd.DataFrame) -> dict:
     "Write `<split>.safetensors` (h2, h1, h0) and `<split>_ids.json` for each split; returns the paths."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True); out = {}
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
     h2 = torch.as_tensor(h2, dtype=torch.float32)
     for split, idx in manifest.groupby('split').indices.items():
-        with torch.no_grad(): a = model.activations(h2[idx])
-        save_file({'h2': h2[idx].contiguous(), 'h1': a['h1'].contiguous(), 'h0': a['h0'].contiguous()}, folder/f'{split}.safetensors')
-        write_json(folder/f'{split}_ids.json', manifest.id.values[idx].tolist())
-        out[split] = folder/f'{split}.safetensors'
+        with torch.no_grad():
+            a = model.activations(h2[idx])
+        save_file(
+            {'h2': h2[idx].contiguous(), 'h1': a['h1'].contiguous(), 'h0': a['h0'].contiguous()},
+            folder / f'{split}.safetensors',
+        )
+        write_json(folder / f'{split}_ids.json', manifest.id.values[idx].tolist())
+        out[split] = folder / f'{split}.safetensors'
     return out
+
 
 def load_activations(folder: str | os.PathLike, split: str) -> tuple[dict, list[str]]:
     "(tensors h2, h1, h0 of `split`, their manifest ids)."
     folder = Path(folder)
-    if not (folder/f'{split}.safetensors').exists(): raise FileNotFoundError(f"No activations for split {split!r} in {folder}: run the classifier stage first")
-    return load_file(folder/f'{split}.safetensors'), json.loads((folder/f'{split}_ids.json').read_text())
+    if not (folder / f'{split}.safetensors').exists():
+        raise FileNotFoundError(f"No activations for split {split!r} in {folder}: run the classifier stage first")
+    return load_file(folder / f'{split}.safetensors'), json.loads((folder / f'{split}_ids.json').read_text())
 
 # %% ../nbs/03_classifier.ipynb #20d3483d
 def classifier_stage(cfg, force: bool = False) -> dict:
-    """Train the head of profile `cfg` on the encoder stage's h2, evaluate it on the test split and write the activations
-    of every split; reused while the stage's fingerprint is unchanged (`force` trains again).
+    """Train the head of profile `cfg` on the encoder stage's h2, evaluate it on the test split and write the
+    activations of every split; reused while the stage's fingerprint is unchanged (`force` trains again).
     Returns {'metrics', 'history', 'manifest', 'h2', 'model'}."""
     from mtc_nb.scenes import load_scenes
     from mtc_nb.encoders import load_embeddings
+
     spec, done = open_stage(cfg, 'classifier', force)
     manifest, _ = load_scenes(cfg)
     h2, ids = load_embeddings(cfg)
-    if ids != manifest.id.tolist(): raise ValueError("the encoder stage's h2 rows do not follow the scenes manifest")
+    if ids != manifest.id.tolist():
+        raise ValueError("the encoder stage's h2 rows do not follow the scenes manifest")
     folder = stage_dir(cfg, 'classifier')
     if done:
-        head_cfg = json.loads((folder/'config.json').read_text())
-        return {'metrics': head_cfg['test'], 'history': head_cfg['history'], 'manifest': manifest, 'h2': h2,
-                'model': load_head(folder)}
+        head_cfg = json.loads((folder / 'config.json').read_text())
+        return {
+            'metrics': head_cfg['test'],
+            'history': head_cfg['history'],
+            'manifest': manifest,
+            'h2': h2,
+            'model': load_head(folder),
+        }
     idx = manifest.groupby('split').indices
-    if 'test' not in idx: raise ValueError("the test split is empty: set a non-zero test fraction in `splits`")
+    if 'test' not in idx:
+        raise ValueError("the test split is empty: set a non-zero test fraction in `splits`")
     labels = manifest.label.values
-    model, hist = train_head(h2[idx['train']], labels[idx['train']], h2[idx['val']], labels[idx['val']],
-                             cfg.head_hidden, cfg.head_epochs, cfg.head_lr, cfg.head_batch, cfg.seed, cfg.torch_device)
+    model, hist = train_head(
+        h2[idx['train']],
+        labels[idx['train']],
+        h2[idx['val']],
+        labels[idx['val']],
+        cfg.head_hidden,
+        cfg.head_epochs,
+        cfg.head_lr,
+        cfg.head_batch,
+        cfg.seed,
+        cfg.torch_device,
+    )
     metrics = evaluate(model, h2[idx['test']], manifest.iloc[idx['test']])
     save_head(model, folder, history=hist, test=metrics)
-    save_activations(cfg.run_dir/'activations', model, h2, manifest)
+    save_activations(cfg.run_dir / 'activations', model, h2, manifest)
     close_stage(cfg, 'classifier', spec, test=metrics)
     return {'metrics': metrics, 'history': hist, 'manifest': manifest, 'h2': h2, 'model': model}

@@ -22,57 +22,71 @@ __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPST
 # %% ../nbs/00_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
     "The project root: `$MTC_ROOT`, else the nearest folder above `start` with settings.ini and pyproject.toml."
-    if os.environ.get('MTC_ROOT'): return Path(os.environ['MTC_ROOT']).expanduser().resolve()
+    if os.environ.get('MTC_ROOT'):
+        return Path(os.environ['MTC_ROOT']).expanduser().resolve()
     p = Path(start or Path.cwd()).resolve()
     for d in [p, *p.parents]:
-        if (d/'settings.ini').exists() and (d/'pyproject.toml').exists(): return d
+        if (d / 'settings.ini').exists() and (d / 'pyproject.toml').exists():
+            return d
     here = Path(__file__).resolve().parent.parent if '__file__' in globals() else None
-    if here is not None and (here/'settings.ini').exists(): return here
+    if here is not None and (here / 'settings.ini').exists():
+        return here
     raise FileNotFoundError(f"No settings.ini found above {p}: run from inside the project or set MTC_ROOT.")
 
 # %% ../nbs/00_core.ipynb #07d48b5a
 def _parse(v: str) -> Any:
     "Turn a settings.ini value into int, float, bool, list or str."
     v = v.strip()
-    if ',' in v: return [_parse(x) for x in v.split(',') if x.strip()]
-    if v.lower() in ('true', 'yes', 'on'): return True
-    if v.lower() in ('false', 'no', 'off'): return False
-    if v.lower() in ('none', ''): return None
+    if ',' in v:
+        return [_parse(x) for x in v.split(',') if x.strip()]
+    if v.lower() in ('true', 'yes', 'on'):
+        return True
+    if v.lower() in ('false', 'no', 'off'):
+        return False
+    if v.lower() in ('none', ''):
+        return None
     for t in (int, float):
-        try: return t(v)
-        except ValueError: pass
+        try:
+            return t(v)
+        except ValueError:
+            pass
     return v
 
 # %% ../nbs/00_core.ipynb #7ba6d5c5
 @dataclass(frozen=True)
 class Profile:
     "The settings of one run: a named profile of settings.ini plus overrides."
+
     name: str  # the profile's section in settings.ini
     values: dict  # parsed settings
     root: Path  # the project root; relative paths are resolved against it
 
     def __getattr__(self, k):
-        if k in ('name', 'values', 'root'): raise AttributeError(k)
-        try: return self.values[k]
+        if k in ('name', 'values', 'root'):
+            raise AttributeError(k)
+        try:
+            return self.values[k]
         except KeyError:
             raise AttributeError(f"Profile {self.name!r} has no setting {k!r}; known: {sorted(self.values)}") from None
 
-    def __getitem__(self, k): return getattr(self, k)
+    def __getitem__(self, k):
+        return getattr(self, k)
 
     def path(self, k: str) -> Path:
         "The setting `k` as a path, `{profile}` filled in, relative paths under the project root."
         p = Path(str(self.values[k]).format(profile=self.name)).expanduser()
-        return p if p.is_absolute() else self.root/p
+        return p if p.is_absolute() else self.root / p
 
     @property
     def run_dir(self) -> Path:
         "Where this profile's generated data lives: data/<profile>/."
-        return self.path('data_dir')/self.name
+        return self.path('data_dir') / self.name
 
     @property
     def fig_dir(self) -> Path:
         "Where this profile's figures and results.json go (the committed figures/ for `default`)."
-        d = self.path('figures_dir'); d.mkdir(parents=True, exist_ok=True)
+        d = self.path('figures_dir')
+        d.mkdir(parents=True, exist_ok=True)
         return d
 
     @property
@@ -84,31 +98,40 @@ class Profile:
         "A copy with some values changed (unknown names are an error)."
         return Profile(self.name, {**self.values, **_checked(self.values, kw)}, self.root)
 
+
 def _fits(want, value) -> bool:
     "Whether `value` may replace a setting whose settings.ini value is `want`: numbers stay numbers, lists lists."
     if isinstance(want, (list, tuple)):
         return isinstance(value, (list, tuple)) and (not want or all(_fits(want[0], v) for v in value))
-    if isinstance(want, bool): return isinstance(value, bool)
-    if isinstance(want, int): return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(want, float): return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(want, bool):
+        return isinstance(value, bool)
+    if isinstance(want, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(want, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
     return True  # text settings (paths, names, 'all') take any value
+
 
 def _checked(values, kw):
     unknown = sorted(set(kw) - set(values))
-    if unknown: raise ValueError(f"Unknown setting(s) {unknown}; known settings: {sorted(values)}")
+    if unknown:
+        raise ValueError(f"Unknown setting(s) {unknown}; known settings: {sorted(values)}")
     for k, v in kw.items():
         if not _fits(values[k], v):
-            raise TypeError(f"setting {k} = {v!r} ({type(v).__name__}): expected a value like its settings.ini one, "
-                            f"{values[k]!r}")
+            raise TypeError(
+                f"setting {k} = {v!r} ({type(v).__name__}): expected a value like its settings.ini one, {values[k]!r}"
+            )
     return kw
+
 
 # settings an environment variable may set: it beats settings.ini, an explicit override beats it
 ENV_SETTINGS = {'clip_path': 'MTC_CLIP_PATH'}
 
+
 def load_profile(name: str = 'default', settings: str | os.PathLike | None = None, **overrides) -> Profile:
     """Load profile `name` from settings.ini, then the environment (`ENV_SETTINGS`); `overrides` whose value is not
     None replace both."""
-    path = Path(settings) if settings else find_root()/'settings.ini'
+    path = Path(settings) if settings else find_root() / 'settings.ini'
     cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=('#',))
     cp.read(path)
     if name not in cp.sections():
@@ -124,14 +147,22 @@ def load_profile(name: str = 'default', settings: str | os.PathLike | None = Non
 def seed_everything(seed: int) -> None:
     "Seed python, numpy and torch."
     import torch
-    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
 
 def resolve_device(name: str | None = 'auto') -> str:
     "The torch device of a `device` setting: 'auto' (or none) is CUDA when available, else 'cpu'."
     import torch
-    if name in (None, '', 'auto'): return 'cuda' if torch.cuda.is_available() else 'cpu'
-    try: device = torch.device(name)
-    except RuntimeError: raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from None
+
+    if name in (None, '', 'auto'):
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from None
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f"device = {name}, but torch sees no CUDA device here: set device = auto or cpu")
     if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
@@ -142,6 +173,7 @@ def resolve_device(name: str | None = 'auto') -> str:
 def _cpu_model() -> str:
     "The CPU's model name, from /proc/cpuinfo where there is one."
     import platform
+
     cpuinfo = Path('/proc/cpuinfo')
     if cpuinfo.exists():
         for line in cpuinfo.read_text(errors='replace').splitlines():
@@ -149,48 +181,67 @@ def _cpu_model() -> str:
                 return line.split(':', 1)[1].strip()
     return platform.processor() or platform.machine()
 
+
 def machine_info() -> dict:
     "The machine a result is made on: CPU model, cores, torch and its thread count, the MKL code path, Python."
     import platform
     import torch
-    return {'cpu': _cpu_model(), 'cores': os.cpu_count(), 'torch': torch.__version__,
-            'threads': torch.get_num_threads(),
-            'mkl_cbwr': os.environ.get('MKL_CBWR', 'default'), 'cuda': torch.cuda.is_available(),
-            'python': platform.python_version(), 'platform': platform.platform()}
+
+    return {
+        'cpu': _cpu_model(),
+        'cores': os.cpu_count(),
+        'torch': torch.__version__,
+        'threads': torch.get_num_threads(),
+        'mkl_cbwr': os.environ.get('MKL_CBWR', 'default'),
+        'cuda': torch.cuda.is_available(),
+        'python': platform.python_version(),
+        'platform': platform.platform(),
+    }
 
 # %% ../nbs/00_core.ipynb #fdf02941
 def _jsonable(o):
-    if isinstance(o, dict): return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]
-    if isinstance(o, (np.floating, float)): return None if not np.isfinite(o) else round(float(o), 6)
-    if isinstance(o, np.integer): return int(o)
-    if isinstance(o, np.bool_): return bool(o)
-    if isinstance(o, Path): return str(o)
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        return None if not np.isfinite(o) else round(float(o), 6)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, Path):
+        return str(o)
     return o
+
 
 def write_json(path: str | os.PathLike, obj) -> Path:
     "Write `obj` as JSON atomically (numpy scalars converted)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + '.tmp')
     tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + '\n')
     os.replace(tmp, path)
     return path
 
+
 def update_results(cfg: Profile, **sections) -> dict:
     """Write `sections` into `cfg.fig_dir/results.json` and return the whole document. A section replaces its previous
     version whole (a rerun with other settings leaves nothing stale), except `timings_s`, which collects one entry
     per stage."""
-    path = cfg.fig_dir/'results.json'
+    path = cfg.fig_dir / 'results.json'
     cur = json.loads(path.read_text()) if path.exists() else {}
     if 'timings_s' in sections:
         sections = {**sections, 'timings_s': {**cur.get('timings_s', {}), **sections['timings_s']}}
-    new = _jsonable({**cur, 'profile': cfg.name, 'seed': cfg.seed, 'seeds': cfg.seeds, **sections,
-                    'machine': machine_info()})  # as the file will hold it
+    new = _jsonable(
+        {**cur, 'profile': cfg.name, 'seed': cfg.seed, 'seeds': cfg.seeds, **sections, 'machine': machine_info()}
+    )  # as the file will hold it
     write_json(path, new)
     return new
 
 # %% ../nbs/00_core.ipynb #c17dd6f3
 README_HEADER = "<!-- Built from nbs/index.ipynb by `mtc readme`: edit the notebook, not this file. -->\n\n"
+
 
 def build_readme(index_nb: str | os.PathLike) -> str:
     "README.md text from the cells of `index_nb`."
@@ -198,39 +249,78 @@ def build_readme(index_nb: str | os.PathLike) -> str:
     parts = []
     for c in nb['cells']:
         src = ''.join(c['source']).strip()
-        if not src or src.startswith('#| hide'): continue
+        if not src or src.startswith('#| hide'):
+            continue
         parts.append(src if c['cell_type'] == 'markdown' else f"```python\n{src}\n```")
     return README_HEADER + '\n\n'.join(parts) + '\n'
 
 # %% ../nbs/00_core.ipynb #c6139732
-STAGE_OF_NOTEBOOK = {'01_scenes': 'scenes', '02_encoders': 'encoder', '03_classifier': 'classifier',
-                     '05_dictionaries': 'dictionaries', '08_failure_modes': 'features', '09_benchmark': 'benchmark'}
+STAGE_OF_NOTEBOOK = {
+    '01_scenes': 'scenes',
+    '02_encoders': 'encoder',
+    '03_classifier': 'classifier',
+    '05_dictionaries': 'dictionaries',
+    '08_failure_modes': 'features',
+    '09_benchmark': 'benchmark',
+}
 STAGES = list(STAGE_OF_NOTEBOOK)  # stage notebooks, in the order data flows
-UPSTREAM = {'scenes': (), 'encoder': ('scenes',), 'classifier': ('encoder',), 'dictionaries': ('classifier',),
-            'features': ('dictionaries',), 'benchmark': ('features',)}
+UPSTREAM = {
+    'scenes': (),
+    'encoder': ('scenes',),
+    'classifier': ('encoder',),
+    'dictionaries': ('classifier',),
+    'features': ('dictionaries',),
+    'benchmark': ('features',),
+}
 STAGE_SETTINGS = {  # the settings each stage reads (settings of earlier stages reach it through their fingerprints)
     'scenes': ('dataset', 'image_root', 'n_images', 'image_size', 'violation_rate', 'modes', 'splits', 'seed'),
     'encoder': ('encoder', 'image_size', 'trunk_blocks', 'finetune_epochs', 'finetune_lr', 'clip_path', 'seed'),
     'classifier': ('head_hidden', 'head_epochs', 'head_lr', 'head_batch', 'seed'),
-    'dictionaries': ('dict_models', 'dict_levels', 'dict_k', 'dict_k_sweep', 'dict_epochs', 'dict_batch',
-                     'paper_epochs', 'seeds'),
-    'features': ('dict_models', 'dict_k', 'feature_top_n', 'feature_min_images', 'lmm_base_url', 'lmm_model',
-                 'lmm_judged_features', 'seed'),
+    'dictionaries': (
+        'dict_models',
+        'dict_levels',
+        'dict_k',
+        'dict_k_sweep',
+        'dict_epochs',
+        'dict_batch',
+        'paper_epochs',
+        'seeds',
+    ),
+    'features': (
+        'dict_models',
+        'dict_k',
+        'feature_top_n',
+        'feature_min_images',
+        'lmm_base_url',
+        'lmm_model',
+        'lmm_judged_features',
+        'seed',
+    ),
     'benchmark': ('benchmark_images', 'benchmark_bootstrap', 'generated_root', 'image_size', 'seed'),
 }
-STAGE_MODULES = {'scenes': ('scenes',), 'encoder': ('encoders',), 'classifier': ('classifier',),  # a stage's code
-                 'dictionaries': ('dictionaries', 'metrics'), 'features': ('features', 'interpret', 'stage_features'),
-                 'benchmark': ('benchmark',)}
+STAGE_MODULES = {
+    'scenes': ('scenes',),
+    'encoder': ('encoders',),
+    'classifier': ('classifier',),  # a stage's code
+    'dictionaries': ('dictionaries', 'metrics'),
+    'features': ('features', 'interpret', 'stage_features'),
+    'benchmark': ('benchmark',),
+}
 MANIFEST_SCHEMA_VERSION = 1
+
 
 class StaleStageError(RuntimeError):
     "A stage was asked to read an upstream stage whose outputs are missing or were made from other settings."
 
-def _hash(obj) -> str: return hashlib.sha256(json.dumps(_jsonable(obj), sort_keys=True).encode()).hexdigest()[:16]
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(_jsonable(obj), sort_keys=True).encode()).hexdigest()[:16]
+
 
 def _folder_listing(root: Path) -> str | None:
     "A hash of every file under a folder of images: relative path, size, modification time (None: no folder)."
-    if not root.is_dir(): return None
+    if not root.is_dir():
+        return None
     entries = []
     for p in sorted(root.rglob('*')):
         if p.is_file():
@@ -238,11 +328,14 @@ def _folder_listing(root: Path) -> str | None:
             entries.append((p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
     return _hash(entries)
 
+
 def _code_hash(stage: str) -> str:
     "A hash of the source of the modules that compute `stage`: changed code makes its outputs, and all after, stale."
     import importlib.util
+
     sources = [Path(importlib.util.find_spec(f'mtc_nb.{m}').origin).read_bytes() for m in STAGE_MODULES[stage]]
     return hashlib.sha256(b''.join(sources)).hexdigest()[:16]
+
 
 def stage_specs(cfg: Profile) -> dict:
     "For every stage: what its outputs depend on (settings, upstream fingerprints, inputs, code) and its fingerprint."
@@ -254,51 +347,75 @@ def stage_specs(cfg: Profile) -> dict:
         inputs = None
         if stage == 'scenes' and cfg.values.get('dataset') == 'folders':
             inputs = _folder_listing(cfg.path('image_root'))
-        if stage == 'benchmark': inputs = _folder_listing(cfg.path('generated_root'))
-        body = {'stage': stage, 'code': _code_hash(stage), 'settings': settings, 'inputs': inputs,
-                'upstream': {u: specs[u]['fingerprint'] for u in UPSTREAM[stage]}}
+        if stage == 'benchmark':
+            inputs = _folder_listing(cfg.path('generated_root'))
+        body = {
+            'stage': stage,
+            'code': _code_hash(stage),
+            'settings': settings,
+            'inputs': inputs,
+            'upstream': {u: specs[u]['fingerprint'] for u in UPSTREAM[stage]},
+        }
         specs[stage] = {**body, 'fingerprint': _hash(body)}
     return specs
+
 
 def ancestors(stage: str) -> list[str]:
     "Every stage whose outputs `stage` depends on, nearest first."
     out = []
-    for u in UPSTREAM[stage]: out += [u, *[a for a in ancestors(u) if a not in out]]
+    for u in UPSTREAM[stage]:
+        out += [u, *[a for a in ancestors(u) if a not in out]]
     return out
 
-def stage_dir(cfg: Profile, stage: str) -> Path: return cfg.run_dir/stage
+
+def stage_dir(cfg: Profile, stage: str) -> Path:
+    return cfg.run_dir / stage
+
 
 def read_manifest(cfg: Profile, stage: str) -> dict | None:
     "The manifest of a completed stage, or None (never run, or interrupted before it completed)."
-    p = stage_dir(cfg, stage)/'stage.json'
-    try: man = json.loads(p.read_text())
-    except (FileNotFoundError, json.JSONDecodeError): return None
+    p = stage_dir(cfg, stage) / 'stage.json'
+    try:
+        man = json.loads(p.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
     return man if man.get('complete') and man.get('schema_version') == MANIFEST_SCHEMA_VERSION else None
 
+
 def _what_changed(old: dict, new: dict) -> str:
-    changes = [f"{k}: {old['settings'].get(k)!r} → {v!r}" for k, v in new['settings'].items()
-               if old['settings'].get(k) != v]
+    changes = [
+        f"{k}: {old['settings'].get(k)!r} → {v!r}" for k, v in new['settings'].items() if old['settings'].get(k) != v
+    ]
     changes += [f"upstream stage {u} changed" for u, fp in new['upstream'].items() if old['upstream'].get(u) != fp]
-    if old.get('inputs') != new['inputs']: changes.append('the input images changed')
-    if old.get('code') != new['code']: changes.append('its code changed')
+    if old.get('inputs') != new['inputs']:
+        changes.append('the input images changed')
+    if old.get('code') != new['code']:
+        changes.append('its code changed')
     return 'stale (' + '; '.join(changes or ['fingerprint differs']) + ')'
+
 
 def stage_state(cfg: Profile, stage: str, specs: dict | None = None) -> tuple[bool, str]:
     "(current, why): whether `stage`'s completed outputs were made from the current settings, and in words."
     spec = (specs or stage_specs(cfg))[stage]
     man = read_manifest(cfg, stage)
-    if man is None: return False, 'not run yet, or interrupted before it completed'
-    if man['fingerprint'] == spec['fingerprint']: return True, f"unchanged (fingerprint {spec['fingerprint']})"
+    if man is None:
+        return False, 'not run yet, or interrupted before it completed'
+    if man['fingerprint'] == spec['fingerprint']:
+        return True, f"unchanged (fingerprint {spec['fingerprint']})"
     return False, _what_changed(man, spec)
+
 
 def require_stage(cfg: Profile, stage: str, specs: dict | None = None, reader: str | None = None) -> dict:
     "The manifest of `stage`, whose outputs must be complete and current (else `StaleStageError`, naming what changed)."
     current, why = stage_state(cfg, stage, specs)
     if not current:
         who = f"stage {reader!r} reads stage {stage!r}" if reader else f"stage {stage!r}"
-        raise StaleStageError(f"{who}, which is {why}: run the stages in order, "
-                              f"e.g. `mtc reproduce --profile {cfg.name}` (it reruns only what changed)")
+        raise StaleStageError(
+            f"{who}, which is {why}: run the stages in order, "
+            f"e.g. `mtc reproduce --profile {cfg.name}` (it reruns only what changed)"
+        )
     return read_manifest(cfg, stage)
+
 
 def open_stage(cfg: Profile, stage: str, force: bool = False) -> tuple[dict, dict | None]:
     """Begin `stage`: every stage upstream must be complete and current (else `StaleStageError`, naming what changed).
@@ -308,18 +425,28 @@ def open_stage(cfg: Profile, stage: str, force: bool = False) -> tuple[dict, dic
     for u in reversed(ancestors(stage)):  # the earliest stale one is the cause
         require_stage(cfg, u, specs, reader=stage)
     current, _ = stage_state(cfg, stage, specs)
-    if current and not force: return specs[stage], read_manifest(cfg, stage)
-    (stage_dir(cfg, stage)/'stage.json').unlink(missing_ok=True)
+    if current and not force:
+        return specs[stage], read_manifest(cfg, stage)
+    (stage_dir(cfg, stage) / 'stage.json').unlink(missing_ok=True)
     return {**specs[stage], 'opened': time.perf_counter()}, None
+
 
 def close_stage(cfg: Profile, stage: str, spec: dict, **record) -> dict:
     "Mark `stage` complete: its manifest (spec, machine, and `record`: what it produced) is written last, atomically."
     seconds = time.perf_counter() - spec['opened'] if 'opened' in spec else None
     spec = {k: v for k, v in spec.items() if k != 'opened'}
-    man = {'schema_version': MANIFEST_SCHEMA_VERSION, **spec, 'complete': True, 'created': time.time(),
-           'seconds': seconds, 'machine': machine_info(), **record}
-    write_json(stage_dir(cfg, stage)/'stage.json', man)
+    man = {
+        'schema_version': MANIFEST_SCHEMA_VERSION,
+        **spec,
+        'complete': True,
+        'created': time.time(),
+        'seconds': seconds,
+        'machine': machine_info(),
+        **record,
+    }
+    write_json(stage_dir(cfg, stage) / 'stage.json', man)
     return read_manifest(cfg, stage)
+
 
 @contextlib.contextmanager
 def timed(cfg: Profile, stage: str):
@@ -337,40 +464,53 @@ def _rate_tolerance(p: float, n: int) -> float:
     n = max(int(n), 1)
     return 3 * math.sqrt(max(p * (1 - p), 0.0) / n) + 1 / n
 
+
 def headline_numbers(results: dict) -> dict:
     "Headline numbers of a results.json document with their tolerances: {key: (value, tolerance or 0 for exact)}."
     out = {}
     ds = results.get('dataset', {})
     for k in ('n_images', 'n_modes', 'n_categories'):
-        if k in ds: out[f'dataset.{k}'] = (ds[k], 0)
-    for split, n in ds.get('splits', {}).items(): out[f'dataset.splits.{split}'] = (n, 0)
+        if k in ds:
+            out[f'dataset.{k}'] = (ds[k], 0)
+    for split, n in ds.get('splits', {}).items():
+        out[f'dataset.splits.{split}'] = (n, 0)
     n_test = ds.get('splits', {}).get('test', 1)
     cl = results.get('classifier', {})
     for k in ('test_accuracy', 'test_auroc'):
-        if cl.get(k) is not None: out[f'classifier.{k}'] = (cl[k], _rate_tolerance(cl[k], n_test))
+        if cl.get(k) is not None:
+            out[f'classifier.{k}'] = (cl[k], _rate_tolerance(cl[k], n_test))
     per_mode_n = cl.get('per_mode_n', {})
     for mode, r in cl.get('per_mode_recall', {}).items():
         n = per_mode_n.get(mode, n_test / (2 * max(ds.get('n_modes', 1), 1)))
-        if r is not None: out[f'classifier.per_mode_recall.{mode}'] = (r, _rate_tolerance(r, n))
+        if r is not None:
+            out[f'classifier.per_mode_recall.{mode}'] = (r, _rate_tolerance(r, n))
     # floors: the spread measured across MKL code paths, beyond the seeds' (a fresh clone under MKL_CBWR=COMPATIBLE
     # moved the SAEs' FVU by 6-7% and a relevance fraction by 0.05: the encoder's top stages adapt differently)
     for model, v in results.get('dictionaries', {}).items():
         for k, floor in (('fvu', 0.10), ('l0', 0.05)):
             for level, x, s in zip(v.get('levels', []), v.get(k, []), v.get(f'{k}_std', [])):
-                if x is not None: out[f'dictionaries.{model}.{k}@{level}'] = (x, 3 * (s or 0) + floor * abs(x))
+                if x is not None:
+                    out[f'dictionaries.{model}.{k}@{level}'] = (x, 3 * (s or 0) + floor * abs(x))
         if v.get('dead_fraction') is not None:
             dead_tol = 3 * (v.get('dead_fraction_std') or 0) + 0.02
             out[f'dictionaries.{model}.dead_fraction'] = (v['dead_fraction'], dead_tol)
     n_modes = max(ds.get('n_modes', 1), 1)
     for model, v in results.get('features', {}).items():
-        for k, floor in (('relevance_fraction', 0.06), ('threshold_relevance_fraction', 0.06), ('accuracy', 0.06),
-                         ('mode_coverage', 1 / n_modes)):
-            if v.get(k) is not None: out[f'features.{model}.{k}'] = (v[k], 3 * (v.get(f'{k}_std') or 0) + floor)
+        for k, floor in (
+            ('relevance_fraction', 0.06),
+            ('threshold_relevance_fraction', 0.06),
+            ('accuracy', 0.06),
+            ('mode_coverage', 1 / n_modes),
+        ):
+            if v.get(k) is not None:
+                out[f'features.{model}.{k}'] = (v[k], 3 * (v.get(f'{k}_std') or 0) + floor)
     return out
+
 
 def check_results(committed: dict, fresh: dict):
     "Each headline number of `committed` beside `fresh`'s, with its tolerance and whether it agrees (a DataFrame)."
     import pandas as pd
+
     ref, new = headline_numbers(committed), headline_numbers(fresh)
     rows = []
     for key, (value, tol) in ref.items():
@@ -382,34 +522,44 @@ def check_results(committed: dict, fresh: dict):
 # %% ../nbs/00_core.ipynb #e9ae637c
 SELF_CHECK_TAG = 'self-check'  # cells that test the library: `make test` runs them, `mtc reproduce` leaves them out
 
+
 def stage_notebook(path: str | os.PathLike):
     "The notebook at `path` as `mtc reproduce` runs it: without its self-check cells (those are `make test`'s)."
     import nbformat
+
     nb = nbformat.read(str(path), as_version=4)
     nb.cells = [c for c in nb.cells if SELF_CHECK_TAG not in c.get('metadata', {}).get('tags', [])]
     return nb
 
+
 def _run_record(cfg: Profile, name: str, fingerprint: str) -> dict:
     "What an executed stage notebook was made from: its stage's fingerprint, its source and where its figures went."
-    source = hashlib.sha256((cfg.root/'nbs'/f'{name}.ipynb').read_bytes()).hexdigest()[:16]
+    source = hashlib.sha256((cfg.root / 'nbs' / f'{name}.ipynb').read_bytes()).hexdigest()[:16]
     return {'fingerprint': fingerprint, 'notebook': source, 'figures_dir': str(cfg.fig_dir)}
+
 
 def check_inputs(cfg: Profile) -> None:
     """Fail before any stage runs (and writes into the user's figures) when the profile's inputs are missing: the
     CLIP folder of the clip encoder, the two class folders of `dataset = folders`."""
-    if cfg.encoder == 'clip' and not (cfg.path('clip_path')/'config.json').exists():
-        raise FileNotFoundError(f"No CLIP weights at {cfg.path('clip_path')} (clip_path, or $MTC_CLIP_PATH): put "
-                                "a saved openai/clip-vit-large-patch14 there (config.json, model.safetensors, "
-                                "preprocessor_config.json); see data/README.md")
+    if cfg.encoder == 'clip' and not (cfg.path('clip_path') / 'config.json').exists():
+        raise FileNotFoundError(
+            f"No CLIP weights at {cfg.path('clip_path')} (clip_path, or $MTC_CLIP_PATH): put "
+            "a saved openai/clip-vit-large-patch14 there (config.json, model.safetensors, "
+            "preprocessor_config.json); see data/README.md"
+        )
     if cfg.dataset == 'folders':
-        missing = [sub for sub in ('human_correct', 'human_error') if not (cfg.path('image_root')/sub).is_dir()]
-        if missing: raise FileNotFoundError(f"Expected folders of images {missing} under {cfg.path('image_root')} "
-                                            "(image_root); see data/README.md")
+        missing = [sub for sub in ('human_correct', 'human_error') if not (cfg.path('image_root') / sub).is_dir()]
+        if missing:
+            raise FileNotFoundError(
+                f"Expected folders of images {missing} under {cfg.path('image_root')} (image_root); see data/README.md"
+            )
+
 
 def tidy_streams(executed: Path) -> None:
     """Rewrite an executed notebook so each cell's printed text reads as a terminal would have left it: consecutive
     stream outputs merged, and of every line redrawn with carriage returns (progress bars) only its last state."""
     import nbformat
+
     nb = nbformat.read(executed, as_version=4)
     for cell in nb.cells:
         merged = []
@@ -417,22 +567,28 @@ def tidy_streams(executed: Path) -> None:
             same_stream = merged and merged[-1].output_type == 'stream' and merged[-1].get('name') == o.get('name')
             if o.output_type == 'stream' and same_stream:
                 merged[-1].text += o.text
-            else: merged.append(o)
+            else:
+                merged.append(o)
         for o in merged:
-            if o.output_type == 'stream': o.text = '\n'.join(line.rsplit('\r', 1)[-1] for line in o.text.split('\n'))
-        if 'outputs' in cell: cell.outputs = merged
+            if o.output_type == 'stream':
+                o.text = '\n'.join(line.rsplit('\r', 1)[-1] for line in o.text.split('\n'))
+        if 'outputs' in cell:
+            cell.outputs = merged
     nbformat.write(nb, executed)
+
 
 def render_html(executed: Path) -> Path:
     "A static HTML rendering of an executed notebook, beside it (figures and inspector previews inline)."
     import nbformat
     from nbconvert import HTMLExporter
+
     body, _ = HTMLExporter(template_name='lab').from_notebook_node(nbformat.read(executed, as_version=4))
     html_file = executed.with_suffix('.html')
     tmp = html_file.with_suffix('.html.tmp')
     tmp.write_text(body, encoding='utf-8')
     os.replace(tmp, html_file)
     return html_file
+
 
 def run_stages(profile: str = 'default', stages: list[str] | None = None, force: bool = False, **params) -> list[Path]:
     """Execute the stage notebooks with papermill (`params` override the profile's settings); executed copies go to
@@ -441,51 +597,69 @@ def run_stages(profile: str = 'default', stages: list[str] | None = None, force:
     that had not completed."""
     cfg = load_profile(profile, **params)  # unknown or malformed overrides fail here, before any stage runs
     check_inputs(cfg)
-    out = cfg.run_dir/'runs'
+    out = cfg.run_dir / 'runs'
     out.mkdir(parents=True, exist_ok=True)
     unknown = [s for s in stages or [] if s not in STAGE_OF_NOTEBOOK]
-    if unknown: raise ValueError(f"Unknown stage notebook(s) {unknown}; stages: {STAGES}")
+    if unknown:
+        raise ValueError(f"Unknown stage notebook(s) {unknown}; stages: {STAGES}")
     done = []
     backend = os.environ.get('MPLBACKEND')
     os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'  # the kernels draw figures into the copies
     try:
-        for name in stages or STAGES: done.append(_run_stage(cfg, name, out, force, params))
+        for name in stages or STAGES:
+            done.append(_run_stage(cfg, name, out, force, params))
     finally:
-        if backend is None: os.environ.pop('MPLBACKEND')
-        else: os.environ['MPLBACKEND'] = backend
+        if backend is None:
+            os.environ.pop('MPLBACKEND')
+        else:
+            os.environ['MPLBACKEND'] = backend
     return done
+
 
 def _run_stage(cfg, name: str, out: Path, force: bool, params: dict) -> Path:
     "Run stage notebook `name` with papermill unless it is current; returns its executed copy."
     import papermill as pm
+
     stage = STAGE_OF_NOTEBOOK[name]
     current, why = stage_state(cfg, stage)
-    record_file, executed = out/f'{name}.json', out/f'{name}.ipynb'
+    record_file, executed = out / f'{name}.json', out / f'{name}.ipynb'
     record = _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint'])
     old = json.loads(record_file.read_text()) if record_file.exists() else None
     if current and not force and old == record and executed.exists():
         print(f"[mtc] {name}: skipped, {why}; --force reruns it", flush=True)
-        if not executed.with_suffix('.html').exists(): render_html(executed)
+        if not executed.with_suffix('.html').exists():
+            render_html(executed)
         return executed
     print(f"[mtc] running stage {name} (profile {cfg.name}): {'forced' if force else why}", flush=True)
     record_file.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    pm.execute_notebook(stage_notebook(cfg.root/'nbs'/f'{name}.ipynb'), str(executed),
-                        parameters={'profile': cfg.name, 'overrides': params, 'force': force},
-                        kernel_name='python3', cwd=str(cfg.root/'nbs'), progress_bar=False)
+    pm.execute_notebook(
+        stage_notebook(cfg.root / 'nbs' / f'{name}.ipynb'),
+        str(executed),
+        parameters={'profile': cfg.name, 'overrides': params, 'force': force},
+        kernel_name='python3',
+        cwd=str(cfg.root / 'nbs'),
+        progress_bar=False,
+    )
     tidy_streams(executed)
     render_html(executed)
     write_json(record_file, _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint']))
-    print(f"[mtc] {name} done in {time.perf_counter() - t0:.1f}s; read it in a browser: "
-          f"{executed.with_suffix('.html')}", flush=True)
+    print(
+        f"[mtc] {name} done in {time.perf_counter() - t0:.1f}s; read it in a browser: {executed.with_suffix('.html')}",
+        flush=True,
+    )
     return executed
+
 
 def _committed_results(ref: str, root: Path) -> dict:
     "results.json from a file, or from git (`git:REF`, the file at figures/results.json in commit REF)."
     import subprocess
-    if not ref.startswith('git:'): return json.loads(Path(ref).read_text())
+
+    if not ref.startswith('git:'):
+        return json.loads(Path(ref).read_text())
     show = ['git', '-C', str(root), 'show', f"{ref[4:]}:figures/results.json"]
     return json.loads(subprocess.run(show, check=True, capture_output=True, text=True).stdout)
+
 
 def embed_command(profile: str, loader_workers: int | None = None, shard_rows: int = 1024, **overrides) -> dict:
     """`mtc embed`: encode every image of a profile into its cache, this process's share of them. Run it alone, or as
@@ -494,39 +668,66 @@ def embed_command(profile: str, loader_workers: int | None = None, shard_rows: i
     starts only one). Each rank fills its own shards, rank 0 merges the index; a rerun computes only what is missing."""
     from accelerate import Accelerator
     from mtc_nb.encoders import embed_profile_images
+
     cfg = load_profile(profile, **overrides)
     on_cpu = cfg.torch_device == 'cpu'
     acc = Accelerator(cpu=on_cpu)  # on the CPU, `accelerate launch --multi_gpu` starts the processes (gloo)
     device = 'cpu' if on_cpu else str(acc.device)
     workers = cfg.workers if loader_workers is None else loader_workers
-    out = embed_profile_images(cfg, (acc.process_index, acc.num_processes), workers, device,
-                               progress=acc.is_local_main_process, shard_rows=shard_rows)
-    for f, reason in out['unreadable']: print(f"[mtc] unreadable: {f}: {reason}", flush=True)
+    out = embed_profile_images(
+        cfg,
+        (acc.process_index, acc.num_processes),
+        workers,
+        device,
+        progress=acc.is_local_main_process,
+        shard_rows=shard_rows,
+    )
+    for f, reason in out['unreadable']:
+        print(f"[mtc] unreadable: {f}: {reason}", flush=True)
     acc.wait_for_everyone()
     if acc.is_main_process:
         index = out['cache'].merge()
-        print(f"[mtc] {len(index['rows'])} images in {out['cache'].folder} ({len(index['shards'])} shards, "
-              f"{acc.num_processes} process(es) on {device})", flush=True)
+        print(
+            f"[mtc] {len(index['rows'])} images in {out['cache'].folder} ({len(index['shards'])} shards, "
+            f"{acc.num_processes} process(es) on {device})",
+            flush=True,
+        )
     acc.end_training()
     return out
+
 
 def main(argv: list[str] | None = None) -> None:
     "Command line: `mtc reproduce`, `mtc embed`, `mtc label`, `mtc check-results`, `mtc readme` (`mtc COMMAND --help`)."
     import argparse
+
     ap = argparse.ArgumentParser(prog='mtc', description=main.__doc__)
     sub = ap.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('reproduce', help='run the stage notebooks with papermill (stages already current are skipped)')
     r.add_argument('--profile', default='default')
     r.add_argument('--stages', nargs='*', help=f'stage notebooks to run, of {STAGES}')
     r.add_argument('--force', action='store_true', help='rerun the stages even where their outputs are current')
-    r.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
-                   help='override a setting of the profile for this run (a papermill parameter), e.g. -p lmm_model m')
+    r.add_argument(
+        '-p',
+        '--param',
+        nargs=2,
+        action='append',
+        default=[],
+        metavar=('NAME', 'VALUE'),
+        help='override a setting of the profile for this run (a papermill parameter), e.g. -p lmm_model m',
+    )
     e = sub.add_parser('embed', help="encode a profile's images into its cache; in parallel under `accelerate launch`")
     e.add_argument('--profile', default='default')
     e.add_argument('--workers', type=int, default=None, help="DataLoader workers decoding images (default: workers)")
     e.add_argument('--shard-rows', type=int, default=1024, help="images per cache shard: the unit of work of a rank")
-    e.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
-                   help='override a setting of the profile, e.g. -p data_dir /elsewhere')
+    e.add_argument(
+        '-p',
+        '--param',
+        nargs=2,
+        action='append',
+        default=[],
+        metavar=('NAME', 'VALUE'),
+        help='override a setting of the profile, e.g. -p data_dir /elsewhere',
+    )
     c = sub.add_parser('check-results', help="compare a run's headline numbers with the committed ones")
     c.add_argument('--committed', default='git:HEAD', help='a results.json, or git:REF (default git:HEAD)')
     c.add_argument('--fresh', default='figures/results.json', help='the results.json of the run to check')
@@ -534,8 +735,15 @@ def main(argv: list[str] | None = None) -> None:
     lab.add_argument('paths', nargs='+', help='image files or folders (searched recursively)')
     lab.add_argument('--profile', default='default', help='whose trained artifacts to use')
     lab.add_argument('--format', default='jsonl', choices=['jsonl', 'csv'])
-    lab.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
-                     help='override a setting of the profile, e.g. -p data_dir /elsewhere')
+    lab.add_argument(
+        '-p',
+        '--param',
+        nargs=2,
+        action='append',
+        default=[],
+        metavar=('NAME', 'VALUE'),
+        help='override a setting of the profile, e.g. -p data_dir /elsewhere',
+    )
     m = sub.add_parser('readme', help='build README.md from nbs/index.ipynb')
     m.add_argument('--check', action='store_true', help='exit 1 if README.md is out of date')
     a = ap.parse_args(argv)
@@ -547,22 +755,26 @@ def main(argv: list[str] | None = None) -> None:
     elif a.cmd == 'label':
         import sys
         from mtc_nb.benchmark import label, write_labels
+
         rows, unreadable = label(a.paths, a.profile, **{k: _parse(v) for k, v in a.param})
         write_labels(rows, unreadable, a.format, sys.stdout)
-        for f, reason in unreadable: print(f"[mtc] unreadable: {f}: {reason}", file=sys.stderr)
+        for f, reason in unreadable:
+            print(f"[mtc] unreadable: {f}: {reason}", file=sys.stderr)
     elif a.cmd == 'check-results':
-        fresh = Path(a.fresh) if Path(a.fresh).is_absolute() else root/a.fresh
+        fresh = Path(a.fresh) if Path(a.fresh).is_absolute() else root / a.fresh
         table = check_results(_committed_results(a.committed, root), json.loads(fresh.read_text()))
         with __import__('pandas').option_context('display.max_rows', None, 'display.width', 160):
             print(table.to_string(index=False))
         print(f"{int(table.agrees.sum())} of {len(table)} headline numbers agree within tolerance")
-        if not table.agrees.all(): raise SystemExit(1)
+        if not table.agrees.all():
+            raise SystemExit(1)
     else:
-        text = build_readme(root/'nbs'/'index.ipynb')
-        cur = (root/'README.md').read_text() if (root/'README.md').exists() else ''
+        text = build_readme(root / 'nbs' / 'index.ipynb')
+        cur = (root / 'README.md').read_text() if (root / 'README.md').exists() else ''
         if a.check:
-            if cur != text: raise SystemExit("README.md is out of date: run `mtc readme`.")
+            if cur != text:
+                raise SystemExit("README.md is out of date: run `mtc readme`.")
             print("README.md is in sync with nbs/index.ipynb")
         else:
-            (root/'README.md').write_text(text)
+            (root / 'README.md').write_text(text)
             print("wrote README.md")

@@ -31,9 +31,11 @@ __all__ = ['SCHEMA_VERSION', 'KINDS', 'DictConfig', 'paper_block_k', 'paper_repo
 SCHEMA_VERSION = 1
 KINDS = ('matryoshka_transcoder', 'paper_repo', 'transcoder', 'sae', 'matryoshka_sae', 'skip_transcoder')
 
+
 @dataclass(frozen=True)
 class DictConfig:
     "One dictionary to train. Its `kind` fixes target (h1 or h2), nesting and architecture."
+
     kind: str = 'matryoshka_transcoder'  # one of KINDS
     d_in: int = 1280  # width of the input (h2)
     d_out: int = 256  # width of the target (h1 for transcoders, = d_in for SAEs)
@@ -46,7 +48,9 @@ class DictConfig:
     # AuxK loss weight. The reconstruction term is about d_out·FVU, so 1 here is about 1/d_out in Gao et al.'s units
     # (they use 1/32): lighter than theirs; heavier revives latents and raises the FVU here (benchmarks/peers.py)
     aux_coef: float = 1.0
-    dead_steps: int = 8  # a latent silent this many steps counts as dead for AuxK: a floor on firing rate (1/512 samples at batch 64)
+    dead_steps: int = (
+        8  # a latent silent this many steps counts as dead for AuxK: a floor on firing rate (1/512 samples at batch 64)
+    )
     l1_coef: float = 0.01  # paper_repo: weight of mean |z|
     lr: float | None = None  # None: 3.5e-4 · sqrt(2048 / d_sae) (paper_repo: 1e-4)
     weight_decay: float = 0.0  # AdamW weight decay (paper_repo: 1e-5)
@@ -56,38 +60,59 @@ class DictConfig:
     theta_momentum: float = 0.01  # EMA rate of the inference threshold
 
     @property
-    def is_transcoder(self) -> bool: return self.kind not in ('sae', 'matryoshka_sae')
+    def is_transcoder(self) -> bool:
+        return self.kind not in ('sae', 'matryoshka_sae')
+
     @property
-    def nested(self) -> tuple: return tuple(self.levels) if self.kind in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae') else (self.d_sae,)
+    def nested(self) -> tuple:
+        return (
+            tuple(self.levels)
+            if self.kind in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae')
+            else (self.d_sae,)
+        )
+
     @property
-    def skip(self) -> bool: return self.kind == 'skip_transcoder'
+    def skip(self) -> bool:
+        return self.kind == 'skip_transcoder'
+
     @property
     def weights(self) -> tuple:
-        if self.level_weights is not None: return tuple(self.level_weights)
+        if self.level_weights is not None:
+            return tuple(self.level_weights)
         if self.kind == 'paper_repo':  # 0.1, 0.15, 0.2, 0.25, 0.3 for five levels; the same ramp, normalised, otherwise
-            w = np.linspace(0.1, 0.3, len(self.nested)); return tuple(float(round(v, 10)) for v in w / w.sum())
+            w = np.linspace(0.1, 0.3, len(self.nested))
+            return tuple(float(round(v, 10)) for v in w / w.sum())
         return tuple([1.0 / len(self.nested)] * len(self.nested))
+
     @property
     def learning_rate(self) -> float:
-        if self.lr is not None: return self.lr
+        if self.lr is not None:
+            return self.lr
         # Gao et al.'s 1/sqrt(d_sae) scaling, with a constant 1.6x lower than their 2e-4/sqrt(d_sae/16384): the
         # highest rate that keeps dead latents under 2% on a few thousand samples; their rate gives 8% lower FVU
         # with a quarter of the latents dead (benchmarks/peers.py)
         return 1e-4 if self.kind == 'paper_repo' else 3.5e-4 * math.sqrt(2048 / self.d_sae)
 
     def validate(self):
-        if self.kind not in KINDS: raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if list(self.nested) != sorted(set(self.nested)) or self.nested[-1] != self.d_sae:
             raise ValueError(f"levels must increase strictly and end at d_sae={self.d_sae}, got {self.nested}")
-        if len(self.weights) != len(self.nested): raise ValueError(f"level_weights needs {len(self.nested)} values, got {len(self.weights)}")
-        if self.kind == 'paper_repo' and len(self.block_k) != len(self.levels): raise ValueError("block_k needs one k per level")
-        if self.kind != 'paper_repo' and not (0 < self.k <= self.d_sae): raise ValueError(f"k must lie in (0, d_sae], got {self.k}")
+        if len(self.weights) != len(self.nested):
+            raise ValueError(f"level_weights needs {len(self.nested)} values, got {len(self.weights)}")
+        if self.kind == 'paper_repo' and len(self.block_k) != len(self.levels):
+            raise ValueError("block_k needs one k per level")
+        if self.kind != 'paper_repo' and not (0 < self.k <= self.d_sae):
+            raise ValueError(f"k must lie in (0, d_sae], got {self.k}")
         return self
 
+
 def paper_block_k(levels) -> tuple:
-    "The paper code's per-block k for other level widths: 1/8 of the first block, 1/4 of the others (16/32/64/128/256 for 128…2048)."
+    """The paper code's per-block k for other level widths: 1/8 of the first block, 1/4 of the others (16/32/64/128/256
+    for 128…2048)."""
     sizes = np.diff([0, *levels])
     return tuple(max(1, int(round(s / (8 if i == 0 else 4)))) for i, s in enumerate(sizes))
+
 
 def paper_repo_config(d_in: int, d_out: int, **kw) -> DictConfig:
     "The paper code's Matryoshka transcoder, hyper-parameters included."
@@ -100,30 +125,39 @@ class ForwardOutput(NamedTuple):
     recons: torch.Tensor  # reconstruction per level (G, M, B, d_out)
     pre: torch.Tensor  # pre-activations (M, B, d_sae)
 
+
 class Dictionary(torch.nn.Module):
-    "M canonical (Batch)TopK dictionaries of one shape: Matryoshka transcoder, transcoder, SAE, Matryoshka SAE, skip transcoder."
+    """M canonical (Batch)TopK dictionaries of one shape: Matryoshka transcoder, transcoder, SAE, Matryoshka SAE, skip
+    transcoder."""
+
     def __init__(self, cfgs: list[DictConfig]):
         super().__init__()
-        cfgs = [c.validate() for c in cfgs]; c0 = cfgs[0]
+        cfgs = [c.validate() for c in cfgs]
+        c0 = cfgs[0]
         shape = lambda c: (c.kind, c.d_in, c.d_out, c.d_sae, c.nested)
-        if c0.kind == 'paper_repo' or any(shape(c) != shape(c0) for c in cfgs): raise ValueError("a Dictionary stacks canonical configs of one shape")
+        if c0.kind == 'paper_repo' or any(shape(c) != shape(c0) for c in cfgs):
+            raise ValueError("a Dictionary stacks canonical configs of one shape")
         self.cfgs, M = cfgs, len(cfgs)
         W_enc, W_dec = [], []
         for c in cfgs:
             g = torch.Generator().manual_seed(c.seed)
-            w = torch.randn(c.d_sae, c.d_out, generator=g); w = w / w.norm(dim=1, keepdim=True)
+            w = torch.randn(c.d_sae, c.d_out, generator=g)
+            w = w / w.norm(dim=1, keepdim=True)
             W_dec.append(w)
             # an SAE's encoder starts as its decoder's transpose (Gao et al.): 39% → 0% dead latents here, and a lower
             # FVU (benchmarks/peers.py); a transcoder's, whose input is not its target, small and random
-            if c.is_transcoder: W_enc.append(torch.randn(c.d_in, c.d_sae, generator=g) * (0.1 / math.sqrt(c.d_in)))
-            else: W_enc.append(w.T.clone())
+            if c.is_transcoder:
+                W_enc.append(torch.randn(c.d_in, c.d_sae, generator=g) * (0.1 / math.sqrt(c.d_in)))
+            else:
+                W_enc.append(w.T.clone())
         self.W_enc = torch.nn.Parameter(torch.stack(W_enc))
         self.b_enc = torch.nn.Parameter(torch.zeros(M, c0.d_sae))
         self.W_dec = torch.nn.Parameter(torch.stack(W_dec))
         self.b_dec = torch.nn.Parameter(torch.zeros(M, c0.d_out))
         self.b_pre = torch.nn.Parameter(torch.zeros(M, c0.d_in))
         self.W_skip = torch.nn.Parameter(torch.zeros(M, c0.d_in, c0.d_out)) if c0.skip else None
-        self.register_buffer('x_scale', torch.ones(M)); self.register_buffer('y_scale', torch.ones(M))
+        self.register_buffer('x_scale', torch.ones(M))
+        self.register_buffer('y_scale', torch.ones(M))
         self.register_buffer('theta', torch.zeros(M))
         self.register_buffer('k', torch.tensor([c.k for c in cfgs]))
         self.register_buffer('since_fired', torch.zeros(M, c0.d_sae, dtype=torch.long))
@@ -133,31 +167,39 @@ class Dictionary(torch.nn.Module):
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor, y: torch.Tensor):
         "b_pre := mean input, b_dec := mean target (the transcoder hygiene); input and target scales (RMS per dim)."
-        self.b_pre.copy_(x.mean(0).expand_as(self.b_pre)); self.b_dec.copy_(y.mean(0).expand_as(self.b_dec))
+        self.b_pre.copy_(x.mean(0).expand_as(self.b_pre))
+        self.b_dec.copy_(y.mean(0).expand_as(self.b_dec))
         rms = lambda t: ((t - t.mean(0)) ** 2).sum(1).mean().div(t.shape[1]).sqrt().clamp_min(1e-8)
-        self.x_scale.fill_(float(rms(x))); self.y_scale.fill_(float(rms(y)))
+        self.x_scale.fill_(float(rms(x)))
+        self.y_scale.fill_(float(rms(y)))
 
-    def _centred(self, x): return (x[None] - self.b_pre[:, None]) / self.x_scale[:, None, None]  # (M, B, d_in)
+    def _centred(self, x):
+        return (x[None] - self.b_pre[:, None]) / self.x_scale[:, None, None]  # (M, B, d_in)
 
     def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
         return torch.baddbmm(self.b_enc[:, None], self._centred(x), self.W_enc)
 
     def _sparsify(self, pre: torch.Tensor) -> torch.Tensor:
         acts = F.relu(pre)
-        if not self.training: return acts * (acts > self.theta[:, None, None])
+        if not self.training:
+            return acts * (acts > self.theta[:, None, None])
         M, B, D = acts.shape
         with torch.no_grad():  # BatchTopK as a threshold: model m keeps its k_m·B largest activations in the batch
-            flat = acts.detach().reshape(M, B * D); kth = torch.empty(M, dtype=acts.dtype, device=acts.device)
+            flat = acts.detach().reshape(M, B * D)
+            kth = torch.empty(M, dtype=acts.dtype, device=acts.device)
             for m in range(M):
                 n_keep = min(int(self.k[m]) * B, B * D)
-                cand = flat[m][flat[m] >= self.theta[m] / 2]  # θ ≈ last step's threshold: when n_keep values pass θ/2, the
+                cand = flat[m][
+                    flat[m] >= self.theta[m] / 2
+                ]  # θ ≈ last step's threshold: when n_keep values pass θ/2, the
                 src = cand if len(cand) >= n_keep else flat[m]  # n_keep-th largest is among them (a 10× shorter search)
                 kth[m] = src.kthvalue(len(src) - n_keep + 1).values
             keep = (acts >= kth[:, None, None]) & (acts > 0)
             # the inference threshold θ: EMA of the smallest kept activation
             smallest = kth.clone()
             for m in torch.nonzero(kth <= 0).flatten().tolist():  # fewer than k·B positive activations
-                pos = flat[m][flat[m] > 0]; smallest[m] = pos.min() if len(pos) else self.theta[m]
+                pos = flat[m][flat[m] > 0]
+                smallest[m] = pos.min() if len(pos) else self.theta[m]
             m_ = torch.tensor([c.theta_momentum for c in self.cfgs], device=acts.device)
             self.theta.copy_(torch.where(self.theta == 0, smallest, (1 - m_) * self.theta + m_ * smallest))
         return acts * keep
@@ -171,34 +213,43 @@ class Dictionary(torch.nn.Module):
         return self._decode_levels(f, x)[-1]
 
     def _decode_levels(self, f, x=None):
-        "Reconstruction per level (G, M, B, d_out): b_dec (+ x W_skip) + y_scale · (cumulative sum of the blocks' f W_dec)."
+        """Reconstruction per level (G, M, B, d_out): b_dec (+ x W_skip) + y_scale · (cumulative sum of the blocks' f
+        W_dec)."""
         out, acc, sizes = [], None, np.diff([0] + self.levels).tolist()
         base = self.b_dec[:, None]
-        if self.W_skip is not None: base = base + torch.bmm(x[None].expand(f.shape[0], -1, -1), self.W_skip)
-        for fb, Wb in zip(f.split(sizes, dim=-1), self.W_dec.split(sizes, dim=1)):  # one split: its backward is one concat
-            acc = torch.bmm(fb, Wb) if acc is None else torch.baddbmm(acc, fb, Wb); out.append(acc)
+        if self.W_skip is not None:
+            base = base + torch.bmm(x[None].expand(f.shape[0], -1, -1), self.W_skip)
+        for fb, Wb in zip(
+            f.split(sizes, dim=-1), self.W_dec.split(sizes, dim=1)
+        ):  # one split: its backward is one concat
+            acc = torch.bmm(fb, Wb) if acc is None else torch.baddbmm(acc, fb, Wb)
+            out.append(acc)
         return torch.stack(out) * self.y_scale[:, None, None] + base  # decoder rows are unit-norm in target-RMS units
 
     def forward(self, x: torch.Tensor) -> ForwardOutput:
-        pre = self.pre_acts(x); f = self._sparsify(pre)
+        pre = self.pre_acts(x)
+        f = self._sparsify(pre)
         return ForwardOutput(f, self._decode_levels(f, x), pre)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        "Σ_g w_g ‖y − ŷ_g‖² (sum over dims, mean over batch) + aux_coef · AuxK; summed over the M models (autograd's reference)."
+        """Σ_g w_g ‖y − ŷ_g‖² (sum over dims, mean over batch) + aux_coef · AuxK; summed over the M models (autograd's
+        reference)."""
         out = self(x)
         rec = self._level_loss(out.recons - y)
         self._mark_fired(out.f)
         aux = torch.zeros(len(self.cfgs), device=x.device)
-        if (sel := self._aux_select(out.pre)) is not None: aux = self._auxk(*sel, (y - out.recons[-1]).detach())[0]
+        if (sel := self._aux_select(out.pre)) is not None:
+            aux = self._auxk(*sel, (y - out.recons[-1]).detach())[0]
         total = rec + self._aux_coef * aux
         return total.sum(), {'recon': rec.detach(), 'aux': aux.detach()}
 
     def _level_loss(self, diff):
         "Σ_g w_g ‖ŷ_g − y‖² per model (M,), from the errors `diff` (G, M, B, d_out); in target-RMS units."
-        return (self.level_w.T * diff.square().sum(-1).mean(-1) / self.y_scale ** 2).sum(0)
+        return (self.level_w.T * diff.square().sum(-1).mean(-1) / self.y_scale**2).sum(0)
 
     @property
-    def _aux_coef(self): return torch.tensor([c.aux_coef for c in self.cfgs], device=self.W_dec.device)
+    def _aux_coef(self):
+        return torch.tensor([c.aux_coef for c in self.cfgs], device=self.W_dec.device)
 
     @torch.no_grad()
     def _mark_fired(self, f):
@@ -207,11 +258,12 @@ class Dictionary(torch.nn.Module):
 
     def _aux_select(self, pre):
         """AuxK (Gao et al.): the top aux_k dead latents reconstruct the full-level residual. Returns their activations
-        (M, B, n) over the n = most dead latents of any model (padded with masked live ones), the latents' indices (M, n)
-        and which models have dead latents; None when no model has any."""
+        (M, B, n) over the n = most dead latents of any model (padded with masked live ones), the latents' indices
+        (M, n) and which models have dead latents; None when no model has any."""
         dead = self.since_fired > self.cfgs[0].dead_steps  # (M, d_sae)
         n = int(dead.sum(1).max())
-        if n == 0: return None
+        if n == 0:
+            return None
         idx = dead.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :n]  # dead latents first
         M, B, _ = pre.shape
         act = F.relu(pre.gather(2, idx[:, None].expand(M, B, n))) * dead.gather(1, idx)[:, None]
@@ -223,8 +275,10 @@ class Dictionary(torch.nn.Module):
         return self.W_dec.gather(1, idx[..., None].expand(-1, -1, self.W_dec.shape[-1])) * self.y_scale[:, None, None]
 
     def _auxk(self, f_aux, idx, any_dead, resid):
-        "AuxK's loss per model (M,), from the latents of `_aux_select` and the residual; also its error (M, B, d_out), rows and residual variance."
-        rows = self._rows(idx); e = torch.bmm(f_aux, rows) - resid
+        """AuxK's loss per model (M,), from the latents of `_aux_select` and the residual; also its error (M, B, d_out),
+        rows and residual variance."""
+        rows = self._rows(idx)
+        e = torch.bmm(f_aux, rows) - resid
         denom = ((resid - resid.mean(1, keepdim=True)) ** 2).sum(-1).mean(-1).clamp_min(1e-8)
         return e.square().sum(-1).mean(-1) / denom * any_dead, e, rows, denom
 
@@ -236,34 +290,42 @@ class Dictionary(torch.nn.Module):
         M, B = len(self.cfgs), x.shape[0]
         xn = self._centred(x)
         pre = torch.baddbmm(self.b_enc[:, None], xn, self.W_enc)
-        f = self._sparsify(pre); recons = self._decode_levels(f, x)
+        f = self._sparsify(pre)
+        recons = self._decode_levels(f, x)
         resid = y - recons[-1]
         diff = recons.sub_(y)  # (G, M, B, d_out)
         rec = self._level_loss(diff)
         self._mark_fired(f)
         for p in self.parameters():
-            if p.grad is None: p.grad = torch.zeros_like(p)
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
         # level g's gradient, then R_j = Σ_{g ≥ j}: block j of the latents feeds every level from j on
-        dy = diff.mul_((self.level_w.T / self.y_scale ** 2)[:, :, None, None] * (2 / B))
+        dy = diff.mul_((self.level_w.T / self.y_scale**2)[:, :, None, None] * (2 / B))
         R = dy.flip(0).cumsum(0).flip(0)  # (G, M, B, d_out)
-        y_s = self.y_scale[:, None, None]; R_s = R * y_s  # ŷ_g = base + y_scale · Σ_{j ≤ g} f_j W_j
-        bounds = [0] + self.levels; df = []
+        y_s = self.y_scale[:, None, None]
+        R_s = R * y_s  # ŷ_g = base + y_scale · Σ_{j ≤ g} f_j W_j
+        bounds = [0] + self.levels
+        df = []
         for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
             self.W_dec.grad[:, lo:hi].baddbmm_(f[..., lo:hi].transpose(1, 2), R_s[j], beta=0)
             df.append(torch.bmm(R_s[j], self.W_dec[:, lo:hi].transpose(1, 2)))
         dpre = torch.cat(df, dim=2).mul_(f > 0)  # through the BatchTopK mask and the relu
         torch.sum(R[0], 1, out=self.b_dec.grad)
-        if self.W_skip is not None: torch.bmm(x.T.expand(M, -1, -1), R[0], out=self.W_skip.grad)
+        if self.W_skip is not None:
+            torch.bmm(x.T.expand(M, -1, -1), R[0], out=self.W_skip.grad)
         aux = torch.zeros(M, device=x.device)
         if (sel := self._aux_select(pre)) is not None:
             f_aux, idx, any_dead = sel
             aux, e, rows, denom = self._auxk(f_aux, idx, any_dead, resid)
             de = e.mul_((self._aux_coef * any_dead / denom * (2 / B))[:, None, None])
-            self.W_dec.grad.scatter_add_(1, idx[..., None].expand_as(rows), torch.bmm(f_aux.transpose(1, 2), de).mul_(y_s))
+            self.W_dec.grad.scatter_add_(
+                1, idx[..., None].expand_as(rows), torch.bmm(f_aux.transpose(1, 2), de).mul_(y_s)
+            )
             dpre.scatter_add_(2, idx[:, None].expand_as(f_aux), torch.bmm(de, rows.transpose(1, 2)).mul_(f_aux > 0))
         torch.bmm(xn.transpose(1, 2), dpre, out=self.W_enc.grad)
         torch.sum(dpre, 1, out=self.b_enc.grad)
-        for m in range(M): torch.mv(self.W_enc[m], self.b_enc.grad[m], out=self.b_pre.grad[m])  # per model: the same as alone
+        for m in range(M):
+            torch.mv(self.W_enc[m], self.b_enc.grad[m], out=self.b_pre.grad[m])  # per model: the same as alone
         self.b_pre.grad.div_(-self.x_scale[:, None])
         total = rec + self._aux_coef * aux
         return total.sum(), {'recon': rec, 'aux': aux}
@@ -277,38 +339,51 @@ class Dictionary(torch.nn.Module):
     def remove_parallel_grad(self):
         "Remove the gradient component parallel to each decoder row (called before each step)."
         if self.W_dec.grad is not None:
-            w = self.W_dec; self.W_dec.grad.addcmul_(torch.linalg.vecdot(self.W_dec.grad, w)[..., None], w, value=-1)
+            w = self.W_dec
+            self.W_dec.grad.addcmul_(torch.linalg.vecdot(self.W_dec.grad, w)[..., None], w, value=-1)
 
 # %% ../nbs/05_dictionaries.ipynb #a2f63fb5
 class PaperRepoTranscoder(torch.nn.Module):
     "The paper code's Matryoshka transcoder: step activation, per-block top-k, one decoder per level."
+
     def __init__(self, cfg: DictConfig):
         super().__init__()
-        self.cfgs = [cfg.validate()]; self.levels = list(cfg.levels)
+        self.cfgs = [cfg.validate()]
+        self.levels = list(cfg.levels)
         torch.manual_seed(cfg.seed)
         self.encoder = torch.nn.Linear(cfg.d_in, cfg.d_sae)
         self.decoders = torch.nn.ModuleList([torch.nn.Linear(m, cfg.d_out) for m in cfg.levels])
         bounds = [0] + list(cfg.levels)
-        self.register_buffer('block_id', torch.repeat_interleave(torch.arange(len(cfg.levels)), torch.tensor(np.diff(bounds))))
+        self.register_buffer(
+            'block_id', torch.repeat_interleave(torch.arange(len(cfg.levels)), torch.tensor(np.diff(bounds)))
+        )
         self.block_k = list(cfg.block_k)
 
     @staticmethod
-    def step(x): return F.relu(x) + (x > 1).to(x.dtype)  # relu(x) + 1·[x > 1], γ = β = 1
+    def step(x):
+        return F.relu(x) + (x > 1).to(x.dtype)  # relu(x) + 1·[x > 1], γ = β = 1
 
     @torch.no_grad()
     def _keep(self, a):
         "Mask of the top-k by |value| inside each disjoint block: |a| ≥ the block's k-th largest |value|."
         bounds = [0] + self.levels
-        kth = torch.cat([a[:, lo:hi].abs().topk(min(k, hi - lo), dim=1, sorted=False).values.amin(1, keepdim=True)
-                         for lo, hi, k in zip(bounds[:-1], bounds[1:], self.block_k)], dim=1)  # (B, G)
+        kth = torch.cat(
+            [
+                a[:, lo:hi].abs().topk(min(k, hi - lo), dim=1, sorted=False).values.amin(1, keepdim=True)
+                for lo, hi, k in zip(bounds[:-1], bounds[1:], self.block_k)
+            ],
+            dim=1,
+        )  # (B, G)
         return a.abs() >= kth[:, self.block_id]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        "Latents (1, B, d_sae): top-k by |value| inside each disjoint block (a mask from each block's k-th value; no scatter)."
+        """Latents (1, B, d_sae): top-k by |value| inside each disjoint block (a mask from each block's k-th value; no
+        scatter)."""
         a = self.step(self.encoder(x))
         return (a * self._keep(a))[None]
 
-    def decode(self, f, x=None): return self.decoders[-1](f[0])[None]
+    def decode(self, f, x=None):
+        return self.decoders[-1](f[0])[None]
 
     def forward(self, x):
         f = self.encode(x)
@@ -316,7 +391,8 @@ class PaperRepoTranscoder(torch.nn.Module):
         return ForwardOutput(f, recons, f)
 
     def loss(self, x, y):
-        out = self(x); w = self.cfgs[0].weights
+        out = self(x)
+        w = self.cfgs[0].weights
         mse = torch.stack([F.mse_loss(r[0], y) for r in out.recons])
         total = (torch.tensor(w) * mse).sum() + self.cfgs[0].l1_coef * out.f.abs().mean()
         return total, {'recon': mse.detach()[None]}
@@ -324,7 +400,8 @@ class PaperRepoTranscoder(torch.nn.Module):
     @torch.no_grad()
     def train_grads(self, x: torch.Tensor, y: torch.Tensor, max_norm: float = 1.0) -> tuple[torch.Tensor, dict]:
         """`loss(x, y)`, with its gradient clipped to `max_norm` written into every `.grad`: the same result as
-        `loss().backward()` then `clip_grad_norm_`, with the backward written out by hand. Returns (loss, {'grad_norm'})."""
+        `loss().backward()` then `clip_grad_norm_`, with the backward written out by hand.
+        Returns (loss, {'grad_norm'})."""
         c, enc, B = self.cfgs[0], self.encoder, x.shape[0]
         pre = torch.addmm(enc.bias, x, enc.weight.t())
         a = F.relu(pre).add_(pre > 1)
@@ -334,7 +411,8 @@ class PaperRepoTranscoder(torch.nn.Module):
         for w, dec, m in zip(c.weights, self.decoders, self.levels):  # level g: w_g · mean (ŷ_g − y)²
             r = torch.addmm(dec.bias, f[:, :m], dec.weight.t()).sub_(y)
             loss += r.pow(2).sum() * (w / n_y)
-            dy = r.mul_(2 * w / n_y); dys.append(dy)
+            dy = r.mul_(2 * w / n_y)
+            dys.append(dy)
             df[:, :m].addmm_(dy, dec.weight)
         dpre = df.add_(c.l1_coef / n_f).mul_(f > 0)  # through the mask and the relu; the step's jump has no gradient
         # ‖Aᵀ X‖²_F = ⟨A Aᵀ, X Xᵀ⟩: every weight gradient's norm from B×B Gram matrices of the batch, in float64
@@ -347,62 +425,84 @@ class PaperRepoTranscoder(torch.nn.Module):
         norm = sq.sqrt().to(f.dtype)
         coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)  # clip_grad_norm_'s rule, folded into the upstream gradients
         for p in self.parameters():
-            if p.grad is None: p.grad = torch.empty_like(p)
-        dpre.mul_(coef); torch.mm(dpre.t(), x, out=enc.weight.grad); torch.sum(dpre, 0, out=enc.bias.grad)
+            if p.grad is None:
+                p.grad = torch.empty_like(p)
+        dpre.mul_(coef)
+        torch.mm(dpre.t(), x, out=enc.weight.grad)
+        torch.sum(dpre, 0, out=enc.bias.grad)
         for dy, dec, m in zip(dys, self.decoders, self.levels):
-            dy.mul_(coef); torch.mm(dy.t(), f[:, :m], out=dec.weight.grad); torch.sum(dy, 0, out=dec.bias.grad)
+            dy.mul_(coef)
+            torch.mm(dy.t(), f[:, :m], out=dec.weight.grad)
+            torch.sum(dy, 0, out=dec.bias.grad)
         return loss, {'grad_norm': norm}
 
-    def constrain(self): pass
-    def remove_parallel_grad(self): pass
-    def init_from_data(self, x, y): pass
+    def constrain(self):
+        pass
+
+    def remove_parallel_grad(self):
+        pass
+
+    def init_from_data(self, x, y):
+        pass
 
 # %% ../nbs/05_dictionaries.ipynb #7584e266
 class InMemoryPairs:
     "Training pairs (x, y) held in memory, served in batches of one random permutation per pass."
+
     def __init__(self, x: torch.Tensor, y: torch.Tensor):
-        if len(x) != len(y): raise ValueError(f"{len(x)} inputs but {len(y)} targets")
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} inputs but {len(y)} targets")
         self.x, self.y = x, y
         self.n, self.d_x, self.d_y = len(x), x.shape[1], y.shape[1]
 
     def sample(self, n_max: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
         "At most `n_max` random pairs (all of them, in order, when there are no more)."
-        if self.n <= n_max: return self.x, self.y
+        if self.n <= n_max:
+            return self.x, self.y
         pick = torch.randperm(self.n, generator=generator)[:n_max]
         return self.x[pick], self.y[pick]
 
     def batches(self, batch_size: int, generator):
-        for b in torch.randperm(self.n, generator=generator).split(batch_size): yield self.x[b], self.y[b]
+        for b in torch.randperm(self.n, generator=generator).split(batch_size):
+            yield self.x[b], self.y[b]
 
     def check_finite(self, split: str = 'training'):
-        for t in (self.x, self.y): _check_finite(t, split)
+        for t in (self.x, self.y):
+            _check_finite(t, split)
+
 
 class ShardedPairs:
     """Training pairs read from safetensors shards (tensors `x_key`, `y_key` of equal rows), one shard at a time, so
     memory holds one shard whatever the data's size. A pass visits the shards in random order and each shard's rows in
     random order; batches run across shard boundaries, so every batch but the last is full."""
+
     def __init__(self, files, x_key: str = 'h2', y_key: str = 'h1'):
         self.files, self.x_key, self.y_key = [Path(f) for f in files], x_key, y_key
-        if not self.files: raise ValueError("no activation shards given")
+        if not self.files:
+            raise ValueError("no activation shards given")
         self.rows = []
         for f in self.files:
             with safe_open(f, 'pt') as s:
-                if not {x_key, y_key} <= set(s.keys()): raise ValueError(f"{f}: needs tensors {x_key!r} and {y_key!r}")
+                if not {x_key, y_key} <= set(s.keys()):
+                    raise ValueError(f"{f}: needs tensors {x_key!r} and {y_key!r}")
                 (nx, self.d_x), (ny, self.d_y) = s.get_slice(x_key).get_shape(), s.get_slice(y_key).get_shape()
-            if nx != ny: raise ValueError(f"{f}: {nx} rows of {x_key} but {ny} of {y_key}")
+            if nx != ny:
+                raise ValueError(f"{f}: {nx} rows of {x_key} but {ny} of {y_key}")
             self.rows.append(nx)
         self.n = sum(self.rows)
 
     def _read(self, i):
-        with safe_open(self.files[i], 'pt') as s: return s.get_tensor(self.x_key), s.get_tensor(self.y_key)
+        with safe_open(self.files[i], 'pt') as s:
+            return s.get_tensor(self.x_key), s.get_tensor(self.y_key)
 
     def sample(self, n_max: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
         "About `n_max` random pairs, drawn from every shard in proportion to its rows (for the initial statistics)."
         xs, ys = [], []
         for i, rows in enumerate(self.rows):
             x, y = self._read(i)
-            pick = torch.randperm(rows, generator=generator)[:max(1, round(n_max * rows / self.n))]
-            xs.append(x[pick]); ys.append(y[pick])
+            pick = torch.randperm(rows, generator=generator)[: max(1, round(n_max * rows / self.n))]
+            xs.append(x[pick])
+            ys.append(y[pick])
         return torch.cat(xs), torch.cat(ys)
 
     def batches(self, batch_size: int, generator):
@@ -411,26 +511,35 @@ class ShardedPairs:
             x, y = self._read(i)
             perm = torch.randperm(len(x), generator=generator)
             x, y = x[perm], y[perm]
-            if carry_x is not None: x, y = torch.cat([carry_x, x]), torch.cat([carry_y, y])
+            if carry_x is not None:
+                x, y = torch.cat([carry_x, x]), torch.cat([carry_y, y])
             full = len(x) // batch_size * batch_size
-            for j in range(0, full, batch_size): yield x[j:j + batch_size], y[j:j + batch_size]
+            for j in range(0, full, batch_size):
+                yield x[j : j + batch_size], y[j : j + batch_size]
             carry_x, carry_y = x[full:], y[full:]
-        if carry_x is not None and len(carry_x): yield carry_x, carry_y
+        if carry_x is not None and len(carry_x):
+            yield carry_x, carry_y
 
     def check_finite(self, split: str = 'training'):
         for i in range(len(self.files)):
-            for t in self._read(i): _check_finite(t, f"{split} ({self.files[i].name})")
+            for t in self._read(i):
+                _check_finite(t, f"{split} ({self.files[i].name})")
+
 
 def _check_finite(t: torch.Tensor, split: str):
-    if len(t) == 0: raise ValueError(f"no {split} activations: the split is empty")
+    if len(t) == 0:
+        raise ValueError(f"no {split} activations: the split is empty")
     if not torch.isfinite(t).all():
-        raise ValueError(f"the {split} activations hold {int((~torch.isfinite(t)).sum())} NaN or Inf values: "
-                         "check the encoder stage's h2 (a broken image or encoder) before training")
+        raise ValueError(
+            f"the {split} activations hold {int((~torch.isfinite(t)).sum())} NaN or Inf values: "
+            "check the encoder stage's h2 (a broken image or encoder) before training"
+        )
 
 # %% ../nbs/05_dictionaries.ipynb #5bd1fe30
 # what a stack holds per model (lr: via learning_rate). Not the seed: a seed fixes a model's initialisation AND its
 # data order, for every kind alike, so only models of one seed can share batches
 _PER_MODEL = ('k', 'aux_coef', 'theta_momentum', 'level_weights', 'lr')
+
 
 def _group(cfgs):
     "Indices of configs that can train stacked: every setting a `Dictionary` shares across its models is equal."
@@ -441,26 +550,38 @@ def _group(cfgs):
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 
+
 def build(cfgs: list[DictConfig]) -> torch.nn.Module:
     "The model for a group of configs."
     return PaperRepoTranscoder(cfgs[0]) if cfgs[0].kind == 'paper_repo' else Dictionary(cfgs)
 
+
 def make_optimizer(model, c: DictConfig, steps: int):
-    "AdamW (fused: one kernel over all parameters) and the schedule of config `c`: returns (optimizer, scheduler, 'step' | 'epoch')."
-    opt = torch.optim.AdamW(model.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay, fused=True)  # one kernel for all parameters
+    """AdamW (fused: one kernel over all parameters) and the schedule of config `c`: returns (optimizer, scheduler,
+    'step' | 'epoch')."""
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay, fused=True
+    )  # one kernel for all parameters
     if c.kind == 'paper_repo':  # as the paper code: lr held for min(5, E//10) epochs, then cosine per epoch to lr/100
-        hold = min(5, c.epochs // 10); T = c.epochs - hold; lo = 0.01
+        hold = min(5, c.epochs // 10)
+        T = c.epochs - hold
+        lo = 0.01
         f = lambda e: lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * max(0, e - hold) / T))
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, f), 'epoch'
     warm = max(1, steps // 20)
     f = lambda s: min(1.0, (s + 1) / warm) * (0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)) * 0.9 + 0.1)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, f), 'step'
 
+
 def train_step(model, opt, c: DictConfig, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    "One optimizer step on a batch: loss and gradients (`train_grads`; paper_repo clips at 1), decoder-gradient projection, step, unit-norm rows."
+    """One optimizer step on a batch: loss and gradients (`train_grads`; paper_repo clips at 1), decoder-gradient
+    projection, step, unit-norm rows."""
     loss, _ = model.train_grads(x, y)
-    model.remove_parallel_grad(); opt.step(); model.constrain()
+    model.remove_parallel_grad()
+    opt.step()
+    model.constrain()
     return loss.detach()
+
 
 @torch.no_grad()
 def eval_fvu(model, x, y, batch: int = 1024) -> torch.Tensor:
@@ -469,8 +590,10 @@ def eval_fvu(model, x, y, batch: int = 1024) -> torch.Tensor:
     recons = torch.cat([model(xb).recons for xb in x.split(batch)], dim=2)  # (G, M, n, d)
     return torch.stack([fvu(y, recons[g]) for g in range(recons.shape[0])]).float()
 
-def train_dictionaries(cfgs: list[DictConfig], h2_train, h1_train, h2_val, h1_val, progress: bool = True,
-                       device: str = 'cpu') -> list[dict]:
+
+def train_dictionaries(
+    cfgs: list[DictConfig], h2_train, h1_train, h2_val, h1_val, progress: bool = True, device: str = 'cpu'
+) -> list[dict]:
     """Train every config (grouped and stacked) in one pass over the data; returns one dict per config (model, index,
     history), the models on the CPU. The training pairs are tensors `h2_train`, `h1_train`, or an `InMemoryPairs` /
     `ShardedPairs` source (then `h1_train` is None): a sharded source streams from disk. Training runs on `device`."""
@@ -488,75 +611,131 @@ def train_dictionaries(cfgs: list[DictConfig], h2_train, h1_train, h2_val, h1_va
         if d_in != c.d_in or d_out != c.d_out:
             raise ValueError(f"{c.kind}: activations are {d_in}→{d_out}, config says {c.d_in}→{c.d_out}")
         gen = torch.Generator().manual_seed(c.seed)
-        model.init_from_data(*pick(c, *train.sample(65536, gen))); model.to(device).train()
+        model.init_from_data(*pick(c, *train.sample(65536, gen)))
+        model.to(device).train()
         steps = c.epochs * math.ceil(train.n / c.batch_size)
         opt, sched, every = make_optimizer(model, c, steps)
-        states.append(dict(idx=idx, model=model, opt=opt, sched=sched, every=every, best=[float('inf')] * len(idx),
-                           best_state=None, history=[], gen=gen, c=c))
+        states.append(
+            dict(
+                idx=idx,
+                model=model,
+                opt=opt,
+                sched=sched,
+                every=every,
+                best=[float('inf')] * len(idx),
+                best_state=None,
+                history=[],
+                gen=gen,
+                c=c,
+            )
+        )
     epochs = max(s['c'].epochs for s in states)
     bar = tqdm(range(epochs), desc=f'training {len(cfgs)} dictionaries', unit='epoch', disable=not progress)
     for ep in bar:
         for s in states:
-            if ep >= s['c'].epochs: continue
-            c, model = s['c'], s['model']; model.train()
+            if ep >= s['c'].epochs:
+                continue
+            c, model = s['c'], s['model']
+            model.train()
             for xb, yb in train.batches(c.batch_size, s['gen']):
                 train_step(model, s['opt'], c, *pick(c, on(xb), on(yb)))
-                if s['every'] == 'step': s['sched'].step()
-            if s['every'] == 'epoch': s['sched'].step()
+                if s['every'] == 'step':
+                    s['sched'].step()
+            if s['every'] == 'epoch':
+                s['sched'].step()
             xv, yv = pick(c, h2_val, h1_val)
             v = eval_fvu(model, xv, yv).cpu()  # (G, M)
-            if hasattr(model, 'level_w'): score = (model.level_w.cpu().T * v).sum(0)
-            else: score = (torch.tensor(c.weights) * v[:, 0]).sum()[None]
+            if hasattr(model, 'level_w'):
+                score = (model.level_w.cpu().T * v).sum(0)
+            else:
+                score = (torch.tensor(c.weights) * v[:, 0]).sum()[None]
             s['history'].append({'epoch': ep, 'val_fvu': v.T.tolist()})
             improved = [j for j in range(len(s['idx'])) if float(score[j]) < s['best'][j]]
             if improved:
                 snap = {k: t.detach().clone() for k, t in model.state_dict().items()}
-                if s['best_state'] is None: s['best_state'] = snap
+                if s['best_state'] is None:
+                    s['best_state'] = snap
                 for j in improved:
                     s['best'][j] = float(score[j])
-                    if isinstance(model, PaperRepoTranscoder): s['best_state'] = snap; continue
+                    if isinstance(model, PaperRepoTranscoder):
+                        s['best_state'] = snap
+                        continue
                     for k, t in snap.items():  # keep model j's slice of this epoch
-                        if t.dim() and t.shape[0] == len(s['idx']): s['best_state'][k][j] = t[j]
+                        if t.dim() and t.shape[0] == len(s['idx']):
+                            s['best_state'][k][j] = t[j]
         bar.set_postfix(best=f"{min(min(s['best']) for s in states):.3f}")
     out = [None] * len(cfgs)
     for s in states:
-        s['model'].load_state_dict(s['best_state']); s['model'].cpu().eval()
-        for j, i in enumerate(s['idx']): out[i] = {'model': s['model'], 'index': j, 'config': cfgs[i], 'history': s['history'], 'best_val_score': s['best'][j]}
+        s['model'].load_state_dict(s['best_state'])
+        s['model'].cpu().eval()
+        for j, i in enumerate(s['idx']):
+            out[i] = {
+                'model': s['model'],
+                'index': j,
+                'config': cfgs[i],
+                'history': s['history'],
+                'best_val_score': s['best'][j],
+            }
     return out
 
 # %% ../nbs/05_dictionaries.ipynb #5d9df767
 def save_dictionary(res: dict, folder: str | os.PathLike, **meta) -> Path:
     "Save one trained dictionary (an entry returned by `train_dictionaries`)."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     m, j = res['model'], res['index']
     sd = m.state_dict()
-    if isinstance(m, Dictionary): sd = {k: v[j:j + 1] if v.dim() and v.shape[0] == len(m.cfgs) else v for k, v in sd.items()}
-    tmp = folder/'weights.safetensors.tmp'
+    if isinstance(m, Dictionary):
+        sd = {k: v[j : j + 1] if v.dim() and v.shape[0] == len(m.cfgs) else v for k, v in sd.items()}
+    tmp = folder / 'weights.safetensors.tmp'
     save_file({k: v.contiguous() for k, v in sd.items()}, tmp)
-    os.replace(tmp, folder/'weights.safetensors')  # atomic: a killed save never leaves half a file under the name
-    write_json(folder/'config.json', {'schema_version': SCHEMA_VERSION, 'config': asdict(res['config']),
-                                      'weights_sha256': _sha256(folder/'weights.safetensors'), **meta})
+    os.replace(tmp, folder / 'weights.safetensors')  # atomic: a killed save never leaves half a file under the name
+    write_json(
+        folder / 'config.json',
+        {
+            'schema_version': SCHEMA_VERSION,
+            'config': asdict(res['config']),
+            'weights_sha256': _sha256(folder / 'weights.safetensors'),
+            **meta,
+        },
+    )
     return folder
 
-def _sha256(path: Path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
 
 def load_dictionary(folder: str | os.PathLike, d_in: int | None = None, d_out: int | None = None) -> torch.nn.Module:
     "Load a dictionary; `d_in`/`d_out` (the activations' widths) are checked against its config."
-    folder = Path(folder); meta = json.loads((folder/'config.json').read_text())
-    if meta.get('schema_version') != SCHEMA_VERSION: raise ValueError(f"{folder}: schema {meta.get('schema_version')} != {SCHEMA_VERSION}")
-    c = meta['config']; c = DictConfig(**{**c, 'levels': tuple(c['levels']), 'block_k': tuple(c['block_k']),
-                                          'level_weights': tuple(c['level_weights']) if c['level_weights'] else None})
+    folder = Path(folder)
+    meta = json.loads((folder / 'config.json').read_text())
+    if meta.get('schema_version') != SCHEMA_VERSION:
+        raise ValueError(f"{folder}: schema {meta.get('schema_version')} != {SCHEMA_VERSION}")
+    c = meta['config']
+    c = DictConfig(
+        **{
+            **c,
+            'levels': tuple(c['levels']),
+            'block_k': tuple(c['block_k']),
+            'level_weights': tuple(c['level_weights']) if c['level_weights'] else None,
+        }
+    )
     exp_out = c.d_out if c.is_transcoder else c.d_in
     if (d_in is not None and d_in != c.d_in) or (d_out is not None and d_out != exp_out):
         raise ValueError(f"{folder}: dictionary expects activations {c.d_in}→{exp_out}, got {d_in}→{d_out}")
-    weights, redo = folder/'weights.safetensors', f"delete {folder} and rerun the dictionaries stage"
-    if not weights.exists(): raise FileNotFoundError(f"{weights} is missing: {redo}")
+    weights, redo = folder / 'weights.safetensors', f"delete {folder} and rerun the dictionaries stage"
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights} is missing: {redo}")
     if meta.get('weights_sha256') not in (None, _sha256(weights)):
         raise ValueError(f"{weights} has changed since it was saved (truncated or edited): {redo}")
-    try: state = load_file(weights)
-    except Exception as e: raise ValueError(f"{weights} is not a readable safetensors file ({e}): {redo}") from None
+    try:
+        state = load_file(weights)
+    except Exception as e:
+        raise ValueError(f"{weights} is not a readable safetensors file ({e}): {redo}") from None
     m = build([c])
-    try: m.load_state_dict(state)
+    try:
+        m.load_state_dict(state)
     except RuntimeError as e:
         raise ValueError(f"{weights} does not fit its config.json ({str(e)[:300]}): {redo}") from None
     return m.eval()
@@ -564,46 +743,76 @@ def load_dictionary(folder: str | os.PathLike, d_in: int | None = None, d_out: i
 # %% ../nbs/05_dictionaries.ipynb #05d79880
 from .metrics import dead_fraction, dense_fraction, splice_fidelity, cosine
 
+
 @torch.no_grad()
 def evaluate_dictionary(res: dict, acts: dict, head, labels) -> dict:
     "Held-out metrics of one trained dictionary (an entry of `train_dictionaries`) on activations `acts` (h2, h1)."
-    m, j, c = res['model'], res['index'], res['config']; m.eval()
+    m, j, c = res['model'], res['index'], res['config']
+    m.eval()
     x, y = acts['h2'], (acts['h1'] if c.is_transcoder else acts['h2'])
     outs = [m(xb) for xb in x.split(1024)]
-    f = torch.cat([o.f[j] for o in outs]); recons = torch.cat([o.recons[:, j] for o in outs], dim=1)  # (G, n, d)
+    f = torch.cat([o.f[j] for o in outs])
+    recons = torch.cat([o.recons[:, j] for o in outs], dim=1)  # (G, n, d)
     splice = splice_fidelity(head.logit_from_h1 if c.is_transcoder else head, y, recons, labels)
-    return {'kind': c.kind, 'k': c.k, 'seed': c.seed, 'levels': list(m.levels), 'fvu': fvu(y, recons).tolist(),
-            'l0': l0(f, m.levels).tolist(), 'dead_fraction': dead_fraction(f), 'dense_fraction': dense_fraction(f),
-            'cosine': cosine(y, recons).tolist(), 'splice_agreement': splice['agreement'],
-            'splice_delta_auroc': splice['delta_auroc'], 'splice_bce_recovered': splice['bce_recovered']}
+    return {
+        'kind': c.kind,
+        'k': c.k,
+        'seed': c.seed,
+        'levels': list(m.levels),
+        'fvu': fvu(y, recons).tolist(),
+        'l0': l0(f, m.levels).tolist(),
+        'dead_fraction': dead_fraction(f),
+        'dense_fraction': dense_fraction(f),
+        'cosine': cosine(y, recons).tolist(),
+        'splice_agreement': splice['agreement'],
+        'splice_delta_auroc': splice['delta_auroc'],
+        'splice_bce_recovered': splice['bce_recovered'],
+    }
 
 # %% ../nbs/05_dictionaries.ipynb #843ee240
 def stage_configs(cfg, d_in: int, d_out: int) -> list[DictConfig]:
     "The configs the profile asks for: canonical L0 sweep × seeds, paper_repo × seeds, baselines at matched k × seeds."
-    levels = tuple(cfg.dict_levels); base = dict(d_in=d_in, d_out=d_out, d_sae=levels[-1], levels=levels)
+    levels = tuple(cfg.dict_levels)
+    base = dict(d_in=d_in, d_out=d_out, d_sae=levels[-1], levels=levels)
     out = []
     for seed in cfg.seeds:
         for kind in cfg.dict_models:
-            if kind == 'paper_repo': out.append(paper_repo_config(epochs=cfg.paper_epochs, seed=seed, **base))
+            if kind == 'paper_repo':
+                out.append(paper_repo_config(epochs=cfg.paper_epochs, seed=seed, **base))
             elif kind == 'matryoshka_transcoder':
-                out += [DictConfig(kind=kind, k=k, epochs=cfg.dict_epochs, batch_size=cfg.dict_batch, seed=seed, **base) for k in cfg.dict_k_sweep]
+                out += [
+                    DictConfig(kind=kind, k=k, epochs=cfg.dict_epochs, batch_size=cfg.dict_batch, seed=seed, **base)
+                    for k in cfg.dict_k_sweep
+                ]
             else:
                 b = {**base, 'd_out': d_in} if kind in ('sae', 'matryoshka_sae') else base
-                out.append(DictConfig(kind=kind, k=cfg.dict_k, epochs=cfg.dict_epochs, batch_size=cfg.dict_batch, seed=seed, **b))
+                out.append(
+                    DictConfig(
+                        kind=kind, k=cfg.dict_k, epochs=cfg.dict_epochs, batch_size=cfg.dict_batch, seed=seed, **b
+                    )
+                )
     return [c.validate() for c in out]
+
 
 def checkpoint_name(c: DictConfig) -> str:
     "The folder name of a dictionary's checkpoint: kind, k (canonical kinds) and seed."
     return f"paper_repo_s{c.seed}" if c.kind == 'paper_repo' else f"{c.kind}_k{c.k}_s{c.seed}"
 
+
 def _completed_row(folder: Path, fingerprint: str) -> dict | None:
     "The held-out metrics of a checkpoint that a run with this stage fingerprint completed, else None."
-    try: meta = json.loads((folder/'config.json').read_text())
-    except (FileNotFoundError, json.JSONDecodeError): return None
-    if meta.get('stage_fingerprint') != fingerprint: return None
-    try: load_dictionary(folder)  # weights damaged since: trained again
-    except (ValueError, FileNotFoundError): return None
+    try:
+        meta = json.loads((folder / 'config.json').read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if meta.get('stage_fingerprint') != fingerprint:
+        return None
+    try:
+        load_dictionary(folder)  # weights damaged since: trained again
+    except (ValueError, FileNotFoundError):
+        return None
     return meta.get('test')
+
 
 def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[dict]:
     """Train and evaluate the profile's dictionaries, one group of stacked configs after another; checkpoints under
@@ -612,28 +821,32 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
     from mtc_nb.classifier import load_activations, load_head
     from mtc_nb.scenes import load_scenes
     import shutil
+
     spec, done = open_stage(cfg, 'dictionaries', force)
     root = stage_dir(cfg, 'dictionaries')
-    if done: return [json.loads((root/n/'config.json').read_text())['test'] for n in done['checkpoints']]
-    acts = {s: load_activations(cfg.run_dir/'activations', s) for s in ('train', 'val', 'test')}
+    if done:
+        return [json.loads((root / n / 'config.json').read_text())['test'] for n in done['checkpoints']]
+    acts = {s: load_activations(cfg.run_dir / 'activations', s) for s in ('train', 'val', 'test')}
     head = load_head(stage_dir(cfg, 'classifier'))
     manifest, _ = load_scenes(cfg)
     labels = manifest.set_index('id').loc[acts['test'][1], 'label'].values  # the true labels, of scenes and folders
     d_in, d_out = acts['train'][0]['h2'].shape[1], acts['train'][0]['h1'].shape[1]
     cfgs = stage_configs(cfg, d_in, d_out)
     names = [checkpoint_name(c) for c in cfgs]
-    for old in (p for p in root.glob('*') if p.is_dir() and p.name not in names): shutil.rmtree(old)  # other settings'
+    for old in (p for p in root.glob('*') if p.is_dir() and p.name not in names):
+        shutil.rmtree(old)  # other settings'
     tr, va, te = acts['train'][0], acts['val'][0], acts['test'][0]
-    rows = {} if force else {i: r for i, n in enumerate(names) if (r := _completed_row(root/n, spec['fingerprint']))}
+    rows = {} if force else {i: r for i, n in enumerate(names) if (r := _completed_row(root / n, spec['fingerprint']))}
     todo = [idx for idx in _group(cfgs) if any(i not in rows for i in idx)]
     for idx in tqdm(todo, desc='dictionary groups', unit='group', disable=not progress):
-        trained = train_dictionaries([cfgs[i] for i in idx], tr['h2'], tr['h1'], va['h2'], va['h1'], progress=progress,
-                                     device=cfg.torch_device)
+        trained = train_dictionaries(
+            [cfgs[i] for i in idx], tr['h2'], tr['h1'], va['h2'], va['h1'], progress=progress, device=cfg.torch_device
+        )
         for i, res in zip(idx, trained):
-            folder = save_dictionary(res, root/names[i])
+            folder = save_dictionary(res, root / names[i])
             loaded = {'model': load_dictionary(folder), 'index': 0, 'config': cfgs[i]}  # as every later reader sees it
             rows[i] = {**evaluate_dictionary(loaded, te, head, labels), 'name': names[i]}
-            meta = json.loads((folder/'config.json').read_text())
-            write_json(folder/'config.json', {**meta, 'test': rows[i], 'stage_fingerprint': spec['fingerprint']})
+            meta = json.loads((folder / 'config.json').read_text())
+            write_json(folder / 'config.json', {**meta, 'test': rows[i], 'stage_fingerprint': spec['fingerprint']})
     close_stage(cfg, 'dictionaries', spec, checkpoints=names)
     return [rows[i] for i in range(len(cfgs))]

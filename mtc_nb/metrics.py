@@ -14,26 +14,39 @@ from sklearn.metrics import roc_auc_score
 __all__ = ['fvu', 'l0', 'firing_fractions', 'dead_fraction', 'dense_fraction', 'cosine', 'splice_fidelity']
 
 # %% ../nbs/04_metrics.ipynb #093b0bae
-def _f64(t) -> torch.Tensor: return torch.from_numpy(np.array(t, np.float64)) if isinstance(t, np.ndarray) else torch.as_tensor(t).double()  # a copy: numpy input may be read-only
+def _f64(t) -> torch.Tensor:
+    return (
+        torch.from_numpy(np.array(t, np.float64)) if isinstance(t, np.ndarray) else torch.as_tensor(t).double()
+    )  # a copy: numpy input may be read-only
+
 
 def fvu(y, y_hat) -> torch.Tensor:
     "Fraction of variance unexplained of `y_hat` (..., n, d) against `y` (n, d); one value per leading index."
     y, y_hat = _f64(y), _f64(y_hat)
-    if y_hat.shape[-2:] != y.shape: raise ValueError(f"fvu: y_hat {tuple(y_hat.shape)} does not end with y's shape {tuple(y.shape)}")
+    if y_hat.shape[-2:] != y.shape:
+        raise ValueError(f"fvu: y_hat {tuple(y_hat.shape)} does not end with y's shape {tuple(y.shape)}")
     total = ((y - y.mean(0)) ** 2).sum()
     return ((y - y_hat) ** 2).sum((-2, -1)) / total
 
+
 def l0(f, levels=None) -> torch.Tensor:
     "Mean number of non-zero latents per sample of `f` (n, m); per prefix width in `levels` when given."
-    nz = (torch.as_tensor(f) != 0)
+    nz = torch.as_tensor(f) != 0
     return torch.stack([nz[:, :m].sum(1).double().mean() for m in (levels or [nz.shape[1]])])
+
 
 def firing_fractions(f) -> torch.Tensor:
     "For each latent, the share of samples on which it is non-zero."
     return (torch.as_tensor(f) != 0).double().mean(0)
 
-def dead_fraction(f) -> float: return float((firing_fractions(f) == 0).double().mean())
-def dense_fraction(f, above: float = 0.1) -> float: return float((firing_fractions(f) > above).double().mean())
+
+def dead_fraction(f) -> float:
+    return float((firing_fractions(f) == 0).double().mean())
+
+
+def dense_fraction(f, above: float = 0.1) -> float:
+    return float((firing_fractions(f) > above).double().mean())
+
 
 def cosine(y, y_hat) -> torch.Tensor:
     "Mean cosine similarity between rows of `y` and `y_hat` (per leading index of `y_hat`)."
@@ -43,13 +56,17 @@ def cosine(y, y_hat) -> torch.Tensor:
 def _auroc(labels, scores):
     return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) > 1 else float('nan')
 
+
 def splice_fidelity(logit_from_h1, h1, h1_hat, labels) -> dict:
     "Per level of `h1_hat` (G, n, d): prediction agreement, ΔAUROC and BCE recovered vs mean-ablated h1."
-    h1 = torch.as_tensor(h1, dtype=torch.float32); h1_hat = torch.as_tensor(h1_hat, dtype=torch.float32)
-    if h1_hat.dim() == 2: h1_hat = h1_hat[None]
+    h1 = torch.as_tensor(h1, dtype=torch.float32)
+    h1_hat = torch.as_tensor(h1_hat, dtype=torch.float32)
+    if h1_hat.dim() == 2:
+        h1_hat = h1_hat[None]
     y = torch.from_numpy(np.array(labels, np.float32))  # a copy: labels may be a read-only view
     with torch.no_grad():
-        clean = logit_from_h1(h1); ablated = logit_from_h1(h1.mean(0, keepdim=True).expand_as(h1))
+        clean = logit_from_h1(h1)
+        ablated = logit_from_h1(h1.mean(0, keepdim=True).expand_as(h1))
         bce = lambda z: float(F.binary_cross_entropy_with_logits(z, y))
         b_clean, b_abl, auc_clean = bce(clean), bce(ablated), _auroc(labels, clean.numpy())
         out = {'agreement': [], 'delta_auroc': [], 'bce_recovered': []}

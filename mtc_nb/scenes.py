@@ -28,33 +28,43 @@ __all__ = ['MODES', 'CATEGORIES', 'KINDS', 'GENERATORS', 'IMAGE_EXTS', 'MIN_IMAG
 @dataclass(frozen=True)
 class Mode:
     "A planted failure mode."
+
     name: str  # identifier used everywhere (manifest, features, figures)
     category: str  # the coarse family it belongs to
     kinds: tuple  # the vignettes it can be planted in
     description: str  # what a person sees
 
-MODES = {m.name: m for m in [
-    Mode('shadow_missing', 'lighting', ('object', 'stack', 'glass'), 'a sunlit object casts no shadow'),
-    Mode('shadow_toward_light', 'lighting', ('object', 'stack', 'glass'), 'the shadow falls toward the sun'),
-    Mode('shading_mirrored', 'lighting', ('object', 'stack'), 'the object is lit on the side away from the sun'),
-    Mode('floating', 'support', ('object', 'glass'), 'the object hovers above the ground, its shadow left below'),
-    Mode('unstable_stack', 'support', ('stack',), "the upper box's centre of mass lies beyond the lower box's edge"),
-    Mode('liquid_tilted', 'fluids', ('glass',), 'the liquid surface in an upright glass is not level'),
-    Mode('finger_count', 'anatomy', ('hand',), 'a hand with four or six digits'),
-    Mode('reverse_perspective', 'perspective', ('road',), 'a road widens, and its posts grow, toward the horizon'),
-]}
+
+MODES = {
+    m.name: m
+    for m in [
+        Mode('shadow_missing', 'lighting', ('object', 'stack', 'glass'), 'a sunlit object casts no shadow'),
+        Mode('shadow_toward_light', 'lighting', ('object', 'stack', 'glass'), 'the shadow falls toward the sun'),
+        Mode('shading_mirrored', 'lighting', ('object', 'stack'), 'the object is lit on the side away from the sun'),
+        Mode('floating', 'support', ('object', 'glass'), 'the object hovers above the ground, its shadow left below'),
+        Mode(
+            'unstable_stack', 'support', ('stack',), "the upper box's centre of mass lies beyond the lower box's edge"
+        ),
+        Mode('liquid_tilted', 'fluids', ('glass',), 'the liquid surface in an upright glass is not level'),
+        Mode('finger_count', 'anatomy', ('hand',), 'a hand with four or six digits'),
+        Mode('reverse_perspective', 'perspective', ('road',), 'a road widens, and its posts grow, toward the horizon'),
+    ]
+}
 CATEGORIES = sorted({m.category for m in MODES.values()})
 KINDS = ('object', 'stack', 'glass', 'hand', 'road')
+
 
 @dataclass(frozen=True)
 class Style:
     "A generator's rendering signature: nuisance that must not be confused with physics."
+
     saturation: float = 1.0  # colour saturation multiplier
     contrast: float = 1.0  # contrast multiplier
     blur: float = 0.0  # Gaussian blur radius, in pixels of the final image
     grain: float = 0.0  # std of per-pixel noise, in 0-255 units
     tint: tuple = (1.0, 1.0, 1.0)  # per-channel colour cast
     zoom: float = 1.0  # framing: >1 crops the centre 1/zoom of the frame and scales it back up
+
 
 GENERATORS = {
     'gen_crisp': Style(),
@@ -65,29 +75,73 @@ GENERATORS = {
 }
 
 # %% ../nbs/01_scenes.ipynb #ac516704
-_SKIES = [((110, 160, 230), (200, 225, 250)), ((250, 170, 120), (255, 225, 180)),
-          ((150, 160, 175), (215, 220, 225)), ((70, 110, 200), (170, 200, 240))]
+_SKIES = [
+    ((110, 160, 230), (200, 225, 250)),
+    ((250, 170, 120), (255, 225, 180)),
+    ((150, 160, 175), (215, 220, 225)),
+    ((70, 110, 200), (170, 200, 240)),
+]
 _GROUNDS = [(95, 150, 70), (200, 180, 130), (235, 235, 240), (120, 120, 125), (150, 110, 80)]
-_COLORS = [(200, 50, 50), (50, 110, 200), (230, 190, 40), (60, 170, 90), (170, 80, 190), (240, 130, 40), (200, 200, 200)]
+_COLORS = [
+    (200, 50, 50),
+    (50, 110, 200),
+    (230, 190, 40),
+    (60, 170, 90),
+    (170, 80, 190),
+    (240, 130, 40),
+    (200, 200, 200),
+]
 _SKIN = [(235, 195, 160), (200, 150, 110), (140, 95, 65), (250, 215, 185)]
+
 
 def draw_attributes(rng: np.random.Generator, kind: str) -> dict:
     "Every random choice of a vignette of `kind`, drawn up front (JSON-friendly)."
     u = lambda a, b: float(rng.uniform(a, b))
-    a = dict(kind=kind, sky=int(rng.integers(len(_SKIES))), ground=int(rng.integers(len(_GROUNDS))),
-             ground_jitter=[float(x) for x in rng.normal(0, 12, 3)], horizon=u(0.38, 0.55),
-             sun_side=int(rng.choice([-1, 1])), elevation=u(0.35, 0.9), sun_x=u(0.25, 0.42), sun_y=u(0.2, 0.6),
-             size=u(0.22, 0.3), cx=u(-0.12, 0.12), base=u(0.45, 0.7), color=int(rng.integers(len(_COLORS))),
-             lift=u(0.7, 1.4), shape=str(rng.choice(['sphere', 'box', 'cylinder'])) if kind == 'object' else 'box',
-             box_w=u(0.9, 1.2), box_h=u(0.7, 1.1), cyl_h=u(1.0, 1.6),
-             top_w=u(0.7, 0.95), top_h=u(0.6, 0.9), stable_off=u(-0.2, 0.2), unstable_off=u(0.55, 0.75),
-             off_side=int(rng.choice([-1, 1])), glass_h=u(1.3, 1.8), level=u(0.35, 0.7), tilt=u(20, 40),
-             tilt_side=int(rng.choice([-1, 1])), liquid=int(rng.integers(len(_COLORS))),
-             skin=int(rng.integers(len(_SKIN))), hand_x=u(-0.08, 0.08), hand_y=u(0.62, 0.72),
-             palm=u(0.26, 0.34), rot=u(-0.3, 0.3), finger_len=[u(0.75, 0.95) for _ in range(5)],
-             thumb_side=int(rng.choice([-1, 1])), wrong_fingers=int(rng.choice([3, 5])),
-             vanish=u(-0.2, 0.2), near=u(0.35, 0.6), far=u(0.0, 0.04), rev_near=u(0.12, 0.2), rev_far=u(0.6, 0.9),
-             road=int(rng.integers(3)), grain_seed=int(rng.integers(2**31)))
+    a = dict(
+        kind=kind,
+        sky=int(rng.integers(len(_SKIES))),
+        ground=int(rng.integers(len(_GROUNDS))),
+        ground_jitter=[float(x) for x in rng.normal(0, 12, 3)],
+        horizon=u(0.38, 0.55),
+        sun_side=int(rng.choice([-1, 1])),
+        elevation=u(0.35, 0.9),
+        sun_x=u(0.25, 0.42),
+        sun_y=u(0.2, 0.6),
+        size=u(0.22, 0.3),
+        cx=u(-0.12, 0.12),
+        base=u(0.45, 0.7),
+        color=int(rng.integers(len(_COLORS))),
+        lift=u(0.7, 1.4),
+        shape=str(rng.choice(['sphere', 'box', 'cylinder'])) if kind == 'object' else 'box',
+        box_w=u(0.9, 1.2),
+        box_h=u(0.7, 1.1),
+        cyl_h=u(1.0, 1.6),
+        top_w=u(0.7, 0.95),
+        top_h=u(0.6, 0.9),
+        stable_off=u(-0.2, 0.2),
+        unstable_off=u(0.55, 0.75),
+        off_side=int(rng.choice([-1, 1])),
+        glass_h=u(1.3, 1.8),
+        level=u(0.35, 0.7),
+        tilt=u(20, 40),
+        tilt_side=int(rng.choice([-1, 1])),
+        liquid=int(rng.integers(len(_COLORS))),
+        skin=int(rng.integers(len(_SKIN))),
+        hand_x=u(-0.08, 0.08),
+        hand_y=u(0.62, 0.72),
+        palm=u(0.26, 0.34),
+        rot=u(-0.3, 0.3),
+        finger_len=[u(0.75, 0.95) for _ in range(5)],
+        thumb_side=int(rng.choice([-1, 1])),
+        wrong_fingers=int(rng.choice([3, 5])),
+        vanish=u(-0.2, 0.2),
+        near=u(0.35, 0.6),
+        far=u(0.0, 0.04),
+        rev_near=u(0.12, 0.2),
+        rev_far=u(0.6, 0.9),
+        road=int(rng.integers(3)),
+        grain_seed=int(rng.integers(2**31)),
+    )
     return a
 
 # %% ../nbs/01_scenes.ipynb #3d957906
@@ -100,52 +154,86 @@ def _background(a, W):
     img[hy:] = np.clip(g * np.linspace(0.75, 1.1, W - hy)[:, None, None], 0, 255)
     return img
 
+
 def _paint(img, mask_fn, W, color=None, alpha=1.0, blur=0.0):
     "Composite a shape drawn by `mask_fn(ImageDraw)` onto `img`, with a colour array or callable."
-    m = Image.new('L', (W, W), 0); mask_fn(ImageDraw.Draw(m))
-    if blur: m = m.filter(ImageFilter.GaussianBlur(blur))
+    m = Image.new('L', (W, W), 0)
+    mask_fn(ImageDraw.Draw(m))
+    if blur:
+        m = m.filter(ImageFilter.GaussianBlur(blur))
     m = np.asarray(m, float)[..., None] / 255 * alpha
     col = color(m) if callable(color) else np.asarray(color, float)
     return img * (1 - m) + col * m
+
 
 def _lambert(W, cx, cy, r, lx, base, sphere=True):
     yy, xx = np.mgrid[0:W, 0:W].astype(float)
     nx, ny = (xx - cx) / r, (yy - cy) / r
     if sphere:
-        nz = np.sqrt(np.clip(1 - nx**2 - ny**2, 0, 1)); lam = np.clip(nx * lx * 0.9 - ny * 0.6 + nz * 0.5, 0, 1) / 1.18
+        nz = np.sqrt(np.clip(1 - nx**2 - ny**2, 0, 1))
+        lam = np.clip(nx * lx * 0.9 - ny * 0.6 + nz * 0.5, 0, 1) / 1.18
     else:
-        nz = np.sqrt(np.clip(1 - nx**2, 0, 1)); lam = np.clip(nx * lx * 0.9 + nz * 0.5, 0, 1) / 1.03
+        nz = np.sqrt(np.clip(1 - nx**2, 0, 1))
+        lam = np.clip(nx * lx * 0.9 + nz * 0.5, 0, 1) / 1.03
     return np.array(base, float)[None, None] * (0.25 + 0.9 * lam[..., None])
+
 
 def _sunlit(img, a, mode, W):
     "Object, stack or glass standing on the ground under the sun."
-    side = a['sun_side']; hz = W * a['horizon']
-    sx, sy = W / 2 + side * W * a['sun_x'], hz * a['sun_y']; sr = W * 0.06
+    side = a['sun_side']
+    hz = W * a['horizon']
+    sx, sy = W / 2 + side * W * a['sun_x'], hz * a['sun_y']
+    sr = W * 0.06
     img = _paint(img, lambda d: d.ellipse([sx - sr, sy - sr, sx + sr, sy + sr], fill=255), W, (255, 250, 215))
     lit = -side if mode == 'shading_mirrored' else side  # the side of the object that is bright
     shadow_dir = side if mode == 'shadow_toward_light' else -side
-    size = W * a['size']; cx = W / 2 + a['cx'] * W; base_y = hz + (W - hz) * a['base']
+    size = W * a['size']
+    cx = W / 2 + a['cx'] * W
+    base_y = hz + (W - hz) * a['base']
     width = size * (0.8 if a['kind'] == 'glass' else 1.0)
-    if a['kind'] == 'stack': width = size * a['box_w']
+    if a['kind'] == 'stack':
+        width = size * a['box_w']
     if mode != 'shadow_missing':
         L = width * (0.8 + 0.9 / np.tan(a['elevation']))
         x0, x1 = cx - width * 0.55, cx + width * 0.55
         xs, xt = cx + shadow_dir * width * 0.3, cx + shadow_dir * (width * 0.5 + L)
+
         def shadow(d):
-            d.polygon([(xs, base_y + width * 0.1), (xs, base_y - width * 0.25), (xt, base_y - width * 0.45),
-                       (xt, base_y - width * 0.05)], fill=255)
+            d.polygon(
+                [
+                    (xs, base_y + width * 0.1),
+                    (xs, base_y - width * 0.25),
+                    (xt, base_y - width * 0.45),
+                    (xt, base_y - width * 0.05),
+                ],
+                fill=255,
+            )
             d.ellipse([x0, base_y - width * 0.18, x1, base_y + width * 0.12], fill=255)
+
         img = _paint(img, shadow, W, lambda m: img * 0.3, blur=W * 0.01)
     bottom = base_y - (size * a['lift'] if mode == 'floating' else 0.0)
     base = _COLORS[a['color']]
     if a['kind'] == 'object' and a['shape'] == 'sphere':
-        r = size * 0.55; cy = bottom - r
-        img = _paint(img, lambda d: d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255), W, _lambert(W, cx, cy, r, lit, base))
+        r = size * 0.55
+        cy = bottom - r
+        img = _paint(
+            img, lambda d: d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255), W, _lambert(W, cx, cy, r, lit, base)
+        )
     elif a['kind'] == 'object' and a['shape'] == 'cylinder':
-        r = size * 0.45; h = size * a['cyl_h']
-        def body(d): d.rectangle([cx - r, bottom - h, cx + r, bottom - r * 0.3], fill=255); d.ellipse([cx - r, bottom - r * 0.6, cx + r, bottom], fill=255)
+        r = size * 0.45
+        h = size * a['cyl_h']
+
+        def body(d):
+            d.rectangle([cx - r, bottom - h, cx + r, bottom - r * 0.3], fill=255)
+            d.ellipse([cx - r, bottom - r * 0.6, cx + r, bottom], fill=255)
+
         img = _paint(img, body, W, _lambert(W, cx, bottom, r, lit, base, sphere=False))
-        img = _paint(img, lambda d: d.ellipse([cx - r, bottom - h - r * 0.3, cx + r, bottom - h + r * 0.3], fill=255), W, np.array(base) * 1.05)
+        img = _paint(
+            img,
+            lambda d: d.ellipse([cx - r, bottom - h - r * 0.3, cx + r, bottom - h + r * 0.3], fill=255),
+            W,
+            np.array(base) * 1.05,
+        )
     elif a['kind'] in ('object', 'stack'):
         w, h = size * a['box_w'], size * a['box_h']
         boxes = [(cx, bottom, w, h)]
@@ -155,44 +243,105 @@ def _sunlit(img, a, mode, W):
         cb = np.array(base, float)
         for bx, by, bw, bh in boxes:
             dep = bw * 0.175
-            img = _paint(img, lambda d: d.polygon([(bx - bw / 2, by), (bx + bw / 2, by), (bx + bw / 2, by - bh), (bx - bw / 2, by - bh)], fill=255), W, cb * (0.75 if lit > 0 else 1.0))
-            img = _paint(img, lambda d: d.polygon([(bx + bw / 2, by), (bx + bw / 2 + dep, by - dep), (bx + bw / 2 + dep, by - bh - dep), (bx + bw / 2, by - bh)], fill=255), W, np.clip(cb * (1.15 if lit > 0 else 0.35), 0, 255))
-            img = _paint(img, lambda d: d.polygon([(bx - bw / 2, by - bh), (bx + bw / 2, by - bh), (bx + bw / 2 + dep, by - bh - dep), (bx - bw / 2 + dep, by - bh - dep)], fill=255), W, np.clip(cb * 1.2, 0, 255))
+            img = _paint(
+                img,
+                lambda d: d.polygon(
+                    [(bx - bw / 2, by), (bx + bw / 2, by), (bx + bw / 2, by - bh), (bx - bw / 2, by - bh)], fill=255
+                ),
+                W,
+                cb * (0.75 if lit > 0 else 1.0),
+            )
+            img = _paint(
+                img,
+                lambda d: d.polygon(
+                    [
+                        (bx + bw / 2, by),
+                        (bx + bw / 2 + dep, by - dep),
+                        (bx + bw / 2 + dep, by - bh - dep),
+                        (bx + bw / 2, by - bh),
+                    ],
+                    fill=255,
+                ),
+                W,
+                np.clip(cb * (1.15 if lit > 0 else 0.35), 0, 255),
+            )
+            img = _paint(
+                img,
+                lambda d: d.polygon(
+                    [
+                        (bx - bw / 2, by - bh),
+                        (bx + bw / 2, by - bh),
+                        (bx + bw / 2 + dep, by - bh - dep),
+                        (bx - bw / 2 + dep, by - bh - dep),
+                    ],
+                    fill=255,
+                ),
+                W,
+                np.clip(cb * 1.2, 0, 255),
+            )
     else:  # glass of liquid
-        gh = size * a['glass_h']; x0, x1 = cx - width / 2, cx + width / 2; yb, yt = bottom, bottom - gh
+        gh = size * a['glass_h']
+        x0, x1 = cx - width / 2, cx + width / 2
+        yb, yt = bottom, bottom - gh
         ys = yb - gh * a['level']
         dy = np.tan(np.deg2rad(a['tilt'])) * width / 2 * a['tilt_side'] if mode == 'liquid_tilted' else 0.0
         liq = np.array(_COLORS[a['liquid']], float)
         img = _paint(img, lambda d: d.polygon([(x0, yb), (x1, yb), (x1, ys + dy), (x0, ys - dy)], fill=255), W, liq)
         lw = max(2, int(W * 0.012))
-        img = _paint(img, lambda d: d.line([(x0, yt), (x0, yb), (x1, yb), (x1, yt)], fill=255, width=lw), W, (235, 240, 250))
-        img = _paint(img, lambda d: d.line([(x0, ys - dy), (x1, ys + dy)], fill=255, width=max(1, lw // 2)), W, np.clip(liq * 1.3 + 30, 0, 255))
+        img = _paint(
+            img, lambda d: d.line([(x0, yt), (x0, yb), (x1, yb), (x1, yt)], fill=255, width=lw), W, (235, 240, 250)
+        )
+        img = _paint(
+            img,
+            lambda d: d.line([(x0, ys - dy), (x1, ys + dy)], fill=255, width=max(1, lw // 2)),
+            W,
+            np.clip(liq * 1.3 + 30, 0, 255),
+        )
     return img
 
+
 def _hand(img, a, mode, W):
-    skin = _SKIN[a['skin']]; cx = W / 2 + a['hand_x'] * W; cy = W * a['hand_y']
-    pw = W * a['palm']; ph = pw * 1.05; fw = pw * 0.2
+    skin = _SKIN[a['skin']]
+    cx = W / 2 + a['hand_x'] * W
+    cy = W * a['hand_y']
+    pw = W * a['palm']
+    ph = pw * 1.05
+    fw = pw * 0.2
     n = a['wrong_fingers'] if mode == 'finger_count' else 4  # digits besides the thumb
+
     def hand(d):
         d.rounded_rectangle([cx - pw / 2, cy - ph / 2, cx + pw / 2, cy + ph / 2], radius=pw * 0.25, fill=255)
         d.rectangle([cx - pw * 0.35, cy + ph / 2 - 2, cx + pw * 0.35, W], fill=255)
         for i in range(n):
-            t = (i + 0.5) / n; fx = cx - pw / 2 + fw / 2 + t * (pw - fw); ang = a['rot'] + (t - 0.5) * 0.6
+            t = (i + 0.5) / n
+            fx = cx - pw / 2 + fw / 2 + t * (pw - fw)
+            ang = a['rot'] + (t - 0.5) * 0.6
             L = pw * a['finger_len'][i] * (1 - 0.25 * abs(t - 0.55))
             ex, ey = fx + np.sin(ang) * L, cy - ph / 2 - np.cos(ang) * L
             d.line([(fx, cy - ph / 2 + fw), (ex, ey)], fill=255, width=int(fw))
             d.ellipse([ex - fw / 2, ey - fw / 2, ex + fw / 2, ey + fw / 2], fill=255)
-        s = a['thumb_side']; tx = cx + s * pw / 2; ex = tx + s * pw * 0.55; ey = cy - ph * 0.2
+        s = a['thumb_side']
+        tx = cx + s * pw / 2
+        ex = tx + s * pw * 0.55
+        ey = cy - ph * 0.2
         d.line([(tx - s * fw, cy + ph * 0.1), (ex, ey)], fill=255, width=int(fw * 1.1))
         d.ellipse([ex - fw * 0.55, ey - fw * 0.55, ex + fw * 0.55, ey + fw * 0.55], fill=255)
+
     return _paint(img, hand, W, skin)
 
+
 def _road(img, a, mode, W):
-    hy = W * a['horizon']; vx = W / 2 + a['vanish'] * W
+    hy = W * a['horizon']
+    vx = W / 2 + a['vanish'] * W
     rev = mode == 'reverse_perspective'
     near, far = (W * a['rev_near'], W * a['rev_far']) if rev else (W * a['near'], W * a['far'])
-    img = _paint(img, lambda d: d.polygon([(W / 2 - near, W), (W / 2 + near, W), (vx + far, hy), (vx - far, hy)], fill=255), W,
-                 [(90, 90, 95), (140, 120, 90), (70, 70, 70)][a['road']])
+    img = _paint(
+        img,
+        lambda d: d.polygon([(W / 2 - near, W), (W / 2 + near, W), (vx + far, hy), (vx - far, hy)], fill=255),
+        W,
+        [(90, 90, 95), (140, 120, 90), (70, 70, 70)][a['road']],
+    )
+
     def marks(d):
         for k in range(8):
             t0, t1 = ((k / 8), ((k + 0.5) / 8)) if rev else ((k / 8) ** 1.6, ((k + 0.5) / 8) ** 1.6)
@@ -201,29 +350,40 @@ def _road(img, a, mode, W):
                 hw = (near + (far - near) * t) * 0.04
                 pts.append((W / 2 + (vx - W / 2) * t + sgn * hw, W - (W - hy) * t))
             d.polygon(pts, fill=255)
+
     img = _paint(img, marks, W, (240, 240, 220))
+
     def posts(d):
         for k in range(4):
             t = k / 4 * 0.85
-            px = W / 2 + (vx - W / 2) * t + (near + (far - near) * t) * 1.3; py = W - (W - hy) * t
+            px = W / 2 + (vx - W / 2) * t + (near + (far - near) * t) * 1.3
+            py = W - (W - hy) * t
             h = W * 0.35 * ((0.3 + t) if rev else (1 - t))
             d.line([(px, py), (px, py - h)], fill=255, width=max(2, int(W * 0.012 * (1 - t * 0.7))))
+
     return _paint(img, posts, W, (60, 50, 40))
+
 
 def _apply_style(im: Image.Image, style: Style, seed: int) -> Image.Image:
     if style.zoom != 1:
         w, h = im.size
         cw, ch = w / style.zoom, h / style.zoom
         im = im.crop(((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)).resize((w, h), Image.BICUBIC)
-    if style.saturation != 1: im = ImageEnhance.Color(im).enhance(style.saturation)
-    if style.contrast != 1: im = ImageEnhance.Contrast(im).enhance(style.contrast)
-    if style.blur: im = im.filter(ImageFilter.GaussianBlur(style.blur))
+    if style.saturation != 1:
+        im = ImageEnhance.Color(im).enhance(style.saturation)
+    if style.contrast != 1:
+        im = ImageEnhance.Contrast(im).enhance(style.contrast)
+    if style.blur:
+        im = im.filter(ImageFilter.GaussianBlur(style.blur))
     x = np.asarray(im, float) * np.array(style.tint)
-    if style.grain: x = x + np.random.default_rng(seed).normal(0, style.grain, x.shape)
+    if style.grain:
+        x = x + np.random.default_rng(seed).normal(0, style.grain, x.shape)
     return Image.fromarray(np.clip(x, 0, 255).round().astype(np.uint8))
 
-def render(attrs: dict, mode: str | None = None, size: int = 128, generator: str = 'gen_crisp',
-           style: Style | None = None) -> np.ndarray:
+
+def render(
+    attrs: dict, mode: str | None = None, size: int = 128, generator: str = 'gen_crisp', style: Style | None = None
+) -> np.ndarray:
     "The vignette described by `attrs`, with `mode` planted (None: plausible), in `generator`'s style (or `style`)."
     if mode is not None and attrs['kind'] not in MODES[mode].kinds:
         raise ValueError(f"mode {mode!r} cannot be planted in a {attrs['kind']!r} vignette")
@@ -243,44 +403,69 @@ def twins(seed: int = 0, size: int = 128) -> list[tuple[str, np.ndarray, np.ndar
         out.append((name, render(a, None, size), render(a, name, size)))
     return out
 
+
 def gallery(path: str | os.PathLike | None = None, seed: int = 0, size: int = 128):
     "`figures/scenes_gallery.png`: each mode, a plausible scene beside its violated twin."
     import matplotlib.pyplot as plt
+
     pairs = twins(seed, size)
     fig, axes = plt.subplots(2, len(pairs), figsize=(2.1 * len(pairs), 4.6))
     for j, (name, ok, bad) in enumerate(pairs):
         for i, (im, lab) in enumerate(((ok, 'plausible'), (bad, name.replace('_', ' ')))):
-            axes[i, j].imshow(im); axes[i, j].set_xticks([]); axes[i, j].set_yticks([])
-            axes[i, j].set_title(f"{MODES[name].category}\n{lab}" if i else lab, fontsize=9, color='firebrick' if i else 'black')
+            axes[i, j].imshow(im)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            axes[i, j].set_title(
+                f"{MODES[name].category}\n{lab}" if i else lab, fontsize=9, color='firebrick' if i else 'black'
+            )
     fig.tight_layout()
-    if path: fig.savefig(path, dpi=110)
+    if path:
+        fig.savefig(path, dpi=110)
     return fig
 
 # %% ../nbs/01_scenes.ipynb #d2448d95
 def _check_params(n_images, violation_rate, modes, splits, generators):
-    if not isinstance(n_images, (int, np.integer)) or n_images < 1: raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
-    if not 0 <= violation_rate <= 1: raise ValueError(f"violation_rate must lie in [0, 1], got {violation_rate!r}")
+    if not isinstance(n_images, (int, np.integer)) or n_images < 1:
+        raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
+    if not 0 <= violation_rate <= 1:
+        raise ValueError(f"violation_rate must lie in [0, 1], got {violation_rate!r}")
     bad = [m for m in modes if m not in MODES]
-    if bad: raise ValueError(f"modes: unknown mode(s) {bad}; known modes: {list(MODES)}")
-    if not modes and violation_rate > 0: raise ValueError("modes: no mode selected but violation_rate > 0")
-    if len(splits) != 3 or min(splits) < 0 or abs(sum(splits) - 1) > 1e-6: raise ValueError(f"splits must be three fractions (train, val, test) summing to 1, got {splits!r}")
+    if bad:
+        raise ValueError(f"modes: unknown mode(s) {bad}; known modes: {list(MODES)}")
+    if not modes and violation_rate > 0:
+        raise ValueError("modes: no mode selected but violation_rate > 0")
+    if len(splits) != 3 or min(splits) < 0 or abs(sum(splits) - 1) > 1e-6:
+        raise ValueError(f"splits must be three fractions (train, val, test) summing to 1, got {splits!r}")
     bad = [g for g in generators if g not in GENERATORS]
-    if bad or not generators: raise ValueError(f"generators: unknown or empty {bad}; known generators: {list(GENERATORS)}")
+    if bad or not generators:
+        raise ValueError(f"generators: unknown or empty {bad}; known generators: {list(GENERATORS)}")
+
 
 def assign_splits(order: np.ndarray, splits) -> np.ndarray:
     "Split names for rows taken in `order` (a permutation): the first fractions go to train, then val, then test."
-    n = len(order); cut = np.round(np.cumsum(splits)[:2] * n).astype(int)
+    n = len(order)
+    cut = np.round(np.cumsum(splits)[:2] * n).astype(int)
     split = np.empty(n, object)
-    split[order[:cut[0]]], split[order[cut[0]:cut[1]]], split[order[cut[1]:]] = 'train', 'val', 'test'
+    split[order[: cut[0]]], split[order[cut[0] : cut[1]]], split[order[cut[1] :]] = 'train', 'val', 'test'
     return split
+
 
 def _modes(modes) -> list[str]:
     return list(MODES) if modes in (None, 'all') else [modes] if isinstance(modes, str) else list(modes)
 
-def sample_specs(n_images: int, seed: int = 0, violation_rate: float = 0.5, modes='all',
-                 splits=(0.7, 0.1, 0.2), generators=None, mode_weights: dict | None = None) -> pd.DataFrame:
+
+def sample_specs(
+    n_images: int,
+    seed: int = 0,
+    violation_rate: float = 0.5,
+    modes='all',
+    splits=(0.7, 0.1, 0.2),
+    generators=None,
+    mode_weights: dict | None = None,
+) -> pd.DataFrame:
     "One row per image: id, split, label, mode, category, kind, generator and all drawn attributes."
-    modes = _modes(modes); generators = list(generators or GENERATORS)
+    modes = _modes(modes)
+    generators = list(generators or GENERATORS)
     _check_params(n_images, violation_rate, modes, splits, generators)
     kinds = [k for k in KINDS if any(k in MODES[m].kinds for m in modes)] if violation_rate > 0 else list(KINDS)
     rows = []
@@ -293,53 +478,94 @@ def sample_specs(n_images: int, seed: int = 0, violation_rate: float = 0.5, mode
         mode = str(rng.choice(cands, p=w / w.sum())) if violated else None
         gen = generators[rng.integers(len(generators))]
         attrs = draw_attributes(rng, kind)
-        rows.append(dict(id=f"s{seed}_{i:06d}", label=int(mode is not None), mode=mode or 'none',
-                         category=MODES[mode].category if mode else 'none', kind=kind, shape=attrs['shape'],
-                         generator=gen, sun_side=attrs['sun_side'], seed=seed, index=i, attrs=json.dumps(attrs)))
+        rows.append(
+            dict(
+                id=f"s{seed}_{i:06d}",
+                label=int(mode is not None),
+                mode=mode or 'none',
+                category=MODES[mode].category if mode else 'none',
+                kind=kind,
+                shape=attrs['shape'],
+                generator=gen,
+                sun_side=attrs['sun_side'],
+                seed=seed,
+                index=i,
+                attrs=json.dumps(attrs),
+            )
+        )
     df = pd.DataFrame(rows)
     df.insert(1, 'split', assign_splits(np.random.default_rng([seed, 10**9]).permutation(n_images), splits))
     return df
 
 # %% ../nbs/01_scenes.ipynb #739e944d
 def _render_row(row) -> np.ndarray:
-    return render(json.loads(row['attrs']), None if row['mode'] == 'none' else row['mode'], row['size'], row['generator'])
+    return render(
+        json.loads(row['attrs']), None if row['mode'] == 'none' else row['mode'], row['size'], row['generator']
+    )
+
 
 def _render_chunk(args):
     rows, folder = args
-    for r in rows: Image.fromarray(_render_row(r)).save(Path(folder)/r['file'])
+    for r in rows:
+        Image.fromarray(_render_row(r)).save(Path(folder) / r['file'])
     return len(rows)
 
-def make_dataset(folder: str | os.PathLike, n_images: int, seed: int = 0, violation_rate: float = 0.5,
-                 modes='all', splits=(0.7, 0.1, 0.2), size: int = 128, generators=None,
-                 mode_weights: dict | None = None, overwrite: bool = False, workers: int = 1) -> pd.DataFrame:
+
+def make_dataset(
+    folder: str | os.PathLike,
+    n_images: int,
+    seed: int = 0,
+    violation_rate: float = 0.5,
+    modes='all',
+    splits=(0.7, 0.1, 0.2),
+    size: int = 128,
+    generators=None,
+    mode_weights: dict | None = None,
+    overwrite: bool = False,
+    workers: int = 1,
+) -> pd.DataFrame:
     "Render a scenes dataset into `folder` (or reuse it when made with the same parameters); returns the manifest."
     folder = Path(folder)
-    params = dict(n_images=int(n_images), seed=int(seed), violation_rate=float(violation_rate), modes=_modes(modes),
-                  splits=[float(s) for s in splits], size=int(size), generators=list(generators or GENERATORS),
-                  mode_weights=mode_weights or {}, version=1)
-    pfile, mfile = folder/'params.json', folder/'manifest.parquet'
+    params = dict(
+        n_images=int(n_images),
+        seed=int(seed),
+        violation_rate=float(violation_rate),
+        modes=_modes(modes),
+        splits=[float(s) for s in splits],
+        size=int(size),
+        generators=list(generators or GENERATORS),
+        mode_weights=mode_weights or {},
+        version=1,
+    )
+    pfile, mfile = folder / 'params.json', folder / 'manifest.parquet'
     old = json.loads(pfile.read_text()) if pfile.exists() else None
     if old is not None and old != params and not overwrite:
         diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
-        raise FileExistsError(f"{folder} holds scenes made with other parameters {diff}; "
-                              "pass overwrite=True to replace them.")
+        raise FileExistsError(
+            f"{folder} holds scenes made with other parameters {diff}; pass overwrite=True to replace them."
+        )
     if old == params:
         if mfile.exists():
             df = pd.read_parquet(mfile)
-            if all((folder/'images'/f).exists() for f in df.file): return df
+            if all((folder / 'images' / f).exists() for f in df.file):
+                return df
     df = sample_specs(n_images, seed, violation_rate, modes, splits, generators, mode_weights)
-    df['file'] = df.id + '.png'; df['size'] = size
-    (folder/'images').mkdir(parents=True, exist_ok=True)
+    df['file'] = df.id + '.png'
+    df['size'] = size
+    (folder / 'images').mkdir(parents=True, exist_ok=True)
     pfile.unlink(missing_ok=True)  # written last: a folder without it is incomplete
-    for p in (folder/'images').glob('*.png'): p.unlink()
+    for p in (folder / 'images').glob('*.png'):
+        p.unlink()
     recs = df[['file', 'attrs', 'mode', 'size', 'generator']].to_dict('records')
-    chunks = [(recs[i:i + 50], str(folder/'images')) for i in range(0, len(recs), 50)]
+    chunks = [(recs[i : i + 50], str(folder / 'images')) for i in range(0, len(recs), 50)]
     with tqdm(total=len(recs), desc='rendering scenes', unit='img') as bar:
         if workers > 1:
             with ProcessPoolExecutor(workers, mp_context=mp.get_context('fork')) as ex:
-                for k in ex.map(_render_chunk, chunks): bar.update(k)
+                for k in ex.map(_render_chunk, chunks):
+                    bar.update(k)
         else:
-            for c in chunks: bar.update(_render_chunk(c))
+            for c in chunks:
+                bar.update(_render_chunk(c))
     df.to_parquet(mfile, index=False)
     write_json(pfile, params)
     return df
@@ -348,19 +574,25 @@ def make_dataset(folder: str | os.PathLike, n_images: int, seed: int = 0, violat
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
 MIN_IMAGE_SIDE = 8  # below this an encoder's processor cannot even tell the channel axis
 
+
 class ImageReadError(ValueError):
     "A file that is not a usable image; `reason` says why."
+
     def __init__(self, path, reason: str):
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = str(path), reason
+
 
 def _rgb8(im: Image.Image) -> Image.Image:
     "8-bit RGB of any PIL mode: 16-bit and float greys scaled (not clipped) to 8 bits, transparency put on white."
     if im.mode in ('I', 'F') or im.mode.startswith('I;16'):
         values = np.asarray(im, dtype=np.float64)
-        if im.mode.startswith('I;16') or values.max() > 255: top = 65535.0
-        elif im.mode == 'F' and values.max() <= 1: top = 1.0
-        else: top = 255.0
+        if im.mode.startswith('I;16') or values.max() > 255:
+            top = 65535.0
+        elif im.mode == 'F' and values.max() <= 1:
+            top = 1.0
+        else:
+            top = 255.0
         grey = np.clip(values / top * 255 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(grey, 'L').convert('RGB')
     if im.mode in ('RGBA', 'LA', 'PA') or (im.mode == 'P' and 'transparency' in im.info):
@@ -368,6 +600,7 @@ def _rgb8(im: Image.Image) -> Image.Image:
         white = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert('RGB')
     return im.convert('RGB')
+
 
 def read_image(path: str | os.PathLike | io.BytesIO) -> Image.Image:
     """The image at `path` as every stage reads it: decoded in full (a truncated file fails here, not in a later
@@ -386,10 +619,17 @@ def read_image(path: str | os.PathLike | io.BytesIO) -> Image.Image:
         raise ImageReadError(path, f"{rgb.size[0]}x{rgb.size[1]} px, smaller than {MIN_IMAGE_SIDE} px a side")
     return rgb
 
+
 def image_files(folder: Path) -> list[Path]:
     "Image files under `folder` by extension, hidden files (and macOS `._` resource forks) left out."
-    return sorted(p for p in folder.rglob('*') if p.suffix.lower() in IMAGE_EXTS and p.is_file()
-                  and not any(part.startswith('.') for part in p.relative_to(folder).parts))
+    return sorted(
+        p
+        for p in folder.rglob('*')
+        if p.suffix.lower() in IMAGE_EXTS
+        and p.is_file()
+        and not any(part.startswith('.') for part in p.relative_to(folder).parts)
+    )
+
 
 def check_images(root: Path, files: list[Path], labels: list[int]) -> tuple[list[int], list[dict]]:
     """Read every file once (`read_image`): (indices of the usable ones, one {'file', 'reason'} per file left out).
@@ -400,17 +640,22 @@ def check_images(root: Path, files: list[Path], labels: list[int]) -> tuple[list
         try:
             read_image(io.BytesIO(data))
         except ImageReadError as e:
-            skipped.append({'file': name, 'reason': e.reason}); continue
+            skipped.append({'file': name, 'reason': e.reason})
+            continue
         digest = hashlib.sha1(data).hexdigest()
         if digest in first_of:
             j = first_of[digest]
             if labels[j] != labels[i]:
-                raise ValueError(f"{name} and {files[j].relative_to(root)} are the same file in both classes: "
-                                 "remove one of them (a duplicate cannot be both plausible and implausible)")
-            skipped.append({'file': name, 'reason': f"duplicate of {files[j].relative_to(root)}"}); continue
+                raise ValueError(
+                    f"{name} and {files[j].relative_to(root)} are the same file in both classes: "
+                    "remove one of them (a duplicate cannot be both plausible and implausible)"
+                )
+            skipped.append({'file': name, 'reason': f"duplicate of {files[j].relative_to(root)}"})
+            continue
         first_of[digest] = i
         keep.append(i)
     return keep, skipped
+
 
 def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
     """A manifest for images in `root/human_correct` (label 0) and `root/human_error` (label 1), each file read once
@@ -418,29 +663,41 @@ def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int =
     root = Path(root).expanduser()
     files, labels = [], []
     for sub, label in (('human_correct', 0), ('human_error', 1)):
-        d = root/sub
+        d = root / sub
         if not d.is_dir():
             raise FileNotFoundError(f"Expected a folder of images at {d} (label {label}); see data/README.md")
         found = image_files(d)
-        files += found; labels += [label] * len(found)
+        files += found
+        labels += [label] * len(found)
     keep, skipped = check_images(root, files, labels)
     rows = []
     for i in keep:
         sub = files[i].relative_to(root).parts[0]
-        inner = files[i].relative_to(root/sub)
-        rows.append(dict(id=f"{sub}/{inner.as_posix()}", label=labels[i], mode='unknown' if labels[i] else 'none',
-                         category='unknown' if labels[i] else 'none', kind='unknown',
-                         generator=inner.parts[0] if len(inner.parts) > 1 else 'unknown',
-                         file=str(files[i].relative_to(root))))
+        inner = files[i].relative_to(root / sub)
+        rows.append(
+            dict(
+                id=f"{sub}/{inner.as_posix()}",
+                label=labels[i],
+                mode='unknown' if labels[i] else 'none',
+                category='unknown' if labels[i] else 'none',
+                kind='unknown',
+                generator=inner.parts[0] if len(inner.parts) > 1 else 'unknown',
+                file=str(files[i].relative_to(root)),
+            )
+        )
     df = pd.DataFrame(rows)
     if df.empty or df.label.nunique() < 2:
-        raise ValueError(f"No usable images, or a single class, under {root} ({len(skipped)} files left out): "
-                         "need images in both human_correct/ and human_error/")
+        raise ValueError(
+            f"No usable images, or a single class, under {root} ({len(skipped)} files left out): "
+            "need images in both human_correct/ and human_error/"
+        )
     counts = df.label.value_counts()
     if counts.min() < (need := images_per_class_needed(splits)):
-        raise ValueError(f"Too few images under {root} for the splits {tuple(splits)}: each class needs at least "
-                         f"{need} so that every split holds both (found {counts.get(0, 0)} plausible, "
-                         f"{counts.get(1, 0)} implausible, {len(skipped)} files left out)")
+        raise ValueError(
+            f"Too few images under {root} for the splits {tuple(splits)}: each class needs at least "
+            f"{need} so that every split holds both (found {counts.get(0, 0)} plausible, "
+            f"{counts.get(1, 0)} implausible, {len(skipped)} files left out)"
+        )
     rng, split = np.random.default_rng(seed), np.empty(len(df), object)
     for label in (0, 1):  # split each class on its own: every split holds both
         rows_of_label = np.flatnonzero(df.label.values == label)
@@ -448,41 +705,55 @@ def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int =
     df.insert(1, 'split', split)
     return df, skipped
 
+
 def images_per_class_needed(splits) -> int:
     "The fewest images of one class that `assign_splits` spreads over every split with a non-zero fraction."
     for n in range(1, 10_000):
         names = set(assign_splits(np.arange(n), splits))
-        if all(name in names for name, fraction in zip(('train', 'val', 'test'), splits) if fraction > 0): return n
+        if all(name in names for name, fraction in zip(('train', 'val', 'test'), splits) if fraction > 0):
+            return n
     raise ValueError(f"splits {tuple(splits)} leave a split empty at any size")
-
 
 # %% ../nbs/01_scenes.ipynb #e8cc902a
 def scenes_stage(cfg, force: bool = False) -> tuple[pd.DataFrame, Path]:
     """The dataset of profile `cfg`: (manifest, image folder); generated scenes, or the user's folders for
     `dataset = folders`. Reused while the stage's fingerprint is unchanged; `force` makes it again."""
     spec, done = open_stage(cfg, 'scenes', force)
-    if done: return load_scenes(cfg)
+    if done:
+        return load_scenes(cfg)
     folder = stage_dir(cfg, 'scenes')
     if cfg.dataset == 'folders':
         image_dir = cfg.path('image_root')
         df, skipped = index_folders(image_dir, cfg.splits, cfg.seed)
         folder.mkdir(parents=True, exist_ok=True)
-        df.to_parquet(folder/'manifest.parquet', index=False)
-        write_json(folder/'skipped.json', skipped)
+        df.to_parquet(folder / 'manifest.parquet', index=False)
+        write_json(folder / 'skipped.json', skipped)
         if skipped:
             first = skipped[0]
-            print(f"[mtc] {len(skipped)} of {len(df) + len(skipped)} files under {image_dir} left out (each with its "
-                  f"reason in {folder/'skipped.json'}), e.g. {first['file']}: {first['reason']}")
+            print(
+                f"[mtc] {len(skipped)} of {len(df) + len(skipped)} files under {image_dir} left out (each with its "
+                f"reason in {folder / 'skipped.json'}), e.g. {first['file']}: {first['reason']}"
+            )
     else:
-        image_dir, skipped = folder/'images', []
-        df = make_dataset(folder, cfg.n_images, cfg.seed, cfg.violation_rate, cfg.modes, cfg.splits, cfg.image_size,
-                          workers=cfg.workers, overwrite=True)
+        image_dir, skipped = folder / 'images', []
+        df = make_dataset(
+            folder,
+            cfg.n_images,
+            cfg.seed,
+            cfg.violation_rate,
+            cfg.modes,
+            cfg.splits,
+            cfg.image_size,
+            workers=cfg.workers,
+            overwrite=True,
+        )
     close_stage(cfg, 'scenes', spec, n_images=len(df), splits=df.split.value_counts().to_dict(), n_skipped=len(skipped))
     return df, image_dir
+
 
 def load_scenes(cfg) -> tuple[pd.DataFrame, Path]:
     "The scenes stage's outputs (manifest, image folder); the stage must be complete and current."
     require_stage(cfg, 'scenes')
     folder = stage_dir(cfg, 'scenes')
-    image_dir = cfg.path('image_root') if cfg.dataset == 'folders' else folder/'images'
-    return pd.read_parquet(folder/'manifest.parquet'), image_dir
+    image_dir = cfg.path('image_root') if cfg.dataset == 'folders' else folder / 'images'
+    return pd.read_parquet(folder / 'manifest.parquet'), image_dir

@@ -27,87 +27,134 @@ def stage_dictionaries(cfg) -> list[tuple[str, Path, dict]]:
     root = stage_dir(cfg, 'dictionaries')
     out = []
     for name in done['checkpoints']:
-        c = json.loads((root/name/'config.json').read_text())['config']
+        c = json.loads((root / name / 'config.json').read_text())['config']
         if c['kind'] in cfg.dict_models and (c['kind'] == 'paper_repo' or c['k'] == cfg.dict_k):
-            out.append((name, root/name, c))
-    if not out: raise FileNotFoundError(f"No checkpoint in {root} matches dict_models={cfg.dict_models} at k={cfg.dict_k}")
+            out.append((name, root / name, c))
+    if not out:
+        raise FileNotFoundError(f"No checkpoint in {root} matches dict_models={cfg.dict_models} at k={cfg.dict_k}")
     return out
+
 
 def lmm_from(cfg):
     "An LMMConfig when the profile names an endpoint and a model, else None (offline interpretation)."
-    if not cfg.lmm_base_url: return None
-    if not cfg.lmm_model: raise ValueError("lmm_base_url is set but lmm_model is not")
-    return LMMConfig(base_url=str(cfg.lmm_base_url), model=str(cfg.lmm_model), api_key_env=str(cfg.lmm_api_key_env),
-                     max_workers=int(cfg.lmm_max_workers), seed=int(cfg.seed))
+    if not cfg.lmm_base_url:
+        return None
+    if not cfg.lmm_model:
+        raise ValueError("lmm_base_url is set but lmm_model is not")
+    return LMMConfig(
+        base_url=str(cfg.lmm_base_url),
+        model=str(cfg.lmm_model),
+        api_key_env=str(cfg.lmm_api_key_env),
+        max_workers=int(cfg.lmm_max_workers),
+        seed=int(cfg.seed),
+    )
 
 # %% ../nbs/08_failure_modes.ipynb #40f383fd
-def analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm=None, sheets: bool = False) -> tuple[pd.DataFrame, dict]:
+def analyse_dictionary(
+    name, folder, c, cfg, acts, ids, manifest, path_of, lmm=None, sheets: bool = False
+) -> tuple[pd.DataFrame, dict]:
     "Feature table and scores of one dictionary on the held-out split."
     man = manifest.set_index('id').loc[ids].reset_index()
     model = load_dictionary(folder, d_in=acts['h2'].shape[1])
     A = latent_codes(model, acts['h2'], device=cfg.torch_device).numpy()
     levels = c['levels'] if c['kind'] in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae') else [c['d_sae']]
-    table = mine(A, man.label.values, man.id.values, top_n=int(cfg.feature_top_n), min_images=int(cfg.feature_min_images), levels=levels)
+    table = mine(
+        A,
+        man.label.values,
+        man.id.values,
+        top_n=int(cfg.feature_top_n),
+        min_images=int(cfg.feature_min_images),
+        levels=levels,
+    )
     has_modes = man['mode'].isin(['none', 'unknown']).mean() < 1
     before = dict(lmm.stats) if lmm else {}
     interp = lmm.interpret(table, path_of) if lmm else offline_interpret(table, A, man)
-    if len(interp) and (interp.status == UNNAMED).all(): print(f"[mtc] {name}: features {UNNAMED}")
+    if len(interp) and (interp.status == UNNAMED).all():
+        print(f"[mtc] {name}: features {UNNAMED}")
     table = table.merge(interp, on='latent', how='left')
     table['flagged'] = table.flagged.fillna(False).astype(bool)
     rel = relevance(table)
-    row = {'name': name, 'kind': c['kind'], 'k': c['k'], 'seed': c['seed'], 'levels': list(levels), 'interpreter': lmm.name if lmm else OFFLINE, **{k: v for k, v in rel.items() if k != 'per_level'},
-           'per_level': rel['per_level']}
+    row = {
+        'name': name,
+        'kind': c['kind'],
+        'k': c['k'],
+        'seed': c['seed'],
+        'levels': list(levels),
+        'interpreter': lmm.name if lmm else OFFLINE,
+        **{k: v for k, v in rel.items() if k != 'per_level'},
+        'per_level': rel['per_level'],
+    }
     if has_modes and lmm:  # the LMM describes errors in words: map each to a planted mode where the data has them
         planted = sorted(set(man['mode']) - {'none', 'unknown'})
         mapped = [error_mode_of(e, planted) if f else (None, []) for e, f in zip(table.error, table.flagged)]
         table['error_mode'] = [m for m, _ in mapped]
         flagged = table.flagged & ~table.skipped
-        row['error_mode_mapping'] = {'flagged': int(flagged.sum()), 'mapped': int(table.error_mode[flagged].notna().sum()),
-                                     'ambiguous': int(sum(len(h) > 1 for (_, h), f in zip(mapped, flagged) if f))}
+        row['error_mode_mapping'] = {
+            'flagged': int(flagged.sum()),
+            'mapped': int(table.error_mode[flagged].notna().sum()),
+            'ambiguous': int(sum(len(h) > 1 for (_, h), f in zip(mapped, flagged) if f)),
+        }
     if has_modes:
         row.update(accuracy(table, manifest))
-        rec = mode_recovery(A, man); row['mode_coverage'] = rec['coverage']; row['modes'] = rec['modes']
+        rec = mode_recovery(A, man)
+        row['mode_coverage'] = rec['coverage']
+        row['modes'] = rec['modes']
         row['hierarchy'] = hierarchy(A, man, levels)
     if lmm:
         flagged = table[table.flagged & ~table.skipped].head(int(cfg.lmm_judged_features))
-        rng = np.random.default_rng(cfg.seed); judged, det = [], []
+        rng = np.random.default_rng(cfg.seed)
+        judged, det = [], []
         for r in flagged.itertuples():
-            votes = lmm.judge(r.error, r.top_ids, path_of); judged.append(np.mean([v is True for v in votes]))
-            silent = man.id.values[A[:, r.latent] <= 0]  # random images where it does not fire (else: outside its top list)
-            if not len(silent): silent = np.setdiff1d(man.id.values, r.top_ids)
+            votes = lmm.judge(r.error, r.top_ids, path_of)
+            judged.append(np.mean([v is True for v in votes]))
+            silent = man.id.values[
+                A[:, r.latent] <= 0
+            ]  # random images where it does not fire (else: outside its top list)
+            if not len(silent):
+                silent = np.setdiff1d(man.id.values, r.top_ids)
             neg = rng.choice(silent, min(5, len(silent)), replace=False)
             det.append(lmm.detection_score(r.error, r.top_ids[:5], neg, path_of))
         row['lmm_accuracy'] = float(np.mean(judged)) if judged else float('nan')
-        row['detection_score'] = float(np.nanmean(det)) if np.isfinite(det).any() else float('nan')  # NaN: no image left to serve as a negative
-        row.update({f'lmm_{k}': v - before[k] for k, v in lmm.stats.items()})  # this dictionary's requests, cache hits, tokens, failures
-    out = cfg.run_dir/'features'/name; out.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(out/'features.parquet')
+        row['detection_score'] = (
+            float(np.nanmean(det)) if np.isfinite(det).any() else float('nan')
+        )  # NaN: no image left to serve as a negative
+        row.update(
+            {f'lmm_{k}': v - before[k] for k, v in lmm.stats.items()}
+        )  # this dictionary's requests, cache hits, tokens, failures
+    out = cfg.run_dir / 'features' / name
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out / 'features.parquet')
     if sheets:  # written afresh, so no sheet of an earlier run outlives its latent
         lab = manifest.set_index('id').label
-        shutil.rmtree(out/'sheets', ignore_errors=True)
-        write_contact_sheets(table, path_of, lambda i: lab[i], out/'sheets')
+        shutil.rmtree(out / 'sheets', ignore_errors=True)
+        write_contact_sheets(table, path_of, lambda i: lab[i], out / 'sheets')
     return table, row
 
 # %% ../nbs/08_failure_modes.ipynb #285b68ab
 def features_stage(cfg, force: bool = False, progress: bool = True) -> tuple[list[dict], dict]:
-    "Analyse every matched dictionary of the profile; contact sheets for the canonical model of the first seed. Returns (rows, tables)."
+    """Analyse every matched dictionary of the profile; contact sheets for the canonical model of the first seed.
+    Returns (rows, tables)."""
     from mtc_nb.classifier import load_activations
     from mtc_nb.scenes import load_scenes
     from tqdm import tqdm
+
     spec, done = open_stage(cfg, 'features', force)
     todo = stage_dictionaries(cfg)
     out_dir = stage_dir(cfg, 'features')
-    if done: return done['rows'], {name: pd.read_parquet(out_dir/name/'features.parquet') for name, _, _ in todo}
+    if done:
+        return done['rows'], {name: pd.read_parquet(out_dir / name / 'features.parquet') for name, _, _ in todo}
     manifest, image_dir = load_scenes(cfg)
     files = manifest.set_index('id').file
-    path_of = lambda i: Path(image_dir)/files[i]
-    acts, ids = load_activations(cfg.run_dir/'activations', 'test')
+    path_of = lambda i: Path(image_dir) / files[i]
+    acts, ids = load_activations(cfg.run_dir / 'activations', 'test')
     lmm_cfg = lmm_from(cfg)
-    lmm = LMMInterpreter(lmm_cfg, out_dir/'lmm_cache.jsonl') if lmm_cfg else None
+    lmm = LMMInterpreter(lmm_cfg, out_dir / 'lmm_cache.jsonl') if lmm_cfg else None
     rows, tables = [], {}
     first = next((n for n, _, c in todo if c['kind'] == 'matryoshka_transcoder'), todo[0][0])
     for name, folder, c in tqdm(todo, desc='analysing dictionaries', disable=not progress):
-        tables[name], row = analyse_dictionary(name, folder, c, cfg, acts, ids, manifest, path_of, lmm, sheets=name == first)
+        tables[name], row = analyse_dictionary(
+            name, folder, c, cfg, acts, ids, manifest, path_of, lmm, sheets=name == first
+        )
         rows.append(row)
     close_stage(cfg, 'features', spec, rows=rows)
     return rows, tables

@@ -31,28 +31,35 @@ def png_bytes(image) -> bytes:
     buf = io.BytesIO()
     if hasattr(image, 'savefig'):
         import matplotlib.pyplot as plt
+
         image.savefig(buf, format='png', dpi=90, bbox_inches='tight')
         plt.close(image)
     else:
         image.save(buf, format='PNG')
     return buf.getvalue()
 
+
 def img_tag(png: bytes, alt: str = '') -> str:
     "An <img> that carries its PNG inline: the saved notebook and its HTML need no file beside them."
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
 
+
 class Inspector:
     """What every inspector shares: a widget for live use, and a static preview of its current selection (an HTML
     display updated on every change), which is what a saved notebook and its HTML rendering show."""
+
     title = 'inspector'
 
     def _preview_html(self) -> str:
-        return (f'<div class="mtc-preview"><p><i>Static preview of the {self.title} (its current selection, '
-                f'kept when the notebook is saved)</i></p>{self.view_html()}</div>')
+        return (
+            f'<div class="mtc-preview"><p><i>Static preview of the {self.title} (its current selection, '
+            f'kept when the notebook is saved)</i></p>{self.view_html()}</div>'
+        )
 
     def refresh(self, change=None):
         self.render()
-        if getattr(self, '_handle', None) is not None: self._handle.update(HTML(self._preview_html()))
+        if getattr(self, '_handle', None) is not None:
+            self._handle.update(HTML(self._preview_html()))
 
     def show(self):
         "Display the live widget, then its static preview."
@@ -61,8 +68,12 @@ class Inspector:
         return self
 
 # %% ../nbs/10_widgets.ipynb #c8629a0d
-ORDERS = {'relevance': 'interpreter-flagged first, then error ratio', 'error ratio': 'share of top images implausible',
-          'planted-mode match': 'AUROC of the best-matching planted mode or category'}
+ORDERS = {
+    'relevance': 'interpreter-flagged first, then error ratio',
+    'error ratio': 'share of top images implausible',
+    'planted-mode match': 'AUROC of the best-matching planted mode or category',
+}
+
 
 class FeatureInspector(Inspector):
     """Browse the latents of every dictionary of a profile's features stage: pick the model, the Matryoshka level
@@ -70,6 +81,7 @@ class FeatureInspector(Inspector):
     activations (a contact sheet), the histogram of its activations, frequency and error ratio, its interpretation
     (naming the interpreter), on embedded data the planted mode or category it matches best, and its parent
     (coarser levels) and children (finer levels): the latents it fires with."""
+
     title = 'feature inspector'
 
     def __init__(self, cfg, model: str | None = None):
@@ -77,9 +89,9 @@ class FeatureInspector(Inspector):
         self.cfg = cfg
         self.checkpoints = {name: (folder, c) for name, folder, c in stage_dictionaries(cfg)}
         manifest, image_dir = load_scenes(cfg)
-        self.acts, ids = load_activations(cfg.run_dir/'activations', 'test')
+        self.acts, ids = load_activations(cfg.run_dir / 'activations', 'test')
         self.man = manifest.set_index('id').loc[ids].reset_index()
-        self.path_of = lambda i: Path(image_dir)/manifest.set_index('id').file[i]
+        self.path_of = lambda i: Path(image_dir) / manifest.set_index('id').file[i]
         self._models = {}
         names = list(self.checkpoints)
         canonical = next((n for n in names if self.checkpoints[n][1]['kind'] == 'matryoshka_transcoder'), names[0])
@@ -90,11 +102,17 @@ class FeatureInspector(Inspector):
         self.prev, self.next = W.Button(description='◀ previous'), W.Button(description='next ▶')
         self.info = W.HTML().add_class('mtc-feature-info')
         self.sheet, self.hist = W.Image(format='png'), W.Image(format='png')
-        self.widget = W.VBox([W.HBox([self.model, self.level, self.order]), W.HBox([self.latent, self.prev, self.next]),
-                              self.info, W.HBox([self.sheet, self.hist], layout=W.Layout(flex_flow='row wrap'))]
-                             ).add_class('mtc-feature-inspector')
+        self.widget = W.VBox(
+            [
+                W.HBox([self.model, self.level, self.order]),
+                W.HBox([self.latent, self.prev, self.next]),
+                self.info,
+                W.HBox([self.sheet, self.hist], layout=W.Layout(flex_flow='row wrap')),
+            ]
+        ).add_class('mtc-feature-inspector')
         self.model.observe(self._model_changed, 'value')
-        for control in (self.level, self.order): control.observe(self._list_changed, 'value')
+        for control in (self.level, self.order):
+            control.observe(self._list_changed, 'value')
         self.latent.observe(self.refresh, 'value')
         self.prev.on_click(lambda _: self.step(-1))
         self.next.on_click(lambda _: self.step(1))
@@ -105,7 +123,7 @@ class FeatureInspector(Inspector):
         if name not in self._models:
             folder, c = self.checkpoints[name]
             A = latent_codes(load_dictionary(folder), self.acts['h2']).numpy()
-            table = pd.read_parquet(self.cfg.run_dir/'features'/name/'features.parquet').set_index('latent')
+            table = pd.read_parquet(self.cfg.run_dir / 'features' / name / 'features.parquet').set_index('latent')
             nested = c['kind'] in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae')
             levels = c['levels'] if nested else [c['d_sae']]
             C = concept_matrix(self.man)
@@ -113,10 +131,15 @@ class FeatureInspector(Inspector):
             best = pd.DataFrame({'best_concept': None, 'best_auroc': np.nan}, index=table.index)
             if C.shape[1]:
                 au = np.nan_to_num(auroc_matrix(A, C.values), nan=-1.0)  # (d_sae, concepts)
-                best = pd.DataFrame({'best_concept': C.columns[au.argmax(1)], 'best_auroc': au.max(1)},
-                                    index=table.index)
-            self._models[name] = {'A': A, 'table': table.join(best), 'levels': list(levels),
-                                  'level_of': level_of(levels, A.shape[1])}
+                best = pd.DataFrame(
+                    {'best_concept': C.columns[au.argmax(1)], 'best_auroc': au.max(1)}, index=table.index
+                )
+            self._models[name] = {
+                'A': A,
+                'table': table.join(best),
+                'levels': list(levels),
+                'level_of': level_of(levels, A.shape[1]),
+            }
         return self._models[name]
 
     def _model_changed(self, change=None):
@@ -129,9 +152,13 @@ class FeatureInspector(Inspector):
         "The model's mined latents at the chosen level, in the chosen order."
         d = self.data(self.model.value)
         t = d['table'][~d['table'].skipped]
-        if self.level.value >= 0: t = t[d['level_of'][t.index] == self.level.value]
-        keys = {'relevance': (['flagged', 'error_ratio', 'n_active'], False), 'error ratio': (['error_ratio'], False),
-                'planted-mode match': (['best_auroc'], False)}[self.order.value]
+        if self.level.value >= 0:
+            t = t[d['level_of'][t.index] == self.level.value]
+        keys = {
+            'relevance': (['flagged', 'error_ratio', 'n_active'], False),
+            'error ratio': (['error_ratio'], False),
+            'planted-mode match': (['best_auroc'], False),
+        }[self.order.value]
         return t.sort_values(keys[0], ascending=keys[1], kind='stable', na_position='last')
 
     def _list_changed(self, change=None):
@@ -140,13 +167,15 @@ class FeatureInspector(Inspector):
         label = lambda j, r: f"{j} · level {r.level} · {r.commonality}{error(r)}"
         options = [(label(j, r), int(j)) for j, r in t.iterrows()]
         self.latent.options = options
-        if options: self.latent.value = options[0][1]
+        if options:
+            self.latent.value = options[0][1]
         self.refresh()
 
     def step(self, by: int):
         "Move to the next (by = 1) or previous (by = -1) latent of the list."
         values = [v for _, v in self.latent.options]
-        if values: self.latent.value = values[(values.index(self.latent.value) + by) % len(values)]
+        if values:
+            self.latent.value = values[(values.index(self.latent.value) + by) % len(values)]
 
     def relatives(self, j: int, top: int = 3) -> tuple[list, list]:
         """(parents, children) of latent j: latents of coarser levels that fire most often when j fires (P(p | j)),
@@ -154,7 +183,8 @@ class FeatureInspector(Inspector):
         d = self.data(self.model.value)
         fires = d['A'] > 0
         n_j = fires[:, j].sum()
-        if n_j == 0: return [], []
+        if n_j == 0:
+            return [], []
         together = fires[fires[:, j]].sum(0)
         lv = d['level_of']
         p_given_j = together / n_j
@@ -169,12 +199,20 @@ class FeatureInspector(Inspector):
             self.info.value, self.sheet.value, self.hist.value = '<p>no mined latent at this level</p>', b'', b''
             return
         import matplotlib.pyplot as plt
+
         d, j = self.data(self.model.value), int(self.latent.value)
         r = d['table'].loc[j]
         labels = self.man.set_index('id').label
-        sheet = contact_sheet([self.path_of(i) for i in r.top_ids], r.top_activations, [labels[i] for i in r.top_ids],
-                              [self.path_of(i) for i in r.interval_ids], [labels[i] for i in r.interval_ids],
-                              thumb=72, cols=10, title=f'{self.model.value} · latent {j}')
+        sheet = contact_sheet(
+            [self.path_of(i) for i in r.top_ids],
+            r.top_activations,
+            [labels[i] for i in r.top_ids],
+            [self.path_of(i) for i in r.interval_ids],
+            [labels[i] for i in r.interval_ids],
+            thumb=72,
+            cols=10,
+            title=f'{self.model.value} · latent {j}',
+        )
         self.sheet.value = png_bytes(sheet)
         fig, ax = plt.subplots(figsize=(3.2, 2.4))
         on = d['A'][:, j][d['A'][:, j] > 0]
@@ -183,38 +221,46 @@ class FeatureInspector(Inspector):
         self.hist.value = png_bytes(fig)
         parents, children = self.relatives(j)
         fmt = lambda rel: ', '.join(f'{i} ({p:.0%})' for i, p in rel) or 'none'
-        truth = (f" · best planted concept: <b>{html.escape(str(r.best_concept))}</b> (AUROC {r.best_auroc:.2f})"
-                 if isinstance(r.best_concept, str) else '')
+        truth = (
+            f" · best planted concept: <b>{html.escape(str(r.best_concept))}</b> (AUROC {r.best_auroc:.2f})"
+            if isinstance(r.best_concept, str)
+            else ''
+        )
         self.info.value = (
             f"<p><b>latent {j}</b> · level {int(r.level)} · <b>{html.escape(str(r.interpreter))}</b>: "
             f"{html.escape(str(r.commonality))} — error: {html.escape(str(r.error or 'none'))}</p>"
             f"<p>frequency {r.frequency:.2%} · error ratio {r.error_ratio:.2f} · fires on {int(r.n_active)} "
             f"held-out images{truth}</p><p>parents (P(parent | this)): {fmt(parents)} · children "
-            f"(P(this | child)): {fmt(children)}</p>")
+            f"(P(this | child)): {fmt(children)}</p>"
+        )
 
     def view_html(self) -> str:
-        return (f'<div class="mtc-feature-view">{self.info.value}{img_tag(self.sheet.value, "contact sheet")}'
-                f'{img_tag(self.hist.value, "activation histogram")}</div>')
+        return (
+            f'<div class="mtc-feature-view">{self.info.value}{img_tag(self.sheet.value, "contact sheet")}'
+            f'{img_tag(self.hist.value, "activation histogram")}</div>'
+        )
 
 # %% ../nbs/10_widgets.ipynb #d0dbe956
 class ImageInspector(Inspector):
     """Score one image with a profile's trained artifacts, as `mtc label` does: a held-out image of the dataset, or
     one uploaded. Shown: the image, its implausibility (h0) and the failure features that fire on it, with their
     names, levels, activations and error ratios."""
+
     title = 'image inspector'
 
     def __init__(self, cfg):
         self.cfg, self.scorer = cfg, Scorer.from_profile(cfg)
         manifest, image_dir = load_scenes(cfg)
-        _, ids = load_activations(cfg.run_dir/'activations', 'test')
+        _, ids = load_activations(cfg.run_dir / 'activations', 'test')
         files = manifest.set_index('id').file
-        self.paths = {i: Path(image_dir)/files[i] for i in ids}
+        self.paths = {i: Path(image_dir) / files[i] for i in ids}
         self.pick = W.Dropdown(options=list(self.paths), description='image')
         self.upload = W.FileUpload(accept='image/*', multiple=False, description='or upload')
         self.info = W.HTML().add_class('mtc-image-info')
         self.image = W.Image(format='png')
         self.widget = W.VBox([W.HBox([self.pick, self.upload]), W.HBox([self.image, self.info])]).add_class(
-            'mtc-image-inspector')
+            'mtc-image-inspector'
+        )
         self._tmp = Path(tempfile.mkdtemp(prefix='mtc_upload_'))
         self.current = self.paths[self.pick.value] if self.paths else None
         self.pick.observe(lambda change: self.select(self.paths[change['new']]), 'value')
@@ -222,9 +268,10 @@ class ImageInspector(Inspector):
         self.refresh()
 
     def _uploaded(self, change):
-        if not change['new']: return
+        if not change['new']:
+            return
         item = change['new'][0]
-        path = self._tmp/Path(item['name']).name
+        path = self._tmp / Path(item['name']).name
         path.write_bytes(bytes(item['content']))
         self.select(path)
 
@@ -245,29 +292,40 @@ class ImageInspector(Inspector):
         image = read_image(self.current)
         image.thumbnail((256, 256))
         self.image.value = png_bytes(image)
-        feats = ''.join(f"<tr><td>{html.escape(f['name'])}</td><td>{f['level']}</td><td>{f['activation']:.3f}</td>"
-                        f"<td>{'' if f['error_ratio'] is None else format(f['error_ratio'], '.2f')}</td></tr>"
-                        for f in row['features'])
-        table = (f"<table><tr><th>failure feature</th><th>level</th><th>activation</th><th>error ratio</th></tr>"
-                 f"{feats}</table>" if feats else '<p>no failure feature fires</p>')
+        feats = ''.join(
+            f"<tr><td>{html.escape(f['name'])}</td><td>{f['level']}</td><td>{f['activation']:.3f}</td>"
+            f"<td>{'' if f['error_ratio'] is None else format(f['error_ratio'], '.2f')}</td></tr>"
+            for f in row['features']
+        )
+        table = (
+            f"<table><tr><th>failure feature</th><th>level</th><th>activation</th><th>error ratio</th></tr>"
+            f"{feats}</table>"
+            if feats
+            else '<p>no failure feature fires</p>'
+        )
         verdict = 'implausible' if row['implausible'] else 'plausible'
-        self.info.value = (f"<p><b>{html.escape(self.current.name)}</b>: implausibility h0 = "
-                           f"{row['implausibility']:.3f} ({verdict})</p>{table}")
+        self.info.value = (
+            f"<p><b>{html.escape(self.current.name)}</b>: implausibility h0 = "
+            f"{row['implausibility']:.3f} ({verdict})</p>{table}"
+        )
 
     def view_html(self) -> str:
         return f'<div class="mtc-image-view">{img_tag(self.image.value, "image")}{self.info.value}</div>'
 
+
 class BenchmarkExplorer(Inspector):
     """A generator's failure profile from the benchmark stage: the corrected prevalence of each failure feature with
     its bootstrap CI (the truth beside it for a simulated generator), and example images where each feature fires."""
+
     title = 'benchmark explorer'
 
     def __init__(self, cfg, examples: int = 6):
         self.cfg, self.bench, self.examples = cfg, load_benchmark(cfg), examples
         gens = list(dict.fromkeys(self.bench['table'].generator))
         simulated = self.bench['table'].groupby('generator').simulated.first()
-        self.generator = W.Dropdown(options=[(g + (' (simulated)' if simulated[g] else ''), g) for g in gens],
-                                    description='generator')
+        self.generator = W.Dropdown(
+            options=[(g + (' (simulated)' if simulated[g] else ''), g) for g in gens], description='generator'
+        )
         self.profile = W.Image(format='png')
         self.info = W.HTML().add_class('mtc-benchmark-info')
         self.widget = W.VBox([self.generator, self.profile, self.info]).add_class('mtc-benchmark-explorer')
@@ -276,14 +334,22 @@ class BenchmarkExplorer(Inspector):
 
     def render(self):
         import matplotlib.pyplot as plt
+
         g = self.generator.value
         t = self.bench['table']
         t = t[(t.generator == g) & (t.estimate == 'corrected')].reset_index(drop=True)
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1))
         y = np.arange(len(t))
-        ax.errorbar(t.prevalence, y, xerr=[t.prevalence - t.ci_low, t.ci_high - t.prevalence], fmt='o', capsize=3,
-                    label='estimate, 95% CI')
-        if t['true'].notna().any(): ax.plot(t['true'], y, 'x', color='red', label='truth (simulated)')
+        ax.errorbar(
+            t.prevalence,
+            y,
+            xerr=[t.prevalence - t.ci_low, t.ci_high - t.prevalence],
+            fmt='o',
+            capsize=3,
+            label='estimate, 95% CI',
+        )
+        if t['true'].notna().any():
+            ax.plot(t['true'], y, 'x', color='red', label='truth (simulated)')
         ax.set_yticks(y, [f"{m} ({lvl})" for m, lvl in zip(t['mode'], t.level)], fontsize=8)
         ax.invert_yaxis()
         ax.set(xlabel='share of images', xlim=(-0.02, 1.02), title=f'failure profile of {g}')
@@ -294,7 +360,8 @@ class BenchmarkExplorer(Inspector):
         parts = []
         for f in self.bench['features'].itertuples():
             firing = images[images[f'fires:{f.feature}']].head(self.examples)
-            if not len(firing): continue
+            if not len(firing):
+                continue
             thumbs = []
             for r in firing.itertuples():
                 im = read_image(benchmark_image(self.cfg, r))

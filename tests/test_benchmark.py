@@ -1,5 +1,6 @@
 """The benchmark stage and `mtc label` on small data: real generator folders beside the simulated panel,
 unreadable files, missing artifacts."""
+
 import io, json
 
 import numpy as np
@@ -14,18 +15,23 @@ from mtc_nb.scenes import draw_attributes, render
 
 @pytest.fixture(scope='module')
 def bench(tmp_path_factory):
-    "A tiny chain whose benchmark holds the simulated panel and two real generators' folders (one with prompts and labels)."
+    """A tiny chain whose benchmark holds the simulated panel and two real generators' folders (one with prompts and
+    labels)."""
     folder = tmp_path_factory.mktemp('bench')
     rng = np.random.default_rng(0)
     for gen in ('realA', 'realB'):
-        (folder/'generated'/gen).mkdir(parents=True)
+        (folder / 'generated' / gen).mkdir(parents=True)
         for i in range(8):
             mode = 'floating' if gen == 'realB' and i % 2 else None
-            Image.fromarray(render(draw_attributes(rng, 'object'), mode, 32)).save(folder/'generated'/gen/f'{i}.png')
-    (folder/'generated'/'realB'/'prompts.csv').write_text('file,prompt\n' + ''.join(f'{i}.png,p{i // 2}\n' for i in range(8)))
-    (folder/'generated'/'realB'/'labels.csv').write_text('file,label\n0.png,plausible\n1.png,implausible\n')
-    (folder/'generated'/'realB'/'broken.png').write_bytes(b'not an image at all')
-    cfg = tiny_profile(folder, generated_root=str(folder/'generated'))
+            Image.fromarray(render(draw_attributes(rng, 'object'), mode, 32)).save(
+                folder / 'generated' / gen / f'{i}.png'
+            )
+    (folder / 'generated' / 'realB' / 'prompts.csv').write_text(
+        'file,prompt\n' + ''.join(f'{i}.png,p{i // 2}\n' for i in range(8))
+    )
+    (folder / 'generated' / 'realB' / 'labels.csv').write_text('file,label\n0.png,plausible\n1.png,implausible\n')
+    (folder / 'generated' / 'realB' / 'broken.png').write_bytes(b'not an image at all')
+    cfg = tiny_profile(folder, generated_root=str(folder / 'generated'))
     return cfg, run_chain(cfg)['benchmark']
 
 
@@ -40,16 +46,20 @@ def test_the_benchmark_measures_every_generator(bench):
     assert out['unreadable'] and out['unreadable'][0]['file'].endswith('broken.png')
     assert table[table.simulated].true.notna().all()
     assert set(out['summary']['generators']) == {g.name for g in PANEL}  # validation reads the panel only
-    assert (cfg.run_dir/'benchmark'/'summary.md').read_text().count('(simulated)') >= len(PANEL)
+    assert (cfg.run_dir / 'benchmark' / 'summary.md').read_text().count('(simulated)') >= len(PANEL)
 
 
 def test_label_reports_features_and_unreadable_files(bench, tmp_path):
     cfg, out = bench
-    kw = {**TINY, 'data_dir': str(cfg.path('data_dir')), 'figures_dir': str(cfg.fig_dir),
-          'generated_root': str(cfg.path('generated_root'))}
-    folder = cfg.path('generated_root')/'realB'
+    kw = {
+        **TINY,
+        'data_dir': str(cfg.path('data_dir')),
+        'figures_dir': str(cfg.fig_dir),
+        'generated_root': str(cfg.path('generated_root')),
+    }
+    folder = cfg.path('generated_root') / 'realB'
     rows, unreadable = label([folder], 'smoke', **kw)
-    assert len(rows) == 8 and [u[0] for u in unreadable] == [str(folder/'broken.png')]
+    assert len(rows) == 8 and [u[0] for u in unreadable] == [str(folder / 'broken.png')]
     assert all(0 <= r['implausibility'] <= 1 for r in rows)
     features = set(out['features'].feature)
     assert all(f['feature'] in features for r in rows for f in r['features'])
@@ -63,18 +73,21 @@ def test_label_reports_features_and_unreadable_files(bench, tmp_path):
     write_labels(rows, unreadable, 'csv', buf)
     csv = pd.read_csv(io.StringIO(buf.getvalue()))
     assert len(csv) == 9 and csv.error.notna().sum() == 1
-    args = ['label', str(folder/'0.png'), str(folder/'broken.png'), '--profile', 'smoke']
-    for k, v in kw.items(): args += ['-p', k, ', '.join(map(str, v)) if isinstance(v, list) else str(v)]
+    args = ['label', str(folder / '0.png'), str(folder / 'broken.png'), '--profile', 'smoke']
+    for k, v in kw.items():
+        args += ['-p', k, ', '.join(map(str, v)) if isinstance(v, list) else str(v)]
     from contextlib import redirect_stdout, redirect_stderr
+
     out_buf, err_buf = io.StringIO(), io.StringIO()
-    with redirect_stdout(out_buf), redirect_stderr(err_buf): main(args)
+    with redirect_stdout(out_buf), redirect_stderr(err_buf):
+        main(args)
     lines = [json.loads(line) for line in out_buf.getvalue().splitlines()]
     assert lines[0]['file'].endswith('0.png') and 'error' in lines[1] and 'broken.png' in err_buf.getvalue()
 
 
 def test_label_without_artifacts_names_the_stage_to_run(tmp_path):
-    Image.new('RGB', (16, 16)).save(tmp_path/'x.png')
+    Image.new('RGB', (16, 16)).save(tmp_path / 'x.png')
     with pytest.raises(StaleStageError, match="stage 'benchmark'"):
-        label([tmp_path/'x.png'], 'smoke', data_dir=str(tmp_path/'nothing'))
+        label([tmp_path / 'x.png'], 'smoke', data_dir=str(tmp_path / 'nothing'))
     with pytest.raises(FileNotFoundError, match='no such file'):
-        label([tmp_path/'missing.png'], 'smoke', data_dir=str(tmp_path/'nothing'))
+        label([tmp_path / 'missing.png'], 'smoke', data_dir=str(tmp_path / 'nothing'))

@@ -1,6 +1,7 @@
 """The inspectors in a real browser: JupyterLab on 127.0.0.1 over a copy of a notebook on a tiny smoke run, opened in
 headless Chromium (Debian's, driven by playwright), run, another latent chosen, the view checked to change; and the
 static HTML of the executed notebook, opened in the same browser, showing the inspector's preview."""
+
 import json, os, secrets, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
@@ -18,13 +19,21 @@ playwright = pytest.importorskip('playwright.sync_api')
 
 def notebook(folder: Path) -> dict:
     "A notebook that opens the feature inspector on the tiny run under `folder`."
-    settings = {**TINY, 'data_dir': str(folder/'data'), 'figures_dir': str(folder/'fig')}
-    source = [f"from mtc_nb.core import load_profile\nfrom mtc_nb.widgets import FeatureInspector\n"
-              f"cfg = load_profile('smoke', **{settings!r})\ninspector = FeatureInspector(cfg).show()"]
-    cells = [{'cell_type': 'code', 'execution_count': None, 'id': f'c{i}', 'metadata': {}, 'outputs': [], 'source': s}
-             for i, s in enumerate(source)]
-    return {'cells': cells, 'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'Python 3 (mtc_nb)',
-                                                        'language': 'python'}}, 'nbformat': 4, 'nbformat_minor': 5}
+    settings = {**TINY, 'data_dir': str(folder / 'data'), 'figures_dir': str(folder / 'fig')}
+    source = [
+        f"from mtc_nb.core import load_profile\nfrom mtc_nb.widgets import FeatureInspector\n"
+        f"cfg = load_profile('smoke', **{settings!r})\ninspector = FeatureInspector(cfg).show()"
+    ]
+    cells = [
+        {'cell_type': 'code', 'execution_count': None, 'id': f'c{i}', 'metadata': {}, 'outputs': [], 'source': s}
+        for i, s in enumerate(source)
+    ]
+    return {
+        'cells': cells,
+        'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'Python 3 (mtc_nb)', 'language': 'python'}},
+        'nbformat': 4,
+        'nbformat_minor': 5,
+    }
 
 
 def free_port() -> int:
@@ -37,9 +46,9 @@ def free_port() -> int:
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp('browser')
     run_chain(tiny_profile(folder), upto='features')
-    lab = folder/'lab'
+    lab = folder / 'lab'
     lab.mkdir()
-    (lab/'inspect.ipynb').write_text(json.dumps(notebook(folder)))
+    (lab / 'inspect.ipynb').write_text(json.dumps(notebook(folder)))
     return folder, lab
 
 
@@ -54,11 +63,23 @@ def browser():
 def test_the_feature_inspector_live_in_jupyterlab(run, browser, tmp_path):
     folder, lab = run
     port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, 'JUPYTER_CONFIG_DIR': str(folder/'jupyter_config'), 'HF_HUB_OFFLINE': '1'}
-    server = subprocess.Popen([str(BIN/'jupyter'), 'lab', '--no-browser', '--ip=127.0.0.1', f'--port={port}',
-                               f'--IdentityProvider.token={token}', f'--ServerApp.root_dir={lab}', '--allow-root',
-                               f'--LabApp.workspaces_dir={folder/"workspaces"}'],
-                              stdout=open(tmp_path/'jupyterlab.log', 'w'), stderr=subprocess.STDOUT, env=env)
+    env = {**os.environ, 'JUPYTER_CONFIG_DIR': str(folder / 'jupyter_config'), 'HF_HUB_OFFLINE': '1'}
+    server = subprocess.Popen(
+        [
+            str(BIN / 'jupyter'),
+            'lab',
+            '--no-browser',
+            '--ip=127.0.0.1',
+            f'--port={port}',
+            f'--IdentityProvider.token={token}',
+            f'--ServerApp.root_dir={lab}',
+            '--allow-root',
+            f'--LabApp.workspaces_dir={folder / "workspaces"}',
+        ],
+        stdout=open(tmp_path / 'jupyterlab.log', 'w'),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
         deadline = time.time() + 90
         while True:  # up when its API answers
@@ -66,7 +87,7 @@ def test_the_feature_inspector_live_in_jupyterlab(run, browser, tmp_path):
                 urllib.request.urlopen(f'http://127.0.0.1:{port}/api/status?token={token}', timeout=2)
                 break
             except OSError:
-                assert server.poll() is None and time.time() < deadline, (tmp_path/'jupyterlab.log').read_text()
+                assert server.poll() is None and time.time() < deadline, (tmp_path / 'jupyterlab.log').read_text()
                 time.sleep(0.5)
         page = browser.new_page(viewport={'width': 1400, 'height': 1000})
         page.goto(f'http://127.0.0.1:{port}/lab/tree/inspect.ipynb?token={token}')
@@ -80,22 +101,25 @@ def test_the_feature_inspector_live_in_jupyterlab(run, browser, tmp_path):
                 info.first.wait_for(timeout=60_000)
                 break
             except playwright.TimeoutError:
-                page.screenshot(path=str(tmp_path/f'attempt_{attempt}.png'), full_page=True)
+                page.screenshot(path=str(tmp_path / f'attempt_{attempt}.png'), full_page=True)
         else:
             raise AssertionError(f"the inspector never rendered: see {tmp_path}")
         before = info.first.inner_text()
         assert 'latent' in before and 'error ratio' in before
         page.locator('.mtc-latent select').select_option(index=1)
-        page.wait_for_function("(old) => document.querySelector('.mtc-feature-info').innerText !== old", arg=before,
-                               timeout=30_000)
+        page.wait_for_function(
+            "(old) => document.querySelector('.mtc-feature-info').innerText !== old", arg=before, timeout=30_000
+        )
         after = info.first.inner_text()
         assert after != before and 'latent' in after  # another latent, another view
-        page.screenshot(path=str(tmp_path/'feature_inspector.png'), full_page=True)
-        assert (tmp_path/'feature_inspector.png').stat().st_size > 10_000
+        page.screenshot(path=str(tmp_path / 'feature_inspector.png'), full_page=True)
+        assert (tmp_path / 'feature_inspector.png').stat().st_size > 10_000
     finally:
         server.terminate()
-        try: server.wait(timeout=20)
-        except subprocess.TimeoutExpired: server.kill()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
     assert server.poll() is not None
 
 
@@ -103,9 +127,10 @@ def test_the_static_html_shows_the_preview(run, browser, tmp_path):
     import nbformat
     from nbclient import NotebookClient
     from mtc_nb.core import render_html
+
     folder, lab = run
-    executed = tmp_path/'inspect.ipynb'
-    nb = nbformat.read(lab/'inspect.ipynb', as_version=4)
+    executed = tmp_path / 'inspect.ipynb'
+    nb = nbformat.read(lab / 'inspect.ipynb', as_version=4)
     NotebookClient(nb, kernel_name='python3', timeout=300, resources={'metadata': {'path': str(lab)}}).execute()
     nbformat.write(nb, executed)
     assert 'widgets' in nb.metadata  # the widget state is saved with the notebook
@@ -116,4 +141,4 @@ def test_the_static_html_shows_the_preview(run, browser, tmp_path):
     assert 'latent' in preview.first.inner_text()
     widths = page.locator('.mtc-preview img').evaluate_all('images => images.map(i => i.naturalWidth)')
     assert len(widths) == 2 and min(widths) > 100  # the contact sheet and the histogram, decoded
-    page.screenshot(path=str(tmp_path/'static_preview.png'), full_page=True)
+    page.screenshot(path=str(tmp_path / 'static_preview.png'), full_page=True)

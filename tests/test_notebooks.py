@@ -1,4 +1,5 @@
 """Every notebook in nbs/, executed by nbdev's runner (smoke profile), one pytest case each, in reading order."""
+
 import shutil
 from pathlib import Path
 import pytest
@@ -6,8 +7,8 @@ from nbdev.test import test_nb as run_notebook  # renamed: pytest must not colle
 from mtc_nb.core import STAGES, load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT/'nbs').glob('*.ipynb'))
-MODULES = sorted(p.stem for p in (ROOT/'mtc_nb').glob('*.py') if not p.stem.startswith('_'))
+NOTEBOOKS = sorted((ROOT / 'nbs').glob('*.ipynb'))
+MODULES = sorted(p.stem for p in (ROOT / 'mtc_nb').glob('*.py') if not p.stem.startswith('_'))
 
 
 def test_there_are_notebooks():

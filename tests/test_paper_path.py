@@ -1,4 +1,5 @@
 """The paper's setting at its boundaries: the user's image folders + CLIP weights on disk (a tiny random CLIP)."""
+
 import numpy as np
 import pytest
 import torch
@@ -14,10 +15,10 @@ from mtc_nb.scenes import draw_attributes, render
 def paper_cfg(tmp_path):
     rng = np.random.default_rng(0)
     for sub, mode in (('human_correct', None), ('human_error', 'reverse_perspective')):
-        (tmp_path/'images'/sub/'genA').mkdir(parents=True)
+        (tmp_path / 'images' / sub / 'genA').mkdir(parents=True)
         for i in range(30):
             image = render(draw_attributes(rng, 'road'), mode, 48)
-            Image.fromarray(image).save(tmp_path/'images'/sub/'genA'/f'{i}.png')
+            Image.fromarray(image).save(tmp_path / 'images' / sub / 'genA' / f'{i}.png')
     return paper_profile(tmp_path)
 
 
@@ -25,13 +26,14 @@ def test_paper_profile_runs_through_clip_and_folders(paper_cfg, monkeypatch):
     monkeypatch.delenv('MTC_CLIP_PATH', raising=False)
     res = run_chain(paper_cfg, upto='classifier')['classifier']
     assert res['h2'].shape == (60, 12)  # the tiny CLIP's projection dim
-    acts, ids = load_activations(paper_cfg.run_dir/'activations', 'test')
+    acts, ids = load_activations(paper_cfg.run_dir / 'activations', 'test')
     assert acts['h1'].shape == (len(ids), 256) and len(ids) == 12
     assert set(res['manifest'].generator) == {'genA'}
     # h2 comes from the same code path as a direct call
     enc = ClipEncoder(paper_cfg.clip_path)
     first = res['manifest'].iloc[0]
-    with torch.no_grad(): direct = enc(enc.preprocess(load_images([paper_cfg.path('image_root')/first.file])))
+    with torch.no_grad():
+        direct = enc(enc.preprocess(load_images([paper_cfg.path('image_root') / first.file])))
     torch.testing.assert_close(res['h2'][0], direct[0])
 
 
@@ -39,8 +41,9 @@ def test_a_changed_folder_makes_every_stage_stale(paper_cfg, monkeypatch):
     "The user's images are part of the fingerprint: a new image makes the scenes stage, and all after it, stale."
     monkeypatch.delenv('MTC_CLIP_PATH', raising=False)
     run_chain(paper_cfg, upto='classifier')
-    Image.new('RGB', (48, 48)).save(paper_cfg.path('image_root')/'human_error'/'genA'/'new.png')
+    Image.new('RGB', (48, 48)).save(paper_cfg.path('image_root') / 'human_error' / 'genA' / 'new.png')
     from mtc_nb.classifier import classifier_stage
+
     with pytest.raises(StaleStageError, match='input images changed'):
         classifier_stage(paper_cfg)  # out of order: it would read h2 of the old folder
     res = run_chain(paper_cfg, upto='classifier')['classifier']  # in order, the chain reruns from the scenes stage
@@ -50,29 +53,42 @@ def test_a_changed_folder_makes_every_stage_stale(paper_cfg, monkeypatch):
 def test_missing_clip_weights_say_where_to_put_them(paper_cfg, tmp_path, monkeypatch):
     monkeypatch.delenv('MTC_CLIP_PATH', raising=False)
     with pytest.raises(FileNotFoundError, match='clip_path'):
-        run_chain(paper_cfg.replace(clip_path=str(tmp_path/'nowhere')), upto='encoder')
+        run_chain(paper_cfg.replace(clip_path=str(tmp_path / 'nowhere')), upto='encoder')
 
 
 def test_missing_image_folders_are_a_clear_error(paper_cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match='human_correct'):
-        run_chain(paper_cfg.replace(image_root=str(tmp_path/'empty')), upto='scenes')
+        run_chain(paper_cfg.replace(image_root=str(tmp_path / 'empty')), upto='scenes')
 
 
 def test_paper_profile_through_dictionaries_and_an_lmm_endpoint(paper_cfg, monkeypatch):
     "Folders + CLIP → classifier → dictionaries → features named by an LMM behind a local chat-completions server."
     from mtc_nb.stage_features import features_stage
     from mtc_nb.interpret import LocalChatServer
+
     monkeypatch.delenv('MTC_CLIP_PATH', raising=False)
-    cfg = paper_cfg.replace(dict_models=['matryoshka_transcoder', 'paper_repo'], dict_levels=[8, 16], dict_k=4,
-                            dict_k_sweep=[4], dict_epochs=2, paper_epochs=2, seeds=[0], feature_min_images=0,
-                            feature_top_n=5, lmm_judged_features=1)
+    cfg = paper_cfg.replace(
+        dict_models=['matryoshka_transcoder', 'paper_repo'],
+        dict_levels=[8, 16],
+        dict_k=4,
+        dict_k_sweep=[4],
+        dict_epochs=2,
+        paper_epochs=2,
+        seeds=[0],
+        feature_min_images=0,
+        feature_top_n=5,
+        lmm_judged_features=1,
+    )
     run_chain(cfg, upto='dictionaries')
 
     def respond(req, n):
         text = req['messages'][0]['content'][0]['text']
-        if 'in common' in text: return '[Commonality: roads]'
-        if 'Check for' in text: return '[Error: the road widens toward the horizon]'
+        if 'in common' in text:
+            return '[Commonality: roads]'
+        if 'Check for' in text:
+            return '[Error: the road widens toward the horizon]'
         return '[Yes]'
+
     lmm_cfg = cfg.replace(lmm_model='test-model')
     with LocalChatServer(respond) as srv:
         lmm_cfg = lmm_cfg.replace(lmm_base_url=srv.url)
@@ -90,16 +106,18 @@ def test_paper_profile_through_dictionaries_and_an_lmm_endpoint(paper_cfg, monke
     judged = [(r['lmm_accuracy'], r['detection_score']) for r in rows]
     assert judged == [(1.0, 0.5)] * len(rows), rows  # the judge says yes to everything
     assert any('in common' in r['json']['messages'][0]['content'][0]['text'] for r in srv.requests)
-    assert (cfg.run_dir/'features'/'lmm_cache.jsonl').exists()
+    assert (cfg.run_dir / 'features' / 'lmm_cache.jsonl').exists()
     t = tables[rows[0]['name']]
     assert t.error[~t.skipped].eq('the road widens toward the horizon').all()
     # the benchmark on the user's generator folders (no simulated panel in the paper's setting)
     from mtc_nb.benchmark import benchmark_stage
-    generated = paper_cfg.path('image_root').parent/'generated'
+
+    generated = paper_cfg.path('image_root').parent / 'generated'
     rng = np.random.default_rng(1)
     for gen, mode in (('genP', None), ('genQ', 'reverse_perspective')):
-        (generated/gen).mkdir(parents=True)
-        for i in range(6): Image.fromarray(render(draw_attributes(rng, 'road'), mode, 48)).save(generated/gen/f'{i}.png')
+        (generated / gen).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(render(draw_attributes(rng, 'road'), mode, 48)).save(generated / gen / f'{i}.png')
     bench = benchmark_stage(lmm_cfg.replace(generated_root=str(generated)), progress=False)
     assert set(bench['table'].generator) == {'genP', 'genQ'} and not bench['table'].simulated.any()
     assert bench['summary'] is None and set(bench['features'].kind) == {'feature'}  # the LMM-flagged latents
@@ -112,15 +130,17 @@ def test_splice_fidelity_of_folders_uses_the_true_labels(paper_cfg, monkeypatch)
     from mtc_nb.classifier import load_head
     from mtc_nb.metrics import splice_fidelity
     import pandas as pd
+
     monkeypatch.delenv('MTC_CLIP_PATH', raising=False)
     cfg = paper_cfg.replace(dict_models=['transcoder'], dict_levels=[16], dict_k=4, dict_epochs=1, seeds=[0])
     run_chain(cfg, upto='classifier')
-    row, = dictionaries_stage(cfg, progress=False)
-    acts, ids = load_activations(cfg.run_dir/'activations', 'test')
-    truth = pd.read_parquet(cfg.run_dir/'scenes'/'manifest.parquet').set_index('id').loc[ids, 'label'].values
-    model = load_dictionary(cfg.run_dir/'dictionaries'/row['name'])
-    with torch.no_grad(): recons = model(acts['h2']).recons[:, 0]
-    head = load_head(cfg.run_dir/'classifier')
+    (row,) = dictionaries_stage(cfg, progress=False)
+    acts, ids = load_activations(cfg.run_dir / 'activations', 'test')
+    truth = pd.read_parquet(cfg.run_dir / 'scenes' / 'manifest.parquet').set_index('id').loc[ids, 'label'].values
+    model = load_dictionary(cfg.run_dir / 'dictionaries' / row['name'])
+    with torch.no_grad():
+        recons = model(acts['h2']).recons[:, 0]
+    head = load_head(cfg.run_dir / 'classifier')
     assert ((acts['h0'].numpy() > 0.5) != truth).any()  # the classifier errs on some image, so the labels matter
     expected = splice_fidelity(head.logit_from_h1, acts['h1'], recons, truth)
     assert row['splice_bce_recovered'] == pytest.approx(expected['bce_recovered'])

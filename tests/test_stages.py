@@ -1,5 +1,6 @@
 """Stage manifests: a changed setting reruns exactly the stages downstream of it, a killed run resumes where it
 stopped with the results of an uninterrupted one, and `mtc reproduce` skips what is current."""
+
 import json, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -8,9 +9,14 @@ from conftest import run_chain, tiny_profile
 from mtc_nb.core import UPSTREAM, read_manifest, stage_state, StaleStageError
 
 STAGES = list(UPSTREAM)
-ONE_SETTING = {'scenes': ('violation_rate', 0.4), 'encoder': ('finetune_lr', 0.002), 'classifier': ('head_epochs', 3),
-               'dictionaries': ('dict_epochs', 3), 'features': ('feature_top_n', 7),
-               'benchmark': ('benchmark_bootstrap', 150)}
+ONE_SETTING = {
+    'scenes': ('violation_rate', 0.4),
+    'encoder': ('finetune_lr', 0.002),
+    'classifier': ('head_epochs', 3),
+    'dictionaries': ('dict_epochs', 3),
+    'features': ('feature_top_n', 7),
+    'benchmark': ('benchmark_bootstrap', 150),
+}
 
 
 def made_at(cfg) -> dict:
@@ -28,13 +34,13 @@ def base(tmp_path_factory):
 @pytest.mark.parametrize('changed', STAGES)
 def test_one_changed_setting_reruns_exactly_the_stages_downstream(base, changed, tmp_path):
     cfg0, _, before = base
-    shutil.copytree(cfg0.run_dir.parent, tmp_path/'data')
+    shutil.copytree(cfg0.run_dir.parent, tmp_path / 'data')
     cfg = tiny_profile(tmp_path)
     assert made_at(cfg) == before and all(stage_state(cfg, s)[0] for s in STAGES)  # a copy is current as it is
     name, value = ONE_SETTING[changed]
     cfg = cfg.replace(**{name: value})
     stale = [s for s in STAGES if not stage_state(cfg, s)[0]]
-    downstream = STAGES[STAGES.index(changed):]
+    downstream = STAGES[STAGES.index(changed) :]
     assert stale == downstream, stale
     assert name in stage_state(cfg, changed)[1]  # the reason names the setting
     run_chain(cfg)
@@ -45,9 +51,10 @@ def test_one_changed_setting_reruns_exactly_the_stages_downstream(base, changed,
 
 def test_a_stage_refuses_outputs_of_other_settings(base, tmp_path):
     cfg0, _, _ = base
-    shutil.copytree(cfg0.run_dir.parent, tmp_path/'data')
+    shutil.copytree(cfg0.run_dir.parent, tmp_path / 'data')
     cfg = tiny_profile(tmp_path, head_epochs=3)
     from mtc_nb.dictionaries import dictionaries_stage
+
     with pytest.raises(StaleStageError, match=r"head_epochs: 2 → 3"):
         dictionaries_stage(cfg, progress=False)
 
@@ -70,49 +77,62 @@ run_chain(tiny_profile(Path({folder!r}), **json.loads({kw!r})))
 
 def test_a_run_killed_mid_stage_resumes_with_the_same_results(tmp_path):
     kw = {'seeds': [0, 1, 2], 'dict_epochs': 6}
-    killed = tiny_profile(tmp_path/'killed', **kw)
-    code = KILLED_RUN.format(tests=str(Path(__file__).parent), folder=str(tmp_path/'killed'), kw=json.dumps(kw))
+    killed = tiny_profile(tmp_path / 'killed', **kw)
+    code = KILLED_RUN.format(tests=str(Path(__file__).parent), folder=str(tmp_path / 'killed'), kw=json.dumps(kw))
     proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    root = killed.run_dir/'dictionaries'
+    root = killed.run_dir / 'dictionaries'
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:  # kill it once a first dictionary is complete
-        if any('stage_fingerprint' in p.read_text() for p in root.glob('*/config.json')): break
+        if any('stage_fingerprint' in p.read_text() for p in root.glob('*/config.json')):
+            break
         time.sleep(0.05)
     assert proc.poll() is None, 'the run ended before it could be killed mid-stage'
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert read_manifest(killed, 'dictionaries') is None  # killed mid-stage: not complete
-    finished = {p.parent.name: p.stat().st_mtime_ns for p in root.glob('*/weights.safetensors')
-                if 'stage_fingerprint' in (p.parent/'config.json').read_text()}
+    finished = {
+        p.parent.name: p.stat().st_mtime_ns
+        for p in root.glob('*/weights.safetensors')
+        if 'stage_fingerprint' in (p.parent / 'config.json').read_text()
+    }
     assert finished
     resumed = run_chain(killed)
-    kept = {n: (root/n/'weights.safetensors').stat().st_mtime_ns for n in finished}
+    kept = {n: (root / n / 'weights.safetensors').stat().st_mtime_ns for n in finished}
     assert kept == finished  # the dictionaries finished before the kill were not trained again
-    clean = run_chain(tiny_profile(tmp_path/'clean', **kw))
+    clean = run_chain(tiny_profile(tmp_path / 'clean', **kw))
     for stage in ('dictionaries', 'features'):
         a, b = resumed[stage], clean[stage]
         rows_a, rows_b = (a[0], b[0]) if stage == 'features' else (a, b)
         assert [r['name'] for r in rows_a] == [r['name'] for r in rows_b]
         for ra, rb in zip(rows_a, rows_b):  # the same machine: the same results (to JSON's rounding)
             for key in ('fvu', 'l0', 'dead_fraction', 'relevance_count', 'mode_coverage'):
-                if key in rb: assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-6), (stage, ra['name'], key)
+                if key in rb:
+                    assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-6), (stage, ra['name'], key)
 
 
 def test_mtc_reproduce_skips_what_is_current_and_reruns_what_changed(tmp_path, capsys):
     "The papermill chain: executed copies, injected parameters, skips with a reason, --force, a changed setting."
     from mtc_nb.core import run_stages
-    kw = {'data_dir': str(tmp_path/'data'), 'figures_dir': str(tmp_path/'fig')}
+
+    kw = {'data_dir': str(tmp_path / 'data'), 'figures_dir': str(tmp_path / 'fig')}
     from conftest import TINY
+
     params = {**TINY, **kw}
     first = run_stages('smoke', **params)
-    assert [p.stem for p in first] == ['01_scenes', '02_encoders', '03_classifier', '05_dictionaries', '08_failure_modes',
-                                      '09_benchmark']
+    assert [p.stem for p in first] == [
+        '01_scenes',
+        '02_encoders',
+        '03_classifier',
+        '05_dictionaries',
+        '08_failure_modes',
+        '09_benchmark',
+    ]
     nb = json.loads(first[0].read_text())
     injected = [c for c in nb['cells'] if 'injected-parameters' in c.get('metadata', {}).get('tags', [])]
     assert injected and 'profile = "smoke"' in ''.join(injected[0]['source'])
     assert not [c for c in nb['cells'] if 'self-check' in c.get('metadata', {}).get('tags', [])]  # left to make test
-    assert (tmp_path/'fig'/'scenes_gallery.png').exists() and (tmp_path/'fig'/'results.json').exists()
-    results = json.loads((tmp_path/'fig'/'results.json').read_text())
+    assert (tmp_path / 'fig' / 'scenes_gallery.png').exists() and (tmp_path / 'fig' / 'results.json').exists()
+    results = json.loads((tmp_path / 'fig' / 'results.json').read_text())
     assert results['machine']['cpu'] and results['machine']['torch']
     stamps = {p.stem: p.stat().st_mtime_ns for p in first}
     capsys.readouterr()
@@ -133,11 +153,12 @@ def test_mtc_reproduce_skips_what_is_current_and_reruns_what_changed(tmp_path, c
 def test_the_device_setting_places_the_work_not_the_results(base, tmp_path):
     "device = cpu set explicitly trains the same dictionaries as auto here; a GPU that is not there is a clear error."
     import torch
+
     cfg, results, _ = base
-    explicit = run_chain(tiny_profile(tmp_path/'cpu', device='cpu'), upto='dictionaries')
+    explicit = run_chain(tiny_profile(tmp_path / 'cpu', device='cpu'), upto='dictionaries')
     assert len(explicit['dictionaries']) == len(results['dictionaries']) > 0
     for a, b in zip(explicit['dictionaries'], results['dictionaries']):
         assert a['name'] == b['name'] and a['fvu'] == pytest.approx(b['fvu'], rel=1e-4, abs=1e-6)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match='no CUDA device'):
-            run_chain(tiny_profile(tmp_path/'gpu', device='cuda'), upto='encoder')
+            run_chain(tiny_profile(tmp_path / 'gpu', device='cuda'), upto='encoder')
