@@ -696,6 +696,13 @@ def embed_command(profile: str, loader_workers: int | None = None, shard_rows: i
     return out
 
 
+def _add_param_option(parser, help_text: str) -> None:
+    "The `-p NAME VALUE` option (repeatable) that overrides a setting of the profile."
+    parser.add_argument(
+        '-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'), help=help_text
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     "Command line: `mtc reproduce`, `mtc embed`, `mtc label`, `mtc check-results`, `mtc readme` (`mtc COMMAND --help`)."
     import argparse
@@ -706,28 +713,12 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument('--profile', default='default')
     r.add_argument('--stages', nargs='*', help=f'stage notebooks to run, of {STAGES}')
     r.add_argument('--force', action='store_true', help='rerun the stages even where their outputs are current')
-    r.add_argument(
-        '-p',
-        '--param',
-        nargs=2,
-        action='append',
-        default=[],
-        metavar=('NAME', 'VALUE'),
-        help='override a setting of the profile for this run (a papermill parameter), e.g. -p lmm_model m',
-    )
+    _add_param_option(r, 'override a setting of the profile for this run (a papermill parameter), e.g. -p lmm_model m')
     e = sub.add_parser('embed', help="encode a profile's images into its cache; in parallel under `accelerate launch`")
     e.add_argument('--profile', default='default')
     e.add_argument('--workers', type=int, default=None, help="DataLoader workers decoding images (default: workers)")
     e.add_argument('--shard-rows', type=int, default=1024, help="images per cache shard: the unit of work of a rank")
-    e.add_argument(
-        '-p',
-        '--param',
-        nargs=2,
-        action='append',
-        default=[],
-        metavar=('NAME', 'VALUE'),
-        help='override a setting of the profile, e.g. -p data_dir /elsewhere',
-    )
+    _add_param_option(e, 'override a setting of the profile, e.g. -p data_dir /elsewhere')
     c = sub.add_parser('check-results', help="compare a run's headline numbers with the committed ones")
     c.add_argument('--committed', default='git:HEAD', help='a results.json, or git:REF (default git:HEAD)')
     c.add_argument('--fresh', default='figures/results.json', help='the results.json of the run to check')
@@ -735,15 +726,7 @@ def main(argv: list[str] | None = None) -> None:
     lab.add_argument('paths', nargs='+', help='image files or folders (searched recursively)')
     lab.add_argument('--profile', default='default', help='whose trained artifacts to use')
     lab.add_argument('--format', default='jsonl', choices=['jsonl', 'csv'])
-    lab.add_argument(
-        '-p',
-        '--param',
-        nargs=2,
-        action='append',
-        default=[],
-        metavar=('NAME', 'VALUE'),
-        help='override a setting of the profile, e.g. -p data_dir /elsewhere',
-    )
+    _add_param_option(lab, 'override a setting of the profile, e.g. -p data_dir /elsewhere')
     m = sub.add_parser('readme', help='build README.md from nbs/index.ipynb')
     m.add_argument('--check', action='store_true', help='exit 1 if README.md is out of date')
     a = ap.parse_args(argv)
