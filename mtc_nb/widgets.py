@@ -343,7 +343,8 @@ class BenchmarkExplorer(Inspector):
         ax.errorbar(
             t.prevalence,
             y,
-            xerr=[t.prevalence - t.ci_low, t.ci_high - t.prevalence],
+            # a corrected estimate can fall outside its bootstrap percentile interval: no negative bar
+            xerr=np.clip([t.prevalence - t.ci_low, t.ci_high - t.prevalence], 0, None),
             fmt='o',
             capsize=3,
             label='estimate, 95% CI',
