@@ -287,6 +287,7 @@ STAGE_SETTINGS = {  # the settings each stage reads (settings of earlier stages 
         'seeds',
     ),
     'features': (
+        'feature_sheets',
         'dict_models',
         'dict_k',
         'feature_top_n',

@@ -127,7 +127,11 @@ def analyse_dictionary(
     if sheets:  # written afresh, so no sheet of an earlier run outlives its latent
         lab = manifest.set_index('id').label
         shutil.rmtree(out / 'sheets', ignore_errors=True)
-        write_contact_sheets(table, path_of, lambda i: lab[i], out / 'sheets')
+        latents = None  # feature_sheets = all: a sheet per mined latent; N: the N most relevant
+        if str(cfg.feature_sheets) != 'all':
+            mined = table[~table.skipped].sort_values(['flagged', 'error_ratio'], ascending=False, kind='stable')
+            latents = mined.latent.head(int(cfg.feature_sheets)).tolist()
+        write_contact_sheets(table, path_of, lambda i: lab[i], out / 'sheets', latents=latents)
     return table, row
 
 # %% ../nbs/08_failure_modes.ipynb #285b68ab
