@@ -22,7 +22,6 @@ from mtc_nb.scenes import (
     MODES,
     KINDS,
     GENERATORS,
-    ImageReadError,
     image_files,
     Style,
     draw_attributes,

@@ -19,9 +19,9 @@ from .core import write_json, seed_everything, open_stage, close_stage, require_
 from .scenes import load_scenes, read_image, ImageReadError
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'load_images', 'LiteEncoder', 'ClipEncoder', 'tiny_clip', 'content_hash', 'EmbeddingCache',
-           'select_epoch', 'adapt_top', 'save_encoder', 'load_encoder', 'adapt_encoder', 'frozen_part', 'read_pixels',
-           'cache_frozen', 'trunk_maps', 'embed_profile_images', 'stage_encoder', 'encoder_stage', 'load_embeddings']
+__all__ = ['SCHEMA_VERSION', 'load_images', 'LiteEncoder', 'ClipEncoder', 'content_hash', 'EmbeddingCache', 'select_epoch',
+           'adapt_top', 'save_encoder', 'load_encoder', 'adapt_encoder', 'frozen_part', 'read_pixels', 'cache_frozen',
+           'trunk_maps', 'embed_profile_images', 'stage_encoder', 'encoder_stage', 'load_embeddings']
 
 # %% ../nbs/02_encoders.ipynb #78e54c27
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -137,32 +137,6 @@ class ClipEncoder(torch.nn.Module):
         for p in list(self.model.parameters())[:4]:
             h.update(p.detach().cpu().numpy().tobytes()[:4096])
         return f"{self.name}-{h.hexdigest()[:12]}"
-
-
-def tiny_clip(path: str | os.PathLike, image_size: int = 32) -> Path:
-    "Save a tiny random CLIP (test fixture for the real loading path) to `path`."
-    from transformers import CLIPConfig, CLIPModel, CLIPImageProcessor
-
-    torch.manual_seed(0)
-    cfg = CLIPConfig(
-        text_config=dict(
-            hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1, vocab_size=100
-        ),
-        vision_config=dict(
-            hidden_size=16,
-            intermediate_size=32,
-            num_attention_heads=2,
-            num_hidden_layers=1,
-            image_size=image_size,
-            patch_size=8,
-        ),
-        projection_dim=12,
-    )
-    CLIPModel(cfg).save_pretrained(path)
-    CLIPImageProcessor(
-        size={'shortest_edge': image_size}, crop_size={'height': image_size, 'width': image_size}
-    ).save_pretrained(path)
-    return Path(path)
 
 # %% ../nbs/02_encoders.ipynb #86468272
 def content_hash(path: str | os.PathLike) -> str:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import base64, hashlib, io, json, os, re, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm import tqdm
 
 from .features import concept_matrix, iou
@@ -24,7 +22,7 @@ from .scenes import read_image
 # %% auto #0
 __all__ = ['OFFLINE', 'UNNAMED', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS', 'MODE_CUES', 'describe_concept',
            'offline_interpret', 'parse_reply', 'error_mode_of', 'LMMConfig', 'image_part', 'AnswerCache',
-           'LMMInterpreter', 'LocalChatServer']
+           'LMMInterpreter']
 
 # %% ../nbs/07_interpret.ipynb #48fea9e4
 OFFLINE = 'offline-concepts'
@@ -420,60 +418,3 @@ class LMMInterpreter:
         tpr = np.mean([v is True for v in p]) if len(p) else np.nan
         tnr = np.mean([v is False for v in n]) if len(n) else np.nan
         return float((tpr + tnr) / 2)
-
-# %% ../nbs/07_interpret.ipynb #374cb853
-class LocalChatServer:
-    "A chat endpoint on 127.0.0.1 replying `respond(request_json, n) -> str | (status, body[, headers])`."
-
-    def __init__(self, respond):
-        self.respond, self.requests = respond, []
-        srv = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
-                srv.requests.append({'path': self.path, 'headers': dict(self.headers), 'json': body})
-                out = srv.respond(body, len(srv.requests))
-                headers = out[2] if isinstance(out, tuple) and len(out) == 3 else {}
-                if isinstance(out, tuple):
-                    code, payload = out[:2]
-                else:
-                    code, payload = (
-                        200,
-                        {
-                            'id': f'r{len(srv.requests)}',
-                            'object': 'chat.completion',
-                            'created': 0,
-                            'model': body.get('model'),
-                            'choices': [
-                                {'index': 0, 'finish_reason': 'stop', 'message': {'role': 'assistant', 'content': out}}
-                            ],
-                            'usage': {'prompt_tokens': 100, 'completion_tokens': 10, 'total_tokens': 110},
-                        },
-                    )
-                data = (json.dumps(payload) if not isinstance(payload, str) else payload).encode()
-                try:
-                    self.send_response(code)
-                    self.send_header('Content-Type', 'application/json')
-                    self.send_header('Content-Length', str(len(data)))
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
-
-        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *a):
-        self.httpd.shutdown()
-        self.httpd.server_close()

@@ -14,7 +14,7 @@ import pandas as pd
 import ipywidgets as W
 from IPython.display import HTML, display
 
-from .core import require_stage, stage_dir
+from .core import require_stage
 from .scenes import load_scenes, read_image
 from .benchmark import Scorer, score_images, load_benchmark, benchmark_image
 from .classifier import load_activations

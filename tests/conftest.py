@@ -59,7 +59,7 @@ def tiny_profile(folder, **kw):
 def paper_profile(folder):
     "Test fixture: the paper profile on the image folders under `folder/images`, with a tiny random CLIP."
     from mtc_nb.core import load_profile
-    from mtc_nb.encoders import tiny_clip
+    from mtc_nb.testing import tiny_clip
 
     clip = tiny_clip(folder / 'clip')
     return load_profile(

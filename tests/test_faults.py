@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 from conftest import run_chain, paper_profile
 from mtc_nb.core import load_profile, run_stages
-from mtc_nb.encoders import tiny_clip, load_images, LiteEncoder
+from mtc_nb.encoders import load_images, LiteEncoder
+from mtc_nb.testing import tiny_clip
 from mtc_nb.scenes import draw_attributes, render, read_image, ImageReadError, index_folders
 from mtc_nb.dictionaries import DictConfig, train_dictionaries, save_dictionary, load_dictionary, _completed_row
 

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mtc_nb.interpret import LMMConfig, LMMInterpreter, LocalChatServer, PROMPT_VERSION, AnswerCache
+from mtc_nb.interpret import LMMConfig, LMMInterpreter, PROMPT_VERSION, AnswerCache
+from mtc_nb.testing import LocalChatServer
 
 
 @pytest.fixture

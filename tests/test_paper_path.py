@@ -64,7 +64,7 @@ def test_missing_image_folders_are_a_clear_error(paper_cfg, tmp_path):
 def test_paper_profile_through_dictionaries_and_an_lmm_endpoint(paper_cfg, monkeypatch):
     "Folders + CLIP → classifier → dictionaries → features named by an LMM behind a local chat-completions server."
     from mtc_nb.stage_features import features_stage
-    from mtc_nb.interpret import LocalChatServer
+    from mtc_nb.testing import LocalChatServer
 
     monkeypatch.delenv('MTC_CLIP_PATH', raising=False)
     cfg = paper_cfg.replace(
