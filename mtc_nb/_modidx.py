@@ -77,6 +77,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'mtc_nb.core._jsonable': ('core.html#_jsonable', 'mtc_nb/core.py'),
                              'mtc_nb.core._parse': ('core.html#_parse', 'mtc_nb/core.py'),
                              'mtc_nb.core._rate_tolerance': ('core.html#_rate_tolerance', 'mtc_nb/core.py'),
+                             'mtc_nb.core._render_or_warn': ('core.html#_render_or_warn', 'mtc_nb/core.py'),
                              'mtc_nb.core._run_record': ('core.html#_run_record', 'mtc_nb/core.py'),
                              'mtc_nb.core._run_stage': ('core.html#_run_stage', 'mtc_nb/core.py'),
                              'mtc_nb.core._what_changed': ('core.html#_what_changed', 'mtc_nb/core.py'),

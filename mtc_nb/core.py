@@ -617,6 +617,14 @@ def run_stages(profile: str = 'default', stages: list[str] | None = None, force:
     return done
 
 
+def _render_or_warn(executed: Path) -> None:
+    "The HTML rendering of a completed stage notebook; a failure to render is reported and never stops the run."
+    try:
+        render_html(executed)
+    except Exception as e:  # nbconvert missing or a template error: the stage itself is complete
+        print(f"[mtc] {executed.name}: no HTML rendering ({type(e).__name__}: {e})", flush=True)
+
+
 def _run_stage(cfg, name: str, out: Path, force: bool, params: dict) -> Path:
     "Run stage notebook `name` with papermill unless it is current; returns its executed copy."
     import papermill as pm
@@ -629,7 +637,7 @@ def _run_stage(cfg, name: str, out: Path, force: bool, params: dict) -> Path:
     if current and not force and old == record and executed.exists():
         print(f"[mtc] {name}: skipped, {why}; --force reruns it", flush=True)
         if not executed.with_suffix('.html').exists():
-            render_html(executed)
+            _render_or_warn(executed)
         return executed
     print(f"[mtc] running stage {name} (profile {cfg.name}): {'forced' if force else why}", flush=True)
     record_file.unlink(missing_ok=True)
@@ -643,7 +651,7 @@ def _run_stage(cfg, name: str, out: Path, force: bool, params: dict) -> Path:
         progress_bar=False,
     )
     tidy_streams(executed)
-    render_html(executed)
+    _render_or_warn(executed)
     write_json(record_file, _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint']))
     print(
         f"[mtc] {name} done in {time.perf_counter() - t0:.1f}s; read it in a browser: {executed.with_suffix('.html')}",

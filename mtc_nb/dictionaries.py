@@ -597,6 +597,8 @@ def train_dictionaries(
     """Train every config (grouped and stacked) in one pass over the data; returns one dict per config (model, index,
     history), the models on the CPU. The training pairs are tensors `h2_train`, `h1_train`, or an `InMemoryPairs` /
     `ShardedPairs` source (then `h1_train` is None): a sharded source streams from disk. Training runs on `device`."""
+    if h1_train is None and not isinstance(h2_train, (InMemoryPairs, ShardedPairs)):
+        raise TypeError("h1_train is None: then h2_train must be an InMemoryPairs or ShardedPairs source")
     train = h2_train if h1_train is None else InMemoryPairs(h2_train, h1_train)
     pick = lambda c, x, y: (x, y if c.is_transcoder else x)
     on = lambda t: t.to(device, non_blocking=True)
