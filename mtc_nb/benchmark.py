@@ -31,7 +31,8 @@ from mtc_nb.scenes import (
 from .encoders import stage_encoder, cache_frozen, frozen_part
 from .classifier import load_head, load_activations
 from .dictionaries import load_dictionary
-from .features import latent_codes, level_of, auroc_matrix
+from .features import latent_codes, level_of
+from .metrics import auroc_matrix
 from .stage_features import stage_dictionaries
 
 # %% auto #0

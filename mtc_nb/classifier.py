@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file, load_file
-from sklearn.metrics import roc_auc_score
+from .metrics import auroc
 from tqdm import tqdm
 
 from .core import write_json, seed_everything, open_stage, close_stage, stage_dir
@@ -114,7 +114,7 @@ def evaluate(model: PlausibilityHead, h2, df: pd.DataFrame, threshold: float = 0
     modes = [m for m in df['mode'].unique() if m != 'none']
     return {
         'accuracy': float((pred == y).mean()),
-        'auroc': float(roc_auc_score(y, p)) if len(set(y)) > 1 else float('nan'),
+        'auroc': auroc(y, p),
         'specificity': float((pred[y == 0] == 0).mean()) if (y == 0).any() else float('nan'),
         'recall': float((pred[y == 1] == 1).mean()) if (y == 1).any() else float('nan'),
         'per_mode_recall': {m: float(pred[(df['mode'] == m).values].mean()) for m in sorted(modes)},

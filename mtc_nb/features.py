@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, ImageDraw
-from scipy.stats import rankdata
 from tqdm import tqdm
 
 from .scenes import read_image
+from .metrics import auroc_matrix  # the one AUROC
 
 # %% auto #0
 __all__ = ['CONCEPT_COLUMNS', 'latent_codes', 'level_of', 'row_chunks', 'mine', 'contact_sheet', 'write_contact_sheets',
-           'concept_matrix', 'iou', 'auroc_matrix', 'mode_recovery', 'hierarchy', 'relevance', 'accuracy']
+           'concept_matrix', 'iou', 'mode_recovery', 'hierarchy', 'relevance', 'accuracy']
 
 # %% ../nbs/06_features.ipynb #8993c9a0
 @torch.no_grad()
@@ -188,18 +188,6 @@ def iou(A, C) -> np.ndarray:
     inter = F_.T @ C
     union = F_.sum(0)[:, None] + C.sum(0)[None] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-def auroc_matrix(A, C) -> np.ndarray:
-    """AUROC of each latent's activation as a score for each concept: (d_sae, n_concepts); NaN for a concept with one
-    class."""
-    R = rankdata(np.asarray(A, np.float64), axis=0)  # (n, d), ties averaged
-    C = np.asarray(C, np.float64)
-    npos = C.sum(0)
-    nneg = len(C) - npos
-    u = R.T @ C - npos * (npos + 1) / 2  # Mann-Whitney U of the positives
-    with np.errstate(invalid='ignore', divide='ignore'):
-        return np.where((npos > 0) & (nneg > 0), u / (npos * nneg), np.nan)
 
 # %% ../nbs/06_features.ipynb #2b2fb942
 def mode_recovery(A, manifest: pd.DataFrame, threshold: float = 0.9, top: int = 20) -> dict:

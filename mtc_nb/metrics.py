@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 # %% auto #0
-__all__ = ['fvu', 'l0', 'firing_fractions', 'dead_fraction', 'dense_fraction', 'cosine', 'splice_fidelity']
+__all__ = ['fvu', 'l0', 'firing_fractions', 'dead_fraction', 'dense_fraction', 'cosine', 'auroc_matrix', 'auroc',
+           'splice_fidelity']
 
 # %% ../nbs/04_metrics.ipynb #093b0bae
 def _f64(t) -> torch.Tensor:
@@ -53,8 +54,21 @@ def cosine(y, y_hat) -> torch.Tensor:
     return F.cosine_similarity(_f64(y_hat), _f64(y).expand_as(_f64(y_hat)), dim=-1).mean(-1)
 
 # %% ../nbs/04_metrics.ipynb #e9bcbb04
-def _auroc(labels, scores):
-    return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) > 1 else float('nan')
+def auroc_matrix(A, C) -> np.ndarray:
+    """AUROC of each column of scores `A` (n, d) for each binary column of `C` (n, c): (d, c), from the Mann-Whitney U
+    of the ranks (ties averaged, as `sklearn.metrics.roc_auc_score`); NaN for a column of `C` with one class."""
+    R = rankdata(np.asarray(A, np.float64), axis=0)  # (n, d), ties averaged
+    C = np.asarray(C, np.float64)
+    npos = C.sum(0)
+    nneg = len(C) - npos
+    u = R.T @ C - npos * (npos + 1) / 2  # Mann-Whitney U of the positives
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where((npos > 0) & (nneg > 0), u / (npos * nneg), np.nan)
+
+
+def auroc(labels, scores) -> float:
+    "The AUROC of `scores` for binary `labels` (NaN with one class): `auroc_matrix` of one column."
+    return float(auroc_matrix(np.asarray(scores)[:, None], np.asarray(labels)[:, None])[0, 0])
 
 
 def splice_fidelity(logit_from_h1, h1, h1_hat, labels) -> dict:
@@ -68,11 +82,11 @@ def splice_fidelity(logit_from_h1, h1, h1_hat, labels) -> dict:
         clean = logit_from_h1(h1)
         ablated = logit_from_h1(h1.mean(0, keepdim=True).expand_as(h1))
         bce = lambda z: float(F.binary_cross_entropy_with_logits(z, y))
-        b_clean, b_abl, auc_clean = bce(clean), bce(ablated), _auroc(labels, clean.numpy())
+        b_clean, b_abl, auc_clean = bce(clean), bce(ablated), auroc(labels, clean.numpy())
         out = {'agreement': [], 'delta_auroc': [], 'bce_recovered': []}
         for g in range(h1_hat.shape[0]):
             z = logit_from_h1(h1_hat[g])
             out['agreement'].append(float(((z > 0) == (clean > 0)).float().mean()))
-            out['delta_auroc'].append(_auroc(labels, z.numpy()) - auc_clean)
+            out['delta_auroc'].append(auroc(labels, z.numpy()) - auc_clean)
             out['bce_recovered'].append((b_abl - bce(z)) / (b_abl - b_clean) if b_abl != b_clean else float('nan'))
     return out

@@ -19,7 +19,8 @@ from .scenes import load_scenes, read_image
 from .benchmark import Scorer, score_images, load_benchmark, benchmark_image
 from .classifier import load_activations
 from .dictionaries import load_dictionary
-from .features import latent_codes, contact_sheet, concept_matrix, auroc_matrix, level_of
+from .features import latent_codes, contact_sheet, concept_matrix, level_of
+from .metrics import auroc_matrix
 from .stage_features import stage_dictionaries
 
 # %% auto #0
