@@ -25,7 +25,7 @@ from .metrics import fvu, l0
 __all__ = ['SCHEMA_VERSION', 'KINDS', 'DictConfig', 'paper_block_k', 'paper_repo_config', 'ForwardOutput', 'Dictionary',
            'PaperRepoTranscoder', 'InMemoryPairs', 'ShardedPairs', 'build', 'make_optimizer', 'train_step', 'eval_fvu',
            'train_dictionaries', 'save_dictionary', 'load_dictionary', 'evaluate_dictionary', 'stage_configs',
-           'checkpoint_name', 'dictionaries_stage']
+           'checkpoint_name', 'dictionaries_stage', 'summarise_dictionaries', 'quarter_l0_comparison']
 
 # %% ../nbs/05_dictionaries.ipynb #17812212
 SCHEMA_VERSION = 1
@@ -852,3 +852,42 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
             write_json(folder / 'config.json', {**meta, 'test': rows[i], 'stage_fingerprint': spec['fingerprint']})
     close_stage(cfg, 'dictionaries', spec, checkpoints=names)
     return [rows[i] for i in range(len(cfgs))]
+
+# %% ../nbs/05_dictionaries.ipynb #ea9ce2e3
+def summarise_dictionaries(df, kind: str, k: int | None = None) -> dict:
+    """The `dictionaries` section of results.json for one model family: mean and spread over seeds of the stage's
+    rows `df` of that kind (and k): FVU, L0 and splice fidelity per level, dead and dense fractions."""
+    d = df[(df.kind == kind) & ((df.k == k) if k is not None else True)]
+    arr = lambda col: np.array(d[col].tolist(), float)
+    out = {'levels': d.levels.iloc[0], 'k': int(d.k.iloc[0]), 'n_seeds': len(d)}
+    for col in ('fvu', 'l0', 'splice_agreement', 'splice_bce_recovered'):
+        out[col] = arr(col).mean(0).tolist()
+        out[col + '_std'] = arr(col).std(0).tolist()
+    for col in ('dead_fraction', 'dense_fraction'):
+        out[col] = float(d[col].mean())
+        out[col + '_std'] = float(d[col].std(ddof=0))
+    return out
+
+# %% ../nbs/05_dictionaries.ipynb #7f3fd86f
+def quarter_l0_comparison(summary, sweep):
+    "The canonical sweep point with full-level L0 ≤ ¼ of paper_repo's, beside paper_repo per level (None if none fits)."
+    if 'paper_repo' not in summary or not sweep:
+        return None
+    p = summary['paper_repo']
+    fits = [k for k, v in sweep.items() if v['l0'][-1] <= p['l0'][-1] / 4]
+    if not fits:
+        return None
+    k = max(fits)
+    v = sweep[k]
+    return {
+        'k': k,
+        'levels': v['levels'],
+        'l0': v['l0'],
+        'paper_repo_l0': p['l0'],
+        'fvu': v['fvu'],
+        'fvu_std': v['fvu_std'],
+        'paper_repo_fvu': p['fvu'],
+        'paper_repo_fvu_std': p['fvu_std'],
+        'dead_fraction': v['dead_fraction'],
+        'lower_at_every_level': bool(all(a < b for a, b in zip(v['fvu'], p['fvu']))),
+    }

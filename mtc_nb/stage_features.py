@@ -17,7 +17,7 @@ from .features import latent_codes, mine, write_contact_sheets, mode_recovery, h
 from .interpret import offline_interpret, error_mode_of, LMMConfig, LMMInterpreter, OFFLINE, UNNAMED
 
 # %% auto #0
-__all__ = ['stage_dictionaries', 'lmm_from', 'analyse_dictionary', 'features_stage']
+__all__ = ['stage_dictionaries', 'lmm_from', 'analyse_dictionary', 'features_stage', 'summarise_features']
 
 # %% ../nbs/08_failure_modes.ipynb #e1919158
 def stage_dictionaries(cfg) -> list[tuple[str, Path, dict]]:
@@ -162,3 +162,47 @@ def features_stage(cfg, force: bool = False, progress: bool = True) -> tuple[lis
         rows.append(row)
     close_stage(cfg, 'features', spec, rows=rows)
     return rows, tables
+
+# %% ../nbs/08_failure_modes.ipynb #0466b172
+def summarise_features(d: pd.DataFrame) -> dict:
+    """The `features` section of results.json for one model family: over the stage's rows `d` of that kind (one per
+    seed), the mean and spread of relevance, accuracy and coverage, LMM totals, per-level relevance, per-mode AUROC."""
+    out = {'interpreter': d.interpreter.iloc[0], 'n_seeds': len(d)}
+    for col in (
+        'n_mined',
+        'n_interpreted',
+        'relevance_count',
+        'relevance_fraction',
+        'threshold_relevance_count',
+        'threshold_relevance_fraction',
+        'accuracy',
+        'mode_coverage',
+        'lmm_accuracy',
+        'detection_score',
+    ):
+        if col in d and d[col].notna().any():
+            v = d[col].astype(float)
+            out[col] = float(v.mean())
+            out[col + '_std'] = float(v.std(ddof=0))
+    for col in ('relevance_count', 'threshold_relevance_count'):
+        if col in out:
+            out[col] = int(round(out[col]))
+    totals = [c for c in d if c.startswith('lmm_') and c != 'lmm_accuracy']  # requests, cache hits, tokens, failures
+    for col in totals:
+        out[col] = int(d[col].sum())  # over seeds
+    levels = d.levels.iloc[0]  # per Matryoshka level (keyed by its cumulative width): mean over seeds
+    keys = ('relevance_count', 'relevance_fraction', 'threshold_relevance_count', 'threshold_relevance_fraction')
+    out['per_level'] = {
+        int(levels[g]): {k: float(np.nanmean([pl[g][k] for pl in d.per_level if g in pl])) for k in keys}
+        for g in range(len(levels))
+        if any(g in pl for pl in d.per_level)
+    }
+    if 'modes' in d:
+        modes = sorted(d.modes.iloc[0])
+        au = np.array([[m[x]['auroc'] for x in modes] for m in d.modes])
+        p20 = np.array([[m[x]['precision_at_20'] for x in modes] for m in d.modes])
+        out['mode_auroc'] = dict(zip(modes, au.mean(0).round(4).tolist()))
+        out['mode_auroc_std'] = dict(zip(modes, au.std(0).round(4).tolist()))
+        out['mode_precision_at_20'] = dict(zip(modes, p20.mean(0).round(4).tolist()))
+        out['mean_best_auroc'] = float(au.mean())
+    return out
