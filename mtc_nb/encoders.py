@@ -262,9 +262,11 @@ class EmbeddingCache:
                         outs.append(fn(items).float().cpu())
                     done += batch_hashes
                 bar.update(len(batch_hashes))
-            if done:
-                self._add_shard(torch.cat(outs), done, write_index=world == 1)
+            if done:  # its sidecar makes the shard part of the cache: the index is rewritten once, at the end
+                self._add_shard(torch.cat(outs), done, write_index=False)
         bar.close()
+        if world == 1 and mine:
+            self.merge()
         return errors
 
     @staticmethod
@@ -286,7 +288,7 @@ class EmbeddingCache:
 
     def embed(self, paths, fn, batch_size: int = 100, desc: str = 'encoding', shard_rows: int = 1024) -> torch.Tensor:
         """Tensors for `paths`; `fn(paths_batch) -> tensor` runs only for images not cached yet. Every `shard_rows`
-        images a shard is written (then the index): a killed run loses at most one shard's work."""
+        images a shard is written (then its sidecar): a killed run loses at most one shard's work."""
         paths = [Path(p) for p in paths]
         hashes = [content_hash(p) for p in paths]
         self.fill(paths, fn, batch_size, desc, shard_rows, hashes=hashes)
