@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_core.ipynb #0f2c3c71
 from __future__ import annotations
-import configparser, contextlib, hashlib, json, math, os, random, time
+import configparser, contextlib, hashlib, json, math, os, random, re, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -558,7 +558,8 @@ def check_inputs(cfg: Profile) -> None:
 
 def tidy_streams(executed: Path) -> None:
     """Rewrite an executed notebook so each cell's printed text reads as a terminal would have left it: consecutive
-    stream outputs merged, and of every line redrawn with carriage returns (progress bars) only its last state."""
+    stream outputs merged, terminal control sequences (a nested progress bar's cursor moves) dropped, and of every line
+    redrawn with carriage returns (progress bars) only its last state."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
@@ -572,7 +573,8 @@ def tidy_streams(executed: Path) -> None:
                 merged.append(o)
         for o in merged:
             if o.output_type == 'stream':
-                o.text = '\n'.join(line.rsplit('\r', 1)[-1] for line in o.text.split('\n'))
+                text = re.sub(r'\x1b\[[0-9;]*[A-Za-z]', '', o.text)
+                o.text = '\n'.join(line.rsplit('\r', 1)[-1] for line in text.split('\n'))
         if 'outputs' in cell:
             cell.outputs = merged
     nbformat.write(nb, executed)
