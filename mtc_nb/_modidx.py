@@ -213,6 +213,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'mtc_nb.dictionaries.eval_fvu': ('dictionaries.html#eval_fvu', 'mtc_nb/dictionaries.py'),
                                      'mtc_nb.dictionaries.evaluate_dictionary': ( 'dictionaries.html#evaluate_dictionary',
                                                                                   'mtc_nb/dictionaries.py'),
+                                     'mtc_nb.dictionaries.levels_of': ('dictionaries.html#levels_of', 'mtc_nb/dictionaries.py'),
                                      'mtc_nb.dictionaries.load_dictionary': ('dictionaries.html#load_dictionary', 'mtc_nb/dictionaries.py'),
                                      'mtc_nb.dictionaries.make_optimizer': ('dictionaries.html#make_optimizer', 'mtc_nb/dictionaries.py'),
                                      'mtc_nb.dictionaries.paper_block_k': ('dictionaries.html#paper_block_k', 'mtc_nb/dictionaries.py'),

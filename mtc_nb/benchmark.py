@@ -30,7 +30,7 @@ from mtc_nb.scenes import (
 )
 from .encoders import stage_encoder, cache_frozen, frozen_part
 from .classifier import load_head, load_activations
-from .dictionaries import load_dictionary
+from .dictionaries import load_dictionary, levels_of
 from .features import latent_codes, level_of
 from .metrics import auroc_matrix
 from .stage_features import stage_dictionaries
@@ -676,7 +676,7 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
     manifest, _ = load_scenes(cfg)
     name, dict_dir, c = checkpoint
     dictionary, head = load_dictionary(dict_dir), load_head(stage_dir(cfg, 'classifier'))
-    levels = c['levels'] if c['kind'] in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae') else [c['d_sae']]
+    levels = list(levels_of(c))
     by_id = manifest.set_index('id')
     (val, val_ids), (test, test_ids) = (load_activations(cfg.run_dir / 'activations', s) for s in ('val', 'test'))
     man_val, man_test = by_id.loc[val_ids].reset_index(), by_id.loc[test_ids].reset_index()

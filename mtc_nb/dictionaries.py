@@ -22,14 +22,21 @@ from .core import write_json, open_stage, close_stage, stage_dir
 from .metrics import fvu, l0
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'KINDS', 'DictConfig', 'paper_block_k', 'paper_repo_config', 'ForwardOutput', 'Dictionary',
-           'PaperRepoTranscoder', 'InMemoryPairs', 'ShardedPairs', 'build', 'make_optimizer', 'train_step', 'eval_fvu',
-           'train_dictionaries', 'save_dictionary', 'load_dictionary', 'evaluate_dictionary', 'stage_configs',
-           'checkpoint_name', 'dictionaries_stage', 'summarise_dictionaries', 'quarter_l0_comparison']
+__all__ = ['SCHEMA_VERSION', 'KINDS', 'NESTED_KINDS', 'levels_of', 'DictConfig', 'paper_block_k', 'paper_repo_config',
+           'ForwardOutput', 'Dictionary', 'PaperRepoTranscoder', 'InMemoryPairs', 'ShardedPairs', 'build',
+           'make_optimizer', 'train_step', 'eval_fvu', 'train_dictionaries', 'save_dictionary', 'load_dictionary',
+           'evaluate_dictionary', 'stage_configs', 'checkpoint_name', 'dictionaries_stage', 'summarise_dictionaries',
+           'quarter_l0_comparison']
 
 # %% ../nbs/05_dictionaries.ipynb #17812212
 SCHEMA_VERSION = 1
 KINDS = ('matryoshka_transcoder', 'paper_repo', 'transcoder', 'sae', 'matryoshka_sae', 'skip_transcoder')
+NESTED_KINDS = ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae')  # the kinds whose latents nest in levels
+
+
+def levels_of(config: dict) -> tuple:
+    "The cumulative level widths of a dictionary's config (as saved beside its weights): one level, d_sae, if not nested."
+    return tuple(config['levels']) if config['kind'] in NESTED_KINDS else (config['d_sae'],)
 
 
 @dataclass(frozen=True)
@@ -65,11 +72,7 @@ class DictConfig:
 
     @property
     def nested(self) -> tuple:
-        return (
-            tuple(self.levels)
-            if self.kind in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae')
-            else (self.d_sae,)
-        )
+        return levels_of({'kind': self.kind, 'levels': self.levels, 'd_sae': self.d_sae})
 
     @property
     def skip(self) -> bool:

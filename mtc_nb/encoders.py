@@ -172,6 +172,7 @@ class EmbeddingCache:
         empty = {'schema_version': SCHEMA_VERSION, 'fingerprint': fingerprint, 'shards': [], 'rows': {}}
         self.index = json.loads(self.index_file.read_text()) if self.index_file.exists() else empty
         self._shards = {}
+        self._hash_of = {}  # path -> content hash, as `fill` read it: `rows` need not read the files again
         self._scan()
 
     def _scan(self) -> int:
@@ -234,6 +235,7 @@ class EmbeddingCache:
         rank + world, …: a split that does not depend on what is cached, so processes need not agree on it."""
         paths = [Path(p) for p in paths]
         hashes = hashes or [content_hash(p) for p in paths]
+        self._hash_of.update(zip(paths, hashes))
         first = {h: p for h, p in zip(reversed(hashes), reversed(paths))}
         rank, world = part
         units = list(dict.fromkeys(hashes if world > 1 else (h for h in hashes if h not in self.index['rows'])))
@@ -278,8 +280,8 @@ class EmbeddingCache:
             yield [h for h, _ in ok], [px for _, px in ok]
 
     def rows(self, paths, hashes=None) -> torch.Tensor:
-        "The cached tensors of `paths`, stacked in order (each must be cached)."
-        hashes = hashes or [content_hash(p) for p in paths]
+        "The cached tensors of `paths`, stacked in order (each must be cached; files `fill` hashed are not read again)."
+        hashes = hashes or [self._hash_of.get(Path(p)) or content_hash(p) for p in paths]
         missing = [str(p) for p, h in zip(paths, hashes) if h not in self.index['rows']]
         if missing:
             raise KeyError(f"{len(missing)} images are not in the cache {self.folder}, e.g. {missing[0]}")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .core import open_stage, close_stage, require_stage, stage_dir
-from .dictionaries import load_dictionary
+from .dictionaries import load_dictionary, levels_of
 from .features import latent_codes, mine, write_contact_sheets, mode_recovery, hierarchy, relevance, accuracy
 from .interpret import offline_interpret, error_mode_of, LMMConfig, LMMInterpreter, OFFLINE, UNNAMED
 
@@ -57,7 +57,7 @@ def analyse_dictionary(
     man = manifest.set_index('id').loc[ids].reset_index()
     model = load_dictionary(folder, d_in=acts['h2'].shape[1])
     A = latent_codes(model, acts['h2'], device=cfg.torch_device).numpy()
-    levels = c['levels'] if c['kind'] in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae') else [c['d_sae']]
+    levels = list(levels_of(c))
     table = mine(
         A,
         man.label.values,

@@ -18,7 +18,7 @@ from .core import require_stage
 from .scenes import load_scenes, read_image
 from .benchmark import Scorer, score_images, load_benchmark, benchmark_image
 from .classifier import load_activations
-from .dictionaries import load_dictionary
+from .dictionaries import load_dictionary, levels_of
 from .features import latent_codes, contact_sheet, concept_matrix, level_of
 from .metrics import auroc_matrix
 from .stage_features import stage_dictionaries
@@ -125,8 +125,7 @@ class FeatureInspector(Inspector):
             folder, c = self.checkpoints[name]
             A = latent_codes(load_dictionary(folder), self.acts['h2']).numpy()
             table = pd.read_parquet(self.cfg.run_dir / 'features' / name / 'features.parquet').set_index('latent')
-            nested = c['kind'] in ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae')
-            levels = c['levels'] if nested else [c['d_sae']]
+            levels = list(levels_of(c))
             C = concept_matrix(self.man)
             C = C[[k for k in C if not k.startswith('label:')]]  # the planted modes and categories
             best = pd.DataFrame({'best_concept': None, 'best_auroc': np.nan}, index=table.index)
