@@ -35,7 +35,7 @@ NESTED_KINDS = ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae')  # the 
 
 
 def levels_of(config: dict) -> tuple:
-    "The cumulative level widths of a dictionary's config (as saved beside its weights): one level, d_sae, if not nested."
+    "The cumulative level widths of a dictionary's config (as saved with its weights); one level, d_sae, if not nested."
     return tuple(config['levels']) if config['kind'] in NESTED_KINDS else (config['d_sae'],)
 
 
