@@ -18,7 +18,8 @@ import torch
 
 from mtc_nb.core import load_profile
 from mtc_nb.classifier import load_activations
-from mtc_nb.dictionaries import DictConfig, train_dictionaries
+from mtc_nb.dictionaries import DictConfig
+from mtc_nb.training import train_dictionaries
 from mtc_nb.metrics import fvu, dead_fraction, l0
 
 if __name__ == '__main__':

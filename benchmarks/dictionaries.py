@@ -5,7 +5,7 @@ step times are the median of 5 repetitions.
    reference below: TensorDataset + DataLoader batches, five decoders, and the paper loop's per-step
    bookkeeping: level losses and active shares read back with `.item()`, a progress-bar postfix).
 2. Canonical Matryoshka step vs a plain TopK (one level) transcoder step of the same width; and the
-   library's hand-written backward (`train_grads`) vs autograd's gradient of the same loss.
+   library's fused backward (`training_loss`, a torch.autograd.Function) vs autograd's gradient of the same loss.
 3. 8 configs (an L0 sweep x seeds) trained in one pass vs the same 8 trained one after another.
 4. Samples/s, and the ratio of a canonical step to the time of its GEMMs alone; the bound that the
    8 models' GEMMs and AdamW updates put on any one-pass speed-up (stacking amortises per-step overhead,
@@ -20,7 +20,8 @@ import argparse, statistics, time
 import torch, torch.nn as nn, torch.nn.functional as F
 from tqdm import tqdm
 from torch.utils.data import DataLoader, TensorDataset
-from mtc_nb.dictionaries import DictConfig, paper_repo_config, build, train_dictionaries, make_optimizer, train_step
+from mtc_nb.dictionaries import DictConfig, paper_repo_config, dictionary_model
+from mtc_nb.training import train_dictionaries, make_optimizer, train_step
 
 
 class ReferencePaperTranscoder(nn.Module):
@@ -81,8 +82,8 @@ def reference_epoch(model, opt, x, y, steps, batch=32):
     return totals[0] / n
 
 
-def autograd_step(model, opt, c, x, y):
-    "`train_step` with autograd's gradient of `model.loss` in place of the hand-written `train_grads`."
+def autograd_step(model, opt, x, y):
+    "`train_step` with autograd's gradient of `model.loss` in place of the fused Function's (`training_loss`)."
     loss, _ = model.loss(x, y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -91,11 +92,11 @@ def autograd_step(model, opt, c, x, y):
     model.constrain()
 
 
-def our_steps(model, opt, c, x, y, steps, batch, step=train_step):
+def our_steps(model, opt, x, y, steps, batch, step=train_step):
     perm = torch.randperm(len(x))
     for i in range(steps):
         b = perm[(i * batch) % (len(x) - batch) :][:batch]
-        step(model, opt, c, x[b], y[b])
+        step(model, opt, x[b], y[b])
 
 
 def timeit(fn, reps=5):
@@ -128,27 +129,27 @@ if __name__ == '__main__':
     ropt = torch.optim.AdamW(ref.parameters(), lr=1e-4, weight_decay=1e-5)
     t_ref = timeit(lambda: reference_epoch(ref, ropt, x, y, S)) / S
     pc = paper_repo_config(a.d_in, a.d_out)
-    ours = build([pc])
+    ours = dictionary_model([pc])
     oopt = make_optimizer(ours, pc, S)[0]  # the library's optimizer
-    t_ours = timeit(lambda: our_steps(ours, oopt, pc, x, y, S, 32)) / S
+    t_ours = timeit(lambda: our_steps(ours, oopt, x, y, S, 32)) / S
     rows.append(('paper_repo step, batch 32: reference loop', t_ref, 'ours', t_ours))
 
     def canon(kind, levels):
         c = DictConfig(kind=kind, d_in=a.d_in, d_out=a.d_out, levels=levels, k=64)
-        m = build([c])
+        m = dictionary_model([c])
         m.init_from_data(x, y)
         o = make_optimizer(m, c, S)[0]
-        return timeit(lambda: our_steps(m, o, c, x, y, S, 64)) / S, m
+        return timeit(lambda: our_steps(m, o, x, y, S, 64)) / S, m
 
     t_topk, _ = canon('transcoder', (2048,))
     t_mat, mat = canon('matryoshka_transcoder', (128, 256, 512, 1024, 2048))
     rows.append(('plain TopK transcoder step, batch 64', t_topk, 'Matryoshka step', t_mat))
     c = DictConfig(d_in=a.d_in, d_out=a.d_out, k=64)
-    m = build([c])
+    m = dictionary_model([c])
     m.init_from_data(x, y)
     o = make_optimizer(m, c, S)[0]
-    t_auto = timeit(lambda: our_steps(m, o, c, x, y, S, 64, step=autograd_step)) / S
-    rows.append(('Matryoshka step, autograd backward', t_auto, 'hand-written (train_grads)', t_mat))
+    t_auto = timeit(lambda: our_steps(m, o, x, y, S, 64, step=autograd_step)) / S
+    rows.append(('Matryoshka step, autograd backward', t_auto, 'fused backward (training_loss)', t_mat))
 
     cfgs = [
         DictConfig(d_in=a.d_in, d_out=a.d_out, k=k, seed=s, epochs=1, batch_size=64)

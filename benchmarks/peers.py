@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from mtc_nb.core import load_profile
 from mtc_nb.classifier import load_activations
-from mtc_nb.dictionaries import DictConfig, build, make_optimizer, train_step
+from mtc_nb.dictionaries import DictConfig, dictionary_model
+from mtc_nb.training import make_optimizer, train_step, training_loss
 from mtc_nb.metrics import fvu, l0, dead_fraction
 
 TRANSCODER_KINDS = ('matryoshka_transcoder', 'transcoder')
@@ -64,7 +65,7 @@ class Ours:
             batch_size=batch,
             **(overrides or {}),
         ).validate()
-        self.model = build([self.cfg])
+        self.model = dictionary_model([self.cfg])
         self.model.init_from_data(*train)
         self.opt, self.sched, self.every = make_optimizer(self.model, self.cfg, steps)
         if beta2 is not None:
@@ -73,9 +74,10 @@ class Ours:
     def step(self, x, y):
         self.model.train()
         if self.clip is None:
-            train_step(self.model, self.opt, self.cfg, x, y)
+            train_step(self.model, self.opt, x, y)
         else:
-            self.model.train_grads(x, y)
+            self.opt.zero_grad(set_to_none=True)
+            training_loss(self.model, x, y)[0].backward()
             grads = [p.grad for p in self.model.parameters()]
             norm = torch.sqrt(sum(g.flatten(1).square().sum(1) for g in grads))
             coef = (self.clip / (norm + 1e-6)).clamp(max=1.0)

@@ -72,7 +72,8 @@ def write_shards(folder: Path, n: int, d_in: int, d_out: int, rows: int = 16384)
 
 
 def part_training(args):
-    from mtc_nb.dictionaries import DictConfig, ShardedPairs, train_dictionaries
+    from mtc_nb.dictionaries import DictConfig
+    from mtc_nb.training import ShardedPairs, train_dictionaries
 
     with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
         folder = Path(args.folder) / 'streaming_shards' if args.folder else Path(tmp)

@@ -17,16 +17,14 @@ from .metrics import auroc
 from tqdm import tqdm
 
 from .core import write_json, seed_everything, open_stage, close_stage, stage_dir
+from .core import save_checkpoint, load_checkpoint
 from .encoders import select_epoch
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'PlausibilityHead', 'train_head', 'evaluate', 'save_head', 'load_head', 'save_activations',
-           'load_activations', 'classifier_stage']
+__all__ = ['PlausibilityHead', 'train_head', 'evaluate', 'save_head', 'load_head', 'save_activations', 'load_activations',
+           'classifier_stage']
 
 # %% ../nbs/03_classifier.ipynb #a874c88c
-SCHEMA_VERSION = 1
-
-
 class PlausibilityHead(torch.nn.Module):
     "fc1: Linear(d_h2 → d_h1) + ReLU = h1; fc2: Linear(d_h1 → 1) = logit; sigmoid(logit) = h0."
 
@@ -124,22 +122,15 @@ def evaluate(model: PlausibilityHead, h2, df: pd.DataFrame, threshold: float = 0
 
 # %% ../nbs/03_classifier.ipynb #322bd787
 def save_head(model: PlausibilityHead, folder: str | os.PathLike, **meta) -> Path:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / 'head.safetensors')
-    write_json(
-        folder / 'config.json', {'schema_version': SCHEMA_VERSION, 'd_h2': model.d_h2, 'd_h1': model.d_h1, **meta}
-    )
-    return folder
+    "Save the head (a checkpoint of kind 'head'); `meta` (history, test metrics) goes into its config.json."
+    return save_checkpoint(folder, 'head', model.state_dict(), {'d_h2': model.d_h2, 'd_h1': model.d_h1}, **meta)
 
 
 def load_head(folder: str | os.PathLike) -> PlausibilityHead:
-    folder = Path(folder)
-    cfg = json.loads((folder / 'config.json').read_text())
-    if cfg.get('schema_version') != SCHEMA_VERSION:
-        raise ValueError(f"{folder}: head schema {cfg.get('schema_version')} != {SCHEMA_VERSION}")
-    m = PlausibilityHead(cfg['d_h2'], cfg['d_h1'])
-    m.load_state_dict(load_file(folder / 'head.safetensors'))
+    "The head saved by `save_head`, in eval mode."
+    tensors, record = load_checkpoint(folder, 'head', 'rerun the classifier stage')
+    m = PlausibilityHead(record['config']['d_h2'], record['config']['d_h1'])
+    m.load_state_dict(tensors)
     return m.eval()
 
 
@@ -183,7 +174,7 @@ def classifier_stage(cfg, force: bool = False) -> dict:
         raise ValueError("the encoder stage's h2 rows do not follow the scenes manifest")
     folder = stage_dir(cfg, 'classifier')
     if done:
-        head_cfg = json.loads((folder / 'config.json').read_text())
+        head_cfg = load_checkpoint(folder, 'head', 'rerun the classifier stage')[1]
         return {
             'metrics': head_cfg['test'],
             'history': head_cfg['history'],

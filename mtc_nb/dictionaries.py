@@ -6,7 +6,7 @@ one `encode` / `decode` / `forward` protocol."""
 
 # %% ../nbs/05_dictionaries.ipynb #407bd48b
 from __future__ import annotations
-import hashlib, json, math, os
+import json, math, os
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import NamedTuple
@@ -14,19 +14,14 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file, load_file
 from tqdm import tqdm
 
-from .core import write_json, open_stage, close_stage, stage_dir
-from .metrics import fvu, l0
+from .core import write_json, open_stage, close_stage, stage_dir, save_checkpoint, load_checkpoint
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'KINDS', 'NESTED_KINDS', 'levels_of', 'DictConfig', 'paper_block_k', 'paper_repo_config',
-           'ForwardOutput', 'Dictionary', 'PaperRepoTranscoder', 'InMemoryPairs', 'ShardedPairs', 'build',
-           'make_optimizer', 'train_step', 'eval_fvu', 'train_dictionaries', 'save_dictionary', 'load_dictionary',
-           'evaluate_dictionary', 'stage_configs', 'checkpoint_name', 'dictionaries_stage', 'summarise_dictionaries',
-           'quarter_l0_comparison']
+           'ForwardOutput', 'DictionaryStack', 'PaperRepoTranscoder', 'dictionary_model', 'save_dictionary',
+           'load_dictionary', 'stage_configs', 'checkpoint_name', 'dictionaries_stage']
 
 # %% ../nbs/05_dictionaries.ipynb #17812212
 SCHEMA_VERSION = 1
@@ -71,7 +66,7 @@ class DictConfig:
         return self.kind not in ('sae', 'matryoshka_sae')
 
     @property
-    def nested(self) -> tuple:
+    def level_widths(self) -> tuple:
         return levels_of({'kind': self.kind, 'levels': self.levels, 'd_sae': self.d_sae})
 
     @property
@@ -79,13 +74,13 @@ class DictConfig:
         return self.kind == 'skip_transcoder'
 
     @property
-    def weights(self) -> tuple:
+    def loss_weights(self) -> tuple:
         if self.level_weights is not None:
             return tuple(self.level_weights)
         if self.kind == 'paper_repo':  # 0.1, 0.15, 0.2, 0.25, 0.3 for five levels; the same ramp, normalised, otherwise
-            w = np.linspace(0.1, 0.3, len(self.nested))
+            w = np.linspace(0.1, 0.3, len(self.level_widths))
             return tuple(float(round(v, 10)) for v in w / w.sum())
-        return tuple([1.0 / len(self.nested)] * len(self.nested))
+        return tuple([1.0 / len(self.level_widths)] * len(self.level_widths))
 
     @property
     def learning_rate(self) -> float:
@@ -99,10 +94,10 @@ class DictConfig:
     def validate(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if list(self.nested) != sorted(set(self.nested)) or self.nested[-1] != self.d_sae:
-            raise ValueError(f"levels must increase strictly and end at d_sae={self.d_sae}, got {self.nested}")
-        if len(self.weights) != len(self.nested):
-            raise ValueError(f"level_weights needs {len(self.nested)} values, got {len(self.weights)}")
+        if list(self.level_widths) != sorted(set(self.level_widths)) or self.level_widths[-1] != self.d_sae:
+            raise ValueError(f"levels must increase strictly and end at d_sae={self.d_sae}, got {self.level_widths}")
+        if len(self.loss_weights) != len(self.level_widths):
+            raise ValueError(f"level_weights needs {len(self.level_widths)} values, got {len(self.loss_weights)}")
         if self.kind == 'paper_repo' and len(self.block_k) != len(self.levels):
             raise ValueError("block_k needs one k per level")
         if self.kind != 'paper_repo' and not (0 < self.k <= self.d_sae):
@@ -129,7 +124,7 @@ class ForwardOutput(NamedTuple):
     pre: torch.Tensor  # pre-activations (M, B, d_sae)
 
 
-class Dictionary(torch.nn.Module):
+class DictionaryStack(torch.nn.Module):
     """M canonical (Batch)TopK dictionaries of one shape: Matryoshka transcoder, transcoder, SAE, Matryoshka SAE, skip
     transcoder."""
 
@@ -137,9 +132,9 @@ class Dictionary(torch.nn.Module):
         super().__init__()
         cfgs = [c.validate() for c in cfgs]
         c0 = cfgs[0]
-        shape = lambda c: (c.kind, c.d_in, c.d_out, c.d_sae, c.nested)
+        shape = lambda c: (c.kind, c.d_in, c.d_out, c.d_sae, c.level_widths)
         if c0.kind == 'paper_repo' or any(shape(c) != shape(c0) for c in cfgs):
-            raise ValueError("a Dictionary stacks canonical configs of one shape")
+            raise ValueError("a DictionaryStack stacks canonical configs of one shape")
         self.cfgs, M = cfgs, len(cfgs)
         W_enc, W_dec = [], []
         for c in cfgs:
@@ -164,8 +159,8 @@ class Dictionary(torch.nn.Module):
         self.register_buffer('theta', torch.zeros(M))
         self.register_buffer('k', torch.tensor([c.k for c in cfgs]))
         self.register_buffer('since_fired', torch.zeros(M, c0.d_sae, dtype=torch.long))
-        self.levels = list(c0.nested)
-        self.register_buffer('level_w', torch.tensor([c.weights for c in cfgs], dtype=torch.float32))  # (M, G)
+        self.levels = list(c0.level_widths)
+        self.register_buffer('level_w', torch.tensor([c.loss_weights for c in cfgs], dtype=torch.float32))  # (M, G)
 
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor, y: torch.Tensor):
@@ -286,54 +281,6 @@ class Dictionary(torch.nn.Module):
         return e.square().sum(-1).mean(-1) / denom * any_dead, e, rows, denom
 
     @torch.no_grad()
-    def train_grads(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """`loss(x, y)`, with its gradient written into every `.grad`: the gradient of autograd, with the backward
-        written out by hand. Gradients are allocated once and then overwritten; b_pre's gradient is the batch sum of
-        the pre-activation gradients times W_encᵀ, never the full input gradient that autograd forms."""
-        M, B = len(self.cfgs), x.shape[0]
-        xn = self._centred(x)
-        pre = torch.baddbmm(self.b_enc[:, None], xn, self.W_enc)
-        f = self._sparsify(pre)
-        recons = self._decode_levels(f, x)
-        resid = y - recons[-1]
-        diff = recons.sub_(y)  # (G, M, B, d_out)
-        rec = self._level_loss(diff)
-        self._mark_fired(f)
-        for p in self.parameters():
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        # level g's gradient, then R_j = Σ_{g ≥ j}: block j of the latents feeds every level from j on
-        dy = diff.mul_((self.level_w.T / self.y_scale**2)[:, :, None, None] * (2 / B))
-        R = dy.flip(0).cumsum(0).flip(0)  # (G, M, B, d_out)
-        y_s = self.y_scale[:, None, None]
-        R_s = R * y_s  # ŷ_g = base + y_scale · Σ_{j ≤ g} f_j W_j
-        bounds = [0] + self.levels
-        df = []
-        for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-            self.W_dec.grad[:, lo:hi].baddbmm_(f[..., lo:hi].transpose(1, 2), R_s[j], beta=0)
-            df.append(torch.bmm(R_s[j], self.W_dec[:, lo:hi].transpose(1, 2)))
-        dpre = torch.cat(df, dim=2).mul_(f > 0)  # through the BatchTopK mask and the relu
-        torch.sum(R[0], 1, out=self.b_dec.grad)
-        if self.W_skip is not None:
-            torch.bmm(x.T.expand(M, -1, -1), R[0], out=self.W_skip.grad)
-        aux = torch.zeros(M, device=x.device)
-        if (sel := self._aux_select(pre)) is not None:
-            f_aux, idx, any_dead = sel
-            aux, e, rows, denom = self._auxk(f_aux, idx, any_dead, resid)
-            de = e.mul_((self._aux_coef * any_dead / denom * (2 / B))[:, None, None])
-            self.W_dec.grad.scatter_add_(
-                1, idx[..., None].expand_as(rows), torch.bmm(f_aux.transpose(1, 2), de).mul_(y_s)
-            )
-            dpre.scatter_add_(2, idx[:, None].expand_as(f_aux), torch.bmm(de, rows.transpose(1, 2)).mul_(f_aux > 0))
-        torch.bmm(xn.transpose(1, 2), dpre, out=self.W_enc.grad)
-        torch.sum(dpre, 1, out=self.b_enc.grad)
-        for m in range(M):
-            torch.mv(self.W_enc[m], self.b_enc.grad[m], out=self.b_pre.grad[m])  # per model: the same as alone
-        self.b_pre.grad.div_(-self.x_scale[:, None])
-        total = rec + self._aux_coef * aux
-        return total.sum(), {'recon': rec, 'aux': aux}
-
-    @torch.no_grad()
     def constrain(self):
         "Unit-norm decoder rows (called after each optimizer step)."
         self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8))
@@ -395,49 +342,10 @@ class PaperRepoTranscoder(torch.nn.Module):
 
     def loss(self, x, y):
         out = self(x)
-        w = self.cfgs[0].weights
+        w = self.cfgs[0].loss_weights
         mse = torch.stack([F.mse_loss(r[0], y) for r in out.recons])
         total = (torch.tensor(w) * mse).sum() + self.cfgs[0].l1_coef * out.f.abs().mean()
         return total, {'recon': mse.detach()[None]}
-
-    @torch.no_grad()
-    def train_grads(self, x: torch.Tensor, y: torch.Tensor, max_norm: float = 1.0) -> tuple[torch.Tensor, dict]:
-        """`loss(x, y)`, with its gradient clipped to `max_norm` written into every `.grad`: the same result as
-        `loss().backward()` then `clip_grad_norm_`, with the backward written out by hand.
-        Returns (loss, {'grad_norm'})."""
-        c, enc, B = self.cfgs[0], self.encoder, x.shape[0]
-        pre = torch.addmm(enc.bias, x, enc.weight.t())
-        a = F.relu(pre).add_(pre > 1)
-        f = a.mul_(self._keep(a))  # f ≥ 0, so |f| = f and d|f|/df = 1 where f > 0
-        n_y, n_f = y.numel(), f.numel()
-        df, dys, loss = torch.zeros_like(f), [], f.sum() * (c.l1_coef / n_f)
-        for w, dec, m in zip(c.weights, self.decoders, self.levels):  # level g: w_g · mean (ŷ_g − y)²
-            r = torch.addmm(dec.bias, f[:, :m], dec.weight.t()).sub_(y)
-            loss += r.pow(2).sum() * (w / n_y)
-            dy = r.mul_(2 * w / n_y)
-            dys.append(dy)
-            df[:, :m].addmm_(dy, dec.weight)
-        dpre = df.add_(c.l1_coef / n_f).mul_(f > 0)  # through the mask and the relu; the step's jump has no gradient
-        # ‖Aᵀ X‖²_F = ⟨A Aᵀ, X Xᵀ⟩: every weight gradient's norm from B×B Gram matrices of the batch, in float64
-        gram = lambda t: (t := t.double()) @ t.T
-        sq = (gram(dpre) * gram(x)).sum() + dpre.double().sum(0).square().sum()
-        f_gram = torch.zeros(B, B, dtype=torch.float64, device=f.device)
-        for lo, hi, dy in zip([0] + self.levels, self.levels, dys):  # the Gram of a prefix accumulates its blocks'
-            f_gram += gram(f[:, lo:hi])
-            sq += (gram(dy) * f_gram).sum() + dy.double().sum(0).square().sum()
-        norm = sq.sqrt().to(f.dtype)
-        coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)  # clip_grad_norm_'s rule, folded into the upstream gradients
-        for p in self.parameters():
-            if p.grad is None:
-                p.grad = torch.empty_like(p)
-        dpre.mul_(coef)
-        torch.mm(dpre.t(), x, out=enc.weight.grad)
-        torch.sum(dpre, 0, out=enc.bias.grad)
-        for dy, dec, m in zip(dys, self.decoders, self.levels):
-            dy.mul_(coef)
-            torch.mm(dy.t(), f[:, :m], out=dec.weight.grad)
-            torch.sum(dy, 0, out=dec.bias.grad)
-        return loss, {'grad_norm': norm}
 
     def constrain(self):
         pass
@@ -448,276 +356,27 @@ class PaperRepoTranscoder(torch.nn.Module):
     def init_from_data(self, x, y):
         pass
 
-# %% ../nbs/05_dictionaries.ipynb #7584e266
-class InMemoryPairs:
-    "Training pairs (x, y) held in memory, served in batches of one random permutation per pass."
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor):
-        if len(x) != len(y):
-            raise ValueError(f"{len(x)} inputs but {len(y)} targets")
-        self.x, self.y = x, y
-        self.n, self.d_x, self.d_y = len(x), x.shape[1], y.shape[1]
-
-    def sample(self, n_max: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        "At most `n_max` random pairs (all of them, in order, when there are no more)."
-        if self.n <= n_max:
-            return self.x, self.y
-        pick = torch.randperm(self.n, generator=generator)[:n_max]
-        return self.x[pick], self.y[pick]
-
-    def batches(self, batch_size: int, generator):
-        for b in torch.randperm(self.n, generator=generator).split(batch_size):
-            yield self.x[b], self.y[b]
-
-    def check_finite(self, split: str = 'training'):
-        for t in (self.x, self.y):
-            _check_finite(t, split)
-
-
-class ShardedPairs:
-    """Training pairs read from safetensors shards (tensors `x_key`, `y_key` of equal rows), one shard at a time, so
-    memory holds one shard whatever the data's size. A pass visits the shards in random order and each shard's rows in
-    random order; batches run across shard boundaries, so every batch but the last is full."""
-
-    def __init__(self, files, x_key: str = 'h2', y_key: str = 'h1'):
-        self.files, self.x_key, self.y_key = [Path(f) for f in files], x_key, y_key
-        if not self.files:
-            raise ValueError("no activation shards given")
-        self.rows = []
-        for f in self.files:
-            with safe_open(f, 'pt') as s:
-                if not {x_key, y_key} <= set(s.keys()):
-                    raise ValueError(f"{f}: needs tensors {x_key!r} and {y_key!r}")
-                (nx, self.d_x), (ny, self.d_y) = s.get_slice(x_key).get_shape(), s.get_slice(y_key).get_shape()
-            if nx != ny:
-                raise ValueError(f"{f}: {nx} rows of {x_key} but {ny} of {y_key}")
-            self.rows.append(nx)
-        self.n = sum(self.rows)
-
-    def _read(self, i):
-        with safe_open(self.files[i], 'pt') as s:
-            return s.get_tensor(self.x_key), s.get_tensor(self.y_key)
-
-    def sample(self, n_max: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        "About `n_max` random pairs, drawn from every shard in proportion to its rows (for the initial statistics)."
-        xs, ys = [], []
-        for i, rows in enumerate(self.rows):
-            x, y = self._read(i)
-            pick = torch.randperm(rows, generator=generator)[: max(1, round(n_max * rows / self.n))]
-            xs.append(x[pick])
-            ys.append(y[pick])
-        return torch.cat(xs), torch.cat(ys)
-
-    def batches(self, batch_size: int, generator):
-        carry_x, carry_y = None, None
-        for i in torch.randperm(len(self.files), generator=generator).tolist():
-            x, y = self._read(i)
-            perm = torch.randperm(len(x), generator=generator)
-            x, y = x[perm], y[perm]
-            if carry_x is not None:
-                x, y = torch.cat([carry_x, x]), torch.cat([carry_y, y])
-            full = len(x) // batch_size * batch_size
-            for j in range(0, full, batch_size):
-                yield x[j : j + batch_size], y[j : j + batch_size]
-            carry_x, carry_y = x[full:], y[full:]
-        if carry_x is not None and len(carry_x):
-            yield carry_x, carry_y
-
-    def check_finite(self, split: str = 'training'):
-        for i in range(len(self.files)):
-            for t in self._read(i):
-                _check_finite(t, f"{split} ({self.files[i].name})")
-
-
-def _check_finite(t: torch.Tensor, split: str):
-    if len(t) == 0:
-        raise ValueError(f"no {split} activations: the split is empty")
-    if not torch.isfinite(t).all():
-        raise ValueError(
-            f"the {split} activations hold {int((~torch.isfinite(t)).sum())} NaN or Inf values: "
-            "check the encoder stage's h2 (a broken image or encoder) before training"
-        )
-
-# %% ../nbs/05_dictionaries.ipynb #5bd1fe30
-# what a stack holds per model (lr: via learning_rate). Not the seed: a seed fixes a model's initialisation AND its
-# data order, for every kind alike, so only models of one seed can share batches
-_PER_MODEL = ('k', 'aux_coef', 'theta_momentum', 'level_weights', 'lr')
-
-
-def _group(cfgs):
-    "Indices of configs that can train stacked: every setting a `Dictionary` shares across its models is equal."
-    groups = {}
-    for i, c in enumerate(cfgs):
-        shared = tuple((k, v) for k, v in asdict(c).items() if k not in _PER_MODEL)
-        key = ('paper', i) if c.kind == 'paper_repo' else (c.learning_rate, *shared)
-        groups.setdefault(key, []).append(i)
-    return list(groups.values())
-
-
-def build(cfgs: list[DictConfig]) -> torch.nn.Module:
+def dictionary_model(cfgs: list[DictConfig]) -> torch.nn.Module:
     "The model for a group of configs."
-    return PaperRepoTranscoder(cfgs[0]) if cfgs[0].kind == 'paper_repo' else Dictionary(cfgs)
-
-
-def make_optimizer(model, c: DictConfig, steps: int):
-    """AdamW (fused: one kernel over all parameters) and the schedule of config `c`: returns (optimizer, scheduler,
-    'step' | 'epoch')."""
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay, fused=True
-    )  # one kernel for all parameters
-    if c.kind == 'paper_repo':  # as the paper code: lr held for min(5, E//10) epochs, then cosine per epoch to lr/100
-        hold = min(5, c.epochs // 10)
-        T = c.epochs - hold
-        lo = 0.01
-        f = lambda e: lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * max(0, e - hold) / T))
-        return opt, torch.optim.lr_scheduler.LambdaLR(opt, f), 'epoch'
-    warm = max(1, steps // 20)
-    f = lambda s: min(1.0, (s + 1) / warm) * (0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)) * 0.9 + 0.1)
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, f), 'step'
-
-
-def train_step(model, opt, c: DictConfig, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """One optimizer step on a batch: loss and gradients (`train_grads`; paper_repo clips at 1), decoder-gradient
-    projection, step, unit-norm rows."""
-    loss, _ = model.train_grads(x, y)
-    model.remove_parallel_grad()
-    opt.step()
-    model.constrain()
-    return loss.detach()
-
-
-@torch.no_grad()
-def eval_fvu(model, x, y, batch: int = 1024) -> torch.Tensor:
-    "Held-out FVU per level and model: (G, M)."
-    model.eval()
-    recons = torch.cat([model(xb).recons for xb in x.split(batch)], dim=2)  # (G, M, n, d)
-    return torch.stack([fvu(y, recons[g]) for g in range(recons.shape[0])]).float()
-
-
-def train_dictionaries(
-    cfgs: list[DictConfig], h2_train, h1_train, h2_val, h1_val, progress: bool = True, device: str = 'cpu'
-) -> list[dict]:
-    """Train every config (grouped and stacked) in one pass over the data; returns one dict per config (model, index,
-    history), the models on the CPU. The training pairs are tensors `h2_train`, `h1_train`, or an `InMemoryPairs` /
-    `ShardedPairs` source (then `h1_train` is None): a sharded source streams from disk. Training runs on `device`."""
-    if h1_train is None and not isinstance(h2_train, (InMemoryPairs, ShardedPairs)):
-        raise TypeError("h1_train is None: then h2_train must be an InMemoryPairs or ShardedPairs source")
-    train = h2_train if h1_train is None else InMemoryPairs(h2_train, h1_train)
-    pick = lambda c, x, y: (x, y if c.is_transcoder else x)
-    on = lambda t: t.to(device, non_blocking=True)
-    groups = [(idx, build([cfgs[i] for i in idx])) for idx in _group(cfgs)]
-    train.check_finite('training')
-    InMemoryPairs(h2_val, h1_val).check_finite('validation')
-    h2_val, h1_val = on(h2_val), on(h1_val)
-    states = []
-    for idx, model in groups:
-        c = cfgs[idx[0]]
-        d_in, d_out = pick(c, train.d_x, train.d_y)
-        if d_in != c.d_in or d_out != c.d_out:
-            raise ValueError(f"{c.kind}: activations are {d_in}→{d_out}, config says {c.d_in}→{c.d_out}")
-        gen = torch.Generator().manual_seed(c.seed)
-        model.init_from_data(*pick(c, *train.sample(65536, gen)))
-        model.to(device).train()
-        steps = c.epochs * math.ceil(train.n / c.batch_size)
-        opt, sched, every = make_optimizer(model, c, steps)
-        states.append(
-            dict(
-                idx=idx,
-                model=model,
-                opt=opt,
-                sched=sched,
-                every=every,
-                best=[float('inf')] * len(idx),
-                best_state=None,
-                history=[],
-                gen=gen,
-                c=c,
-            )
-        )
-    epochs = max(s['c'].epochs for s in states)
-    bar = tqdm(range(epochs), desc=f'training {len(cfgs)} dictionaries', unit='epoch', disable=not progress)
-    for ep in bar:
-        for s in states:
-            if ep >= s['c'].epochs:
-                continue
-            c, model = s['c'], s['model']
-            model.train()
-            for xb, yb in train.batches(c.batch_size, s['gen']):
-                train_step(model, s['opt'], c, *pick(c, on(xb), on(yb)))
-                if s['every'] == 'step':
-                    s['sched'].step()
-            if s['every'] == 'epoch':
-                s['sched'].step()
-            xv, yv = pick(c, h2_val, h1_val)
-            v = eval_fvu(model, xv, yv).cpu()  # (G, M)
-            if hasattr(model, 'level_w'):
-                score = (model.level_w.cpu().T * v).sum(0)
-            else:
-                score = (torch.tensor(c.weights) * v[:, 0]).sum()[None]
-            s['history'].append({'epoch': ep, 'val_fvu': v.T.tolist()})
-            improved = [j for j in range(len(s['idx'])) if float(score[j]) < s['best'][j]]
-            if improved:
-                snap = {k: t.detach().clone() for k, t in model.state_dict().items()}
-                if s['best_state'] is None:
-                    s['best_state'] = snap
-                for j in improved:
-                    s['best'][j] = float(score[j])
-                    if isinstance(model, PaperRepoTranscoder):
-                        s['best_state'] = snap
-                        continue
-                    for k, t in snap.items():  # keep model j's slice of this epoch
-                        if t.dim() and t.shape[0] == len(s['idx']):
-                            s['best_state'][k][j] = t[j]
-        bar.set_postfix(best=f"{min(min(s['best']) for s in states):.3f}")
-    out = [None] * len(cfgs)
-    for s in states:
-        s['model'].load_state_dict(s['best_state'])
-        s['model'].cpu().eval()
-        for j, i in enumerate(s['idx']):
-            out[i] = {
-                'model': s['model'],
-                'index': j,
-                'config': cfgs[i],
-                'history': s['history'],
-                'best_val_score': s['best'][j],
-            }
-    return out
+    return PaperRepoTranscoder(cfgs[0]) if cfgs[0].kind == 'paper_repo' else DictionaryStack(cfgs)
 
 # %% ../nbs/05_dictionaries.ipynb #5d9df767
 def save_dictionary(res: dict, folder: str | os.PathLike, **meta) -> Path:
-    "Save one trained dictionary (an entry returned by `train_dictionaries`)."
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    "Save one trained dictionary (an entry returned by `train_dictionaries`) as a checkpoint of kind 'dictionary'."
     m, j = res['model'], res['index']
-    sd = m.state_dict()
-    if isinstance(m, Dictionary):
-        sd = {k: v[j : j + 1] if v.dim() and v.shape[0] == len(m.cfgs) else v for k, v in sd.items()}
-    tmp = folder / 'weights.safetensors.tmp'
-    save_file({k: v.contiguous() for k, v in sd.items()}, tmp)
-    os.replace(tmp, folder / 'weights.safetensors')  # atomic: a killed save never leaves half a file under the name
-    write_json(
-        folder / 'config.json',
-        {
-            'schema_version': SCHEMA_VERSION,
-            'config': asdict(res['config']),
-            'weights_sha256': _sha256(folder / 'weights.safetensors'),
-            **meta,
-        },
-    )
-    return folder
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    state = m.state_dict()
+    if len(m.cfgs) > 1:  # model j's slice of the stack: a stack of one
+        state = {k: v[j : j + 1] if v.dim() and v.shape[0] == len(m.cfgs) else v for k, v in state.items()}
+    return save_checkpoint(folder, 'dictionary', state, asdict(res['config']), **meta)
 
 
 def load_dictionary(folder: str | os.PathLike, d_in: int | None = None, d_out: int | None = None) -> torch.nn.Module:
     "Load a dictionary; `d_in`/`d_out` (the activations' widths) are checked against its config."
     folder = Path(folder)
-    meta = json.loads((folder / 'config.json').read_text())
-    if meta.get('schema_version') != SCHEMA_VERSION:
-        raise ValueError(f"{folder}: schema {meta.get('schema_version')} != {SCHEMA_VERSION}")
-    c = meta['config']
+    redo = 'rerun the dictionaries stage'
+    state, record = load_checkpoint(folder, 'dictionary', redo)
+    c = record['config']
     c = DictConfig(
         **{
             **c,
@@ -729,50 +388,13 @@ def load_dictionary(folder: str | os.PathLike, d_in: int | None = None, d_out: i
     exp_out = c.d_out if c.is_transcoder else c.d_in
     if (d_in is not None and d_in != c.d_in) or (d_out is not None and d_out != exp_out):
         raise ValueError(f"{folder}: dictionary expects activations {c.d_in}→{exp_out}, got {d_in}→{d_out}")
-    weights, redo = folder / 'weights.safetensors', f"delete {folder} and rerun the dictionaries stage"
-    if not weights.exists():
-        raise FileNotFoundError(f"{weights} is missing: {redo}")
-    if meta.get('weights_sha256') not in (None, _sha256(weights)):
-        raise ValueError(f"{weights} has changed since it was saved (truncated or edited): {redo}")
-    try:
-        state = load_file(weights)
-    except Exception as e:
-        raise ValueError(f"{weights} is not a readable safetensors file ({e}): {redo}") from None
-    m = build([c])
+    m = dictionary_model([c])
     try:
         m.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"{weights} does not fit its config.json ({str(e)[:300]}): {redo}") from None
+        fit = f"{folder}/weights.safetensors does not fit its config.json"
+        raise ValueError(f"{fit} ({str(e)[:300]}): {redo}") from None
     return m.eval()
-
-# %% ../nbs/05_dictionaries.ipynb #05d79880
-from .metrics import dead_fraction, dense_fraction, splice_fidelity, cosine
-
-
-@torch.no_grad()
-def evaluate_dictionary(res: dict, acts: dict, head, labels) -> dict:
-    "Held-out metrics of one trained dictionary (an entry of `train_dictionaries`) on activations `acts` (h2, h1)."
-    m, j, c = res['model'], res['index'], res['config']
-    m.eval()
-    x, y = acts['h2'], (acts['h1'] if c.is_transcoder else acts['h2'])
-    outs = [m(xb) for xb in x.split(1024)]
-    f = torch.cat([o.f[j] for o in outs])
-    recons = torch.cat([o.recons[:, j] for o in outs], dim=1)  # (G, n, d)
-    splice = splice_fidelity(head.logit_from_h1 if c.is_transcoder else head, y, recons, labels)
-    return {
-        'kind': c.kind,
-        'k': c.k,
-        'seed': c.seed,
-        'levels': list(m.levels),
-        'fvu': fvu(y, recons).tolist(),
-        'l0': l0(f, m.levels).tolist(),
-        'dead_fraction': dead_fraction(f),
-        'dense_fraction': dense_fraction(f),
-        'cosine': cosine(y, recons).tolist(),
-        'splice_agreement': splice['agreement'],
-        'splice_delta_auroc': splice['delta_auroc'],
-        'splice_bce_recovered': splice['bce_recovered'],
-    }
 
 # %% ../nbs/05_dictionaries.ipynb #843ee240
 def stage_configs(cfg, d_in: int, d_out: int) -> list[DictConfig]:
@@ -825,6 +447,8 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
     its held-out metrics, so a killed run resumes at the first unfinished group. Returns one metrics row each."""
     from mtc_nb.classifier import load_activations, load_head
     from mtc_nb.scenes import load_scenes
+    from mtc_nb.training import train_dictionaries, _group
+    from mtc_nb.evaluation import evaluate_dictionary
     import shutil
 
     spec, done = open_stage(cfg, 'dictionaries', force)
@@ -848,49 +472,11 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
             [cfgs[i] for i in idx], tr['h2'], tr['h1'], va['h2'], va['h1'], progress=progress, device=cfg.torch_device
         )
         for i, res in zip(idx, trained):
-            folder = save_dictionary(res, root / names[i])
+            per_epoch = [h['val_fvu'][res['index']] for h in res['history']]  # (epochs, levels)
+            folder = save_dictionary(res, root / names[i], val_fvu_per_epoch=per_epoch)
             loaded = {'model': load_dictionary(folder), 'index': 0, 'config': cfgs[i]}  # as every later reader sees it
             rows[i] = {**evaluate_dictionary(loaded, te, head, labels), 'name': names[i]}
             meta = json.loads((folder / 'config.json').read_text())
             write_json(folder / 'config.json', {**meta, 'test': rows[i], 'stage_fingerprint': spec['fingerprint']})
     close_stage(cfg, 'dictionaries', spec, checkpoints=names)
     return [rows[i] for i in range(len(cfgs))]
-
-# %% ../nbs/05_dictionaries.ipynb #ea9ce2e3
-def summarise_dictionaries(df, kind: str, k: int | None = None) -> dict:
-    """The `dictionaries` section of results.json for one model family: mean and spread over seeds of the stage's
-    rows `df` of that kind (and k): FVU, L0 and splice fidelity per level, dead and dense fractions."""
-    d = df[(df.kind == kind) & ((df.k == k) if k is not None else True)]
-    arr = lambda col: np.array(d[col].tolist(), float)
-    out = {'levels': d.levels.iloc[0], 'k': int(d.k.iloc[0]), 'n_seeds': len(d)}
-    for col in ('fvu', 'l0', 'splice_agreement', 'splice_bce_recovered'):
-        out[col] = arr(col).mean(0).tolist()
-        out[col + '_std'] = arr(col).std(0).tolist()
-    for col in ('dead_fraction', 'dense_fraction'):
-        out[col] = float(d[col].mean())
-        out[col + '_std'] = float(d[col].std(ddof=0))
-    return out
-
-# %% ../nbs/05_dictionaries.ipynb #7f3fd86f
-def quarter_l0_comparison(summary, sweep):
-    "The canonical sweep point with full-level L0 ≤ ¼ of paper_repo's, beside paper_repo per level (None if none fits)."
-    if 'paper_repo' not in summary or not sweep:
-        return None
-    p = summary['paper_repo']
-    fits = [k for k, v in sweep.items() if v['l0'][-1] <= p['l0'][-1] / 4]
-    if not fits:
-        return None
-    k = max(fits)
-    v = sweep[k]
-    return {
-        'k': k,
-        'levels': v['levels'],
-        'l0': v['l0'],
-        'paper_repo_l0': p['l0'],
-        'fvu': v['fvu'],
-        'fvu_std': v['fvu_std'],
-        'paper_repo_fvu': p['fvu'],
-        'paper_repo_fvu_std': p['fvu_std'],
-        'dead_fraction': v['dead_fraction'],
-        'lower_at_every_level': bool(all(a < b for a, b in zip(v['fvu'], p['fvu']))),
-    }

