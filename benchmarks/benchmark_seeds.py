@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mtc_nb.core import load_profile
-from mtc_nb.benchmark import canonical_checkpoint, run_benchmark
+from mtc_nb.stages import canonical_checkpoint, run_benchmark
 
 GOALS = {
     'spearman_rate': '≥ 0.9',

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from mtc_nb.core import load_profile
-from mtc_nb.benchmark import Scorer, score_images, make_panel
+from mtc_nb.benchmark import score_images, make_panel
+from mtc_nb.stages import profile_scorer
 
 
 def images_per_second(fn, n: int) -> float:
@@ -32,7 +33,7 @@ def main():
     ap.add_argument('--clip', help='a folder of CLIP weights, for the GPU figure')
     a = ap.parse_args()
     cfg = load_profile(a.profile)
-    scorer = Scorer.from_profile(cfg)
+    scorer = profile_scorer(cfg)
     print(
         f"profile {a.profile}: encoder {scorer.encoder.name}, {len(scorer.features)} failure features, "
         f"torch threads {torch.get_num_threads()}"

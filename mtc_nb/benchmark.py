@@ -5,7 +5,7 @@ generator fails; validated on a panel of simulated generators whose truth is kno
 
 # %% ../nbs/09_benchmark.ipynb #d629ae54
 from __future__ import annotations
-import json, shutil, warnings
+import json, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,30 +17,16 @@ from scipy.optimize import lsq_linear
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from .core import open_stage, close_stage, require_stage, stage_dir, write_json, StaleStageError
-from mtc_nb.scenes import (
-    MODES,
-    KINDS,
-    GENERATORS,
-    image_files,
-    Style,
-    draw_attributes,
-    render,
-    load_scenes,
-)
-from .encoders import stage_encoder, cache_frozen, frozen_part
-from .classifier import load_head, load_activations
-from .dictionaries import load_dictionary, levels_of
+from .scenes import MODES, KINDS, GENERATORS, image_files, Style, draw_attributes, render
+from .encoders import cache_frozen, frozen_part
 from .features import latent_codes, level_of
 from .metrics import auroc_matrix
-from .stage_features import stage_dictionaries
 
 # %% auto #0
 __all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SimGenerator', 'panel_specs', 'make_panel', 'index_generated',
            'youden_threshold', 'calibrate_features', 'Scorer', 'score_images', 'image_paths', 'rogan_gladen',
            'confusion', 'correct_prevalence', 'bootstrap_weights', 'prevalence', 'ablation_drop', 'causal_check',
-           'canonical_checkpoint', 'measure', 'ranking', 'validate_panel', 'run_benchmark', 'benchmark_stage',
-           'benchmark_image', 'load_benchmark', 'markdown_summary', 'label', 'write_labels']
+           'measure', 'ranking', 'validate_panel', 'markdown_summary', 'write_labels']
 
 # %% ../nbs/09_benchmark.ipynb #628011ef
 @dataclass(frozen=True)
@@ -291,28 +277,6 @@ class Scorer:
         self.features = features.reset_index(drop=True)
         self.error_ratio = error_ratio or {}
 
-    @classmethod
-    def from_profile(cls, cfg) -> 'Scorer':
-        "The scorer of profile `cfg`; its benchmark stage must be complete (it calibrates the features)."
-        try:
-            require_stage(cfg, 'benchmark')
-        except StaleStageError as e:
-            raise StaleStageError(f"labelling needs the trained artifacts of profile {cfg.name!r}: {e}") from None
-        folder = stage_dir(cfg, 'benchmark')
-        meta = json.loads((folder / 'scorer.json').read_text())
-        dictionary = load_dictionary(stage_dir(cfg, 'dictionaries') / meta['dictionary'])
-        features = pd.read_parquet(folder / 'features.parquet')
-        error_ratio = {int(k): v for k, v in meta['error_ratio'].items()}
-        return cls(
-            stage_encoder(cfg),
-            load_head(stage_dir(cfg, 'classifier')),
-            dictionary,
-            features,
-            error_ratio,
-            cfg.run_dir / 'cache',
-            cfg.torch_device,
-        )
-
     @torch.no_grad()
     def codes(self, paths, batch_size: int = 64, progress: bool = True) -> tuple:
         """(h0 (n,), latent codes (n, d_sae), h2 (n, d), errors [(path, reason)], the readable paths) of `paths`.
@@ -524,16 +488,6 @@ def _truth(man: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
     return np.stack(cols, 1) if cols else np.zeros((len(man), 0), bool)
 
 
-def canonical_checkpoint(cfg, seed: int | None = None) -> tuple[str, Path, dict]:
-    """(name, folder, config) of the checkpoint the benchmark reads: the canonical Matryoshka transcoder of `seed`
-    (default: the first seed; another kind when the profile trains none)."""
-    todo = stage_dictionaries(cfg)
-    canon = [t for t in todo if t[2]['kind'] == 'matryoshka_transcoder'] or todo
-    if seed is not None:
-        canon = [t for t in canon if t[2]['seed'] == seed]
-    return min(canon, key=lambda t: t[2]['seed'])
-
-
 def _families(features: pd.DataFrame, man_test: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
     """Columns of the firing matrix (0: h0 > 0.5, then one per feature) corrected together, each with the class of
     every labelled test image (0: none; k: the family's k-th column): the classifier alone, all mode features, all
@@ -668,109 +622,6 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
         },
     }
 
-
-def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: bool = True) -> dict:
-    """Calibrate the failure features of one dictionary `checkpoint` (name, folder, config), score the simulated panel
-    (rendered with `seed` into `folder`/panel) and the generator folders, and measure them. Returns every output of
-    the stage: {'table', 'features', 'causal', 'ranking', 'images', 'summary', 'unreadable', 'error_ratio', 'name'}."""
-    manifest, _ = load_scenes(cfg)
-    name, dict_dir, c = checkpoint
-    dictionary, head = load_dictionary(dict_dir), load_head(stage_dir(cfg, 'classifier'))
-    levels = list(levels_of(c))
-    by_id = manifest.set_index('id')
-    (val, val_ids), (test, test_ids) = (load_activations(cfg.run_dir / 'activations', s) for s in ('val', 'test'))
-    man_val, man_test = by_id.loc[val_ids].reset_index(), by_id.loc[test_ids].reset_index()
-    A_val, A_test = (latent_codes(dictionary, s['h2'], device=cfg.torch_device).numpy() for s in (val, test))
-    table08 = pd.read_parquet(stage_dir(cfg, 'features') / name / 'features.parquet')
-    features = calibrate_features(A_val, man_val, A_test, man_test, levels, table08)
-    error_ratio = {int(k): float(v) for k, v in zip(table08.latent, table08.error_ratio) if k in set(features.latent)}
-    scorer = Scorer(
-        stage_encoder(cfg), head, dictionary, features, error_ratio, cfg.run_dir / 'cache', cfg.torch_device
-    )
-    frames = []
-    if int(cfg.benchmark_images) > 0:
-        panel = make_panel(folder / 'panel', int(cfg.benchmark_images), int(cfg.image_size), seed, progress)
-        frames.append(panel.assign(simulated=True, path=[str(folder / 'panel' / f) for f in panel.file]))
-    real = index_generated(cfg.path('generated_root'))
-    if len(real):
-        frames.append(real.assign(simulated=False, path=[str(cfg.path('generated_root') / f) for f in real.file]))
-    if not frames:
-        raise ValueError(
-            f"nothing to benchmark: benchmark_images is 0 and {cfg.path('generated_root')} holds no generator folder"
-        )
-    images = pd.concat(frames, ignore_index=True)
-    h0, A, h2, unreadable, ok = scorer.codes([Path(p) for p in images.path], progress=progress)
-    images = images[images.path.isin({str(p) for p in ok})].reset_index(drop=True)
-    fire = np.c_[h0 > 0.5, scorer.firing(A)]
-    cal_fire = np.c_[test['h0'].numpy() > 0.5, scorer.firing(A_test)]
-    B = int(cfg.benchmark_bootstrap)
-    table = measure(images, fire, cal_fire, man_test, features, B, seed)
-    ranks = ranking(images, fire, cal_fire, man_test, B, seed)
-    causal = causal_check(dictionary, head, h2, A, features, levels, seed=seed)
-    images['implausibility'] = h0
-    for j, f in enumerate(features.feature):
-        images[f'fires:{f}'] = fire[:, j + 1]
-    images = images.drop(columns=['attrs', 'path'], errors='ignore')  # paths are found again by `benchmark_image`
-    return {
-        'table': table,
-        'features': features,
-        'causal': causal,
-        'ranking': ranks,
-        'images': images,
-        'summary': validate_panel(table, features),
-        'unreadable': unreadable,
-        'error_ratio': error_ratio,
-        'name': name,
-    }
-
-
-def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
-    """Score every generator (the simulated panel, and the folders under `generated_root`) with the calibrated failure
-    features of the canonical dictionary of the first seed; returns what `load_benchmark` returns."""
-    spec, done = open_stage(cfg, 'benchmark', force)
-    folder = stage_dir(cfg, 'benchmark')
-    if done:
-        return load_benchmark(cfg)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    out = run_benchmark(cfg, canonical_checkpoint(cfg), folder, int(cfg.seed), progress)
-    for stem in ('table', 'features', 'causal', 'ranking', 'images'):
-        out[stem].to_parquet(folder / f'{stem}.parquet', index=False)
-    out['table'].to_csv(folder / 'table.csv', index=False)
-    write_json(folder / 'scorer.json', {'dictionary': out['name'], 'error_ratio': out['error_ratio']})
-    (folder / 'summary.md').write_text(markdown_summary(out['table'], out['ranking'], out['causal'], out['summary']))
-    close_stage(
-        cfg,
-        'benchmark',
-        spec,
-        dictionary=out['name'],
-        summary=out['summary'],
-        n_images=len(out['images']),
-        unreadable=[{'file': f, 'reason': r} for f, r in out['unreadable']],
-    )
-    return load_benchmark(cfg)
-
-
-def benchmark_image(cfg, row) -> Path:
-    "The file of a row of the benchmark's `images` table: a simulated panel image, or one of your folders."
-    return (stage_dir(cfg, 'benchmark') / 'panel' if row.simulated else cfg.path('generated_root')) / row.file
-
-
-def load_benchmark(cfg) -> dict:
-    "The benchmark stage's outputs; the stage must be complete and current."
-    done = require_stage(cfg, 'benchmark')
-    folder = stage_dir(cfg, 'benchmark')
-    read = lambda stem: pd.read_parquet(folder / f'{stem}.parquet')
-    return {
-        'table': read('table'),
-        'features': read('features'),
-        'causal': read('causal'),
-        'ranking': read('ranking'),
-        'images': read('images'),
-        'summary': done['summary'],
-        'unreadable': done['unreadable'],
-    }
-
 # %% ../nbs/09_benchmark.ipynb #9af9d0e6
 def markdown_summary(table: pd.DataFrame, ranks: pd.DataFrame, causal: pd.DataFrame, summary: dict | None) -> str:
     "The benchmark in a page of Markdown: ranking, each generator's most prevalent failures, validation, causal flags."
@@ -826,15 +677,6 @@ def markdown_summary(table: pd.DataFrame, ranks: pd.DataFrame, causal: pd.DataFr
     return '\n'.join(out) + '\n'
 
 # %% ../nbs/09_benchmark.ipynb #d06a190c
-def label(paths, profile: str = 'default', **overrides) -> tuple[list[dict], list]:
-    "(per readable image: h0 and the failure features that fire; [(file, reason)] of the unreadable) for `paths`."
-    from mtc_nb.core import load_profile
-
-    files = image_paths(paths)  # bad paths fail before any model is loaded
-    scorer = Scorer.from_profile(load_profile(profile, **overrides))
-    return score_images(scorer, files, progress=False)
-
-
 def write_labels(rows: list[dict], unreadable: list, fmt: str, stream) -> None:
     "Write `label`'s output as JSON lines (default) or CSV (one row per image, its features joined)."
     if fmt == 'jsonl':

@@ -16,13 +16,12 @@ from safetensors.torch import save_file, load_file
 from .metrics import auroc
 from tqdm import tqdm
 
-from .core import write_json, seed_everything, open_stage, close_stage, stage_dir
+from .core import write_json, seed_everything
 from .core import save_checkpoint, load_checkpoint
 from .encoders import select_epoch
 
 # %% auto #0
-__all__ = ['PlausibilityHead', 'train_head', 'evaluate', 'save_head', 'load_head', 'save_activations', 'load_activations',
-           'classifier_stage']
+__all__ = ['PlausibilityHead', 'train_head', 'evaluate', 'save_head', 'load_head', 'save_activations', 'load_activations']
 
 # %% ../nbs/03_classifier.ipynb #a874c88c
 class PlausibilityHead(torch.nn.Module):
@@ -158,48 +157,3 @@ def load_activations(folder: str | os.PathLike, split: str) -> tuple[dict, list[
     if not (folder / f'{split}.safetensors').exists():
         raise FileNotFoundError(f"No activations for split {split!r} in {folder}: run the classifier stage first")
     return load_file(folder / f'{split}.safetensors'), json.loads((folder / f'{split}_ids.json').read_text())
-
-# %% ../nbs/03_classifier.ipynb #20d3483d
-def classifier_stage(cfg, force: bool = False) -> dict:
-    """Train the head of profile `cfg` on the encoder stage's h2, evaluate it on the test split and write the
-    activations of every split; reused while the stage's fingerprint is unchanged (`force` trains again).
-    Returns {'metrics', 'history', 'manifest', 'h2', 'model'}."""
-    from mtc_nb.scenes import load_scenes
-    from mtc_nb.encoders import load_embeddings
-
-    spec, done = open_stage(cfg, 'classifier', force)
-    manifest, _ = load_scenes(cfg)
-    h2, ids = load_embeddings(cfg)
-    if ids != manifest.id.tolist():
-        raise ValueError("the encoder stage's h2 rows do not follow the scenes manifest")
-    folder = stage_dir(cfg, 'classifier')
-    if done:
-        head_cfg = load_checkpoint(folder, 'head', 'rerun the classifier stage')[1]
-        return {
-            'metrics': head_cfg['test'],
-            'history': head_cfg['history'],
-            'manifest': manifest,
-            'h2': h2,
-            'model': load_head(folder),
-        }
-    idx = manifest.groupby('split').indices
-    if 'test' not in idx:
-        raise ValueError("the test split is empty: set a non-zero test fraction in `splits`")
-    labels = manifest.label.values
-    model, hist = train_head(
-        h2[idx['train']],
-        labels[idx['train']],
-        h2[idx['val']],
-        labels[idx['val']],
-        cfg.head_hidden,
-        cfg.head_epochs,
-        cfg.head_lr,
-        cfg.head_batch,
-        cfg.seed,
-        cfg.torch_device,
-    )
-    metrics = evaluate(model, h2[idx['test']], manifest.iloc[idx['test']])
-    save_head(model, folder, history=hist, test=metrics)
-    save_activations(cfg.run_dir / 'activations', model, h2, manifest)
-    close_stage(cfg, 'classifier', spec, test=metrics)
-    return {'metrics': metrics, 'history': hist, 'manifest': manifest, 'h2': h2, 'model': model}

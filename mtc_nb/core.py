@@ -15,10 +15,10 @@ import numpy as np
 __all__ = ['ENV_SETTINGS', 'CHECKPOINT_SCHEMA_VERSION', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM',
            'STAGE_SETTINGS', 'STAGE_MODULES', 'MANIFEST_SCHEMA_VERSION', 'SELF_CHECK_TAG', 'find_root', 'Profile',
            'load_profile', 'seed_everything', 'resolve_device', 'machine_info', 'write_json', 'update_results',
-           'save_checkpoint', 'load_checkpoint', 'build_readme', 'StaleStageError', 'stage_specs', 'ancestors',
-           'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'open_stage', 'close_stage', 'timed',
-           'headline_numbers', 'check_results', 'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html',
-           'run_stages', 'embed_command', 'main']
+           'save_checkpoint', 'load_checkpoint', 'build_readme', 'StaleStageError', 'stage_layer_cells', 'stage_specs',
+           'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'open_stage', 'close_stage',
+           'timed', 'headline_numbers', 'check_results', 'stage_notebook', 'check_inputs', 'tidy_streams',
+           'render_html', 'run_stages', 'embed_command', 'main']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -359,7 +359,7 @@ STAGE_MODULES = {
     'encoder': ('encoders',),
     'classifier': ('classifier',),  # a stage's code
     'dictionaries': ('dictionaries', 'training', 'evaluation', 'metrics'),
-    'features': ('features', 'interpret', 'stage_features'),
+    'features': ('features', 'interpret'),
     'benchmark': ('benchmark',),
 }
 MANIFEST_SCHEMA_VERSION = 1
@@ -385,12 +385,25 @@ def _folder_listing(root: Path) -> str | None:
     return _hash(entries)
 
 
-def _code_hash(stage: str) -> str:
-    "A hash of the source of the modules that compute `stage`: changed code makes its outputs, and all after, stale."
+def _module_source(module: str) -> str:
     import importlib.util
 
-    sources = [Path(importlib.util.find_spec(f'mtc_nb.{m}').origin).read_bytes() for m in STAGE_MODULES[stage]]
-    return hashlib.sha256(b''.join(sources)).hexdigest()[:16]
+    return Path(importlib.util.find_spec(f'mtc_nb.{module}').origin).read_text()
+
+
+def stage_layer_cells(stage: str) -> str:
+    """The source of `stage`'s cells of the stage layer (`mtc_nb/stages.py`): the cells exported from its notebook
+    (each cell begins with a `# %% ../nbs/<notebook>.ipynb` line)."""
+    notebook = next(nb for nb, s in STAGE_OF_NOTEBOOK.items() if s == stage)
+    cells = re.split(r'^(?=# %% )', _module_source('stages'), flags=re.M)
+    return ''.join(c for c in cells if c.startswith(f'# %% ../nbs/{notebook}.ipynb'))
+
+
+def _code_hash(stage: str) -> str:
+    """A hash of the code that computes `stage`, its library modules and its cells of the stage layer: changed code
+    makes its outputs, and all after, stale (another stage's driver changing does not)."""
+    sources = [_module_source(m) for m in STAGE_MODULES[stage]] + [stage_layer_cells(stage)]
+    return hashlib.sha256(''.join(sources).encode()).hexdigest()[:16]
 
 
 def stage_specs(cfg: Profile) -> dict:
@@ -733,7 +746,7 @@ def embed_command(profile: str, loader_workers: int | None = None, shard_rows: i
     on a machine without one, N processes on its CPU cores (accelerate starts them with torchrun; its `--cpu` flag
     starts only one). Each rank fills its own shards, rank 0 merges the index; a rerun computes only what is missing."""
     from accelerate import Accelerator
-    from mtc_nb.encoders import embed_profile_images
+    from mtc_nb.stages import embed_profile_images
 
     cfg = load_profile(profile, **overrides)
     on_cpu = cfg.torch_device == 'cpu'
@@ -803,7 +816,8 @@ def main(argv: list[str] | None = None) -> None:
         embed_command(a.profile, a.workers, a.shard_rows, **{k: _parse(v) for k, v in a.param})
     elif a.cmd == 'label':
         import sys
-        from mtc_nb.benchmark import label, write_labels
+        from mtc_nb.benchmark import write_labels
+        from mtc_nb.stages import label
 
         rows, unreadable = label(a.paths, a.profile, **{k: _parse(v) for k, v in a.param})
         write_labels(rows, unreadable, a.format, sys.stdout)

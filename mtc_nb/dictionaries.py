@@ -6,7 +6,7 @@ one `encode` / `decode` / `forward` protocol."""
 
 # %% ../nbs/05_dictionaries.ipynb #407bd48b
 from __future__ import annotations
-import json, math, os
+import math, os
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import NamedTuple
@@ -14,14 +14,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from .core import write_json, open_stage, close_stage, stage_dir, save_checkpoint, load_checkpoint
+from .core import save_checkpoint, load_checkpoint
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'KINDS', 'NESTED_KINDS', 'levels_of', 'DictConfig', 'paper_block_k', 'paper_repo_config',
            'ForwardOutput', 'DictionaryStack', 'PaperRepoTranscoder', 'dictionary_model', 'save_dictionary',
-           'load_dictionary', 'stage_configs', 'checkpoint_name', 'dictionaries_stage']
+           'load_dictionary']
 
 # %% ../nbs/05_dictionaries.ipynb #17812212
 SCHEMA_VERSION = 1
@@ -395,88 +394,3 @@ def load_dictionary(folder: str | os.PathLike, d_in: int | None = None, d_out: i
         fit = f"{folder}/weights.safetensors does not fit its config.json"
         raise ValueError(f"{fit} ({str(e)[:300]}): {redo}") from None
     return m.eval()
-
-# %% ../nbs/05_dictionaries.ipynb #843ee240
-def stage_configs(cfg, d_in: int, d_out: int) -> list[DictConfig]:
-    "The configs the profile asks for: canonical L0 sweep × seeds, paper_repo × seeds, baselines at matched k × seeds."
-    levels = tuple(cfg.dict_levels)
-    base = dict(d_in=d_in, d_out=d_out, d_sae=levels[-1], levels=levels)
-    out = []
-    for seed in cfg.seeds:
-        for kind in cfg.dict_models:
-            if kind == 'paper_repo':
-                out.append(paper_repo_config(epochs=cfg.paper_epochs, seed=seed, **base))
-            elif kind == 'matryoshka_transcoder':
-                out += [
-                    DictConfig(kind=kind, k=k, epochs=cfg.dict_epochs, batch_size=cfg.dict_batch, seed=seed, **base)
-                    for k in cfg.dict_k_sweep
-                ]
-            else:
-                b = {**base, 'd_out': d_in} if kind in ('sae', 'matryoshka_sae') else base
-                out.append(
-                    DictConfig(
-                        kind=kind, k=cfg.dict_k, epochs=cfg.dict_epochs, batch_size=cfg.dict_batch, seed=seed, **b
-                    )
-                )
-    return [c.validate() for c in out]
-
-
-def checkpoint_name(c: DictConfig) -> str:
-    "The folder name of a dictionary's checkpoint: kind, k (canonical kinds) and seed."
-    return f"paper_repo_s{c.seed}" if c.kind == 'paper_repo' else f"{c.kind}_k{c.k}_s{c.seed}"
-
-
-def _completed_row(folder: Path, fingerprint: str) -> dict | None:
-    "The held-out metrics of a checkpoint that a run with this stage fingerprint completed, else None."
-    try:
-        meta = json.loads((folder / 'config.json').read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    if meta.get('stage_fingerprint') != fingerprint:
-        return None
-    try:
-        load_dictionary(folder)  # weights damaged since: trained again
-    except (ValueError, FileNotFoundError):
-        return None
-    return meta.get('test')
-
-
-def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[dict]:
-    """Train and evaluate the profile's dictionaries, one group of stacked configs after another; checkpoints under
-    data/<profile>/dictionaries/. A checkpoint is complete once its config.json carries the stage's fingerprint and
-    its held-out metrics, so a killed run resumes at the first unfinished group. Returns one metrics row each."""
-    from mtc_nb.classifier import load_activations, load_head
-    from mtc_nb.scenes import load_scenes
-    from mtc_nb.training import train_dictionaries, _group
-    from mtc_nb.evaluation import evaluate_dictionary
-    import shutil
-
-    spec, done = open_stage(cfg, 'dictionaries', force)
-    root = stage_dir(cfg, 'dictionaries')
-    if done:
-        return [json.loads((root / n / 'config.json').read_text())['test'] for n in done['checkpoints']]
-    acts = {s: load_activations(cfg.run_dir / 'activations', s) for s in ('train', 'val', 'test')}
-    head = load_head(stage_dir(cfg, 'classifier'))
-    manifest, _ = load_scenes(cfg)
-    labels = manifest.set_index('id').loc[acts['test'][1], 'label'].values  # the true labels, of scenes and folders
-    d_in, d_out = acts['train'][0]['h2'].shape[1], acts['train'][0]['h1'].shape[1]
-    cfgs = stage_configs(cfg, d_in, d_out)
-    names = [checkpoint_name(c) for c in cfgs]
-    for old in (p for p in root.glob('*') if p.is_dir() and p.name not in names):
-        shutil.rmtree(old)  # other settings'
-    tr, va, te = acts['train'][0], acts['val'][0], acts['test'][0]
-    rows = {} if force else {i: r for i, n in enumerate(names) if (r := _completed_row(root / n, spec['fingerprint']))}
-    todo = [idx for idx in _group(cfgs) if any(i not in rows for i in idx)]
-    for idx in tqdm(todo, desc='dictionary groups', unit='group', disable=not progress):
-        trained = train_dictionaries(
-            [cfgs[i] for i in idx], tr['h2'], tr['h1'], va['h2'], va['h1'], progress=progress, device=cfg.torch_device
-        )
-        for i, res in zip(idx, trained):
-            per_epoch = [h['val_fvu'][res['index']] for h in res['history']]  # (epochs, levels)
-            folder = save_dictionary(res, root / names[i], val_fvu_per_epoch=per_epoch)
-            loaded = {'model': load_dictionary(folder), 'index': 0, 'config': cfgs[i]}  # as every later reader sees it
-            rows[i] = {**evaluate_dictionary(loaded, te, head, labels), 'name': names[i]}
-            meta = json.loads((folder / 'config.json').read_text())
-            write_json(folder / 'config.json', {**meta, 'test': rows[i], 'stage_fingerprint': spec['fingerprint']})
-    close_stage(cfg, 'dictionaries', spec, checkpoints=names)
-    return [rows[i] for i in range(len(cfgs))]

@@ -15,14 +15,13 @@ from PIL import Image
 from safetensors.torch import save_file, load_file
 from tqdm import tqdm
 
-from .core import write_json, seed_everything, open_stage, close_stage, require_stage, stage_dir
+from .core import write_json, seed_everything
 from .core import save_checkpoint, load_checkpoint
-from .scenes import load_scenes, read_image, ImageReadError
+from .scenes import read_image, ImageReadError
 
 # %% auto #0
 __all__ = ['CACHE_SCHEMA_VERSION', 'load_images', 'LiteEncoder', 'ClipEncoder', 'content_hash', 'EmbeddingCache', 'select_epoch',
-           'adapt_top', 'save_encoder', 'load_encoder', 'adapt_encoder', 'frozen_part', 'read_pixels', 'cache_frozen',
-           'trunk_maps', 'embed_profile_images', 'stage_encoder', 'encoder_stage', 'load_embeddings']
+           'adapt_top', 'save_encoder', 'load_encoder', 'frozen_part', 'read_pixels', 'cache_frozen']
 
 # %% ../nbs/02_encoders.ipynb #78e54c27
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -383,34 +382,6 @@ def load_encoder(folder: str | os.PathLike) -> LiteEncoder:
     return enc.eval()
 
 # %% ../nbs/02_encoders.ipynb #1bfe6440
-def adapt_encoder(cfg, manifest, maps) -> LiteEncoder:
-    """A LiteEncoder whose top stages are fine-tuned on the trunk `maps` of the manifest's train/val rows, saved in the
-    stage."""
-    enc = LiteEncoder(cfg.image_size, cfg.trunk_blocks)
-    tr, va = np.flatnonzero(manifest.split == 'train'), np.flatnonzero(manifest.split == 'val')  # writable positions
-    info = adapt_top(
-        enc,
-        maps[tr],
-        manifest.label.values[tr],
-        maps[va],
-        manifest.label.values[va],
-        epochs=cfg.finetune_epochs,
-        lr=cfg.finetune_lr,
-        seed=cfg.seed,
-        device=cfg.torch_device,
-    )
-    save_encoder(
-        enc,
-        stage_dir(cfg, 'encoder'),
-        finetune_epochs=cfg.finetune_epochs,
-        seed=cfg.seed,
-        n_train=len(tr),
-        best_val_accuracy=info['best_val_accuracy'],
-        history=info['history'],
-    )
-    return enc
-
-
 def frozen_part(enc, device: str = 'cpu') -> tuple:
     """What of an encoder never trains, which is what the cache stores: (cache key, pixels -> stored features,
     stored features -> h2, the size images are read at). EfficientNet-Lite: its trunk maps (the top stages adapt);
@@ -469,100 +440,3 @@ def cache_frozen(
     )
     bad = {p for p, _ in errors}
     return cache, [p for p, _ in ok if str(p) not in bad], errors
-
-
-def trunk_maps(cfg, enc: LiteEncoder, paths) -> torch.Tensor:
-    "Cached frozen-trunk feature maps for `paths` (the scenes stage has checked that every image reads)."
-    cache, ok, errors = cache_frozen(cfg.run_dir / 'cache', enc, paths, cfg.batch_size, device=cfg.torch_device)
-    if errors:
-        raise ImageReadError(errors[0][0], errors[0][1])
-    return cache.rows(ok)
-
-
-def _check_encoder_name(cfg):
-    if cfg.encoder not in ('efficientnet-lite0', 'clip'):
-        raise ValueError(f"encoder must be 'efficientnet-lite0' or 'clip', got {cfg.encoder!r}")
-
-
-def _embed(cfg, manifest, image_dir) -> tuple[torch.Tensor, object]:
-    "(h2 for every manifest row in order, the encoder), through the caches; the Lite encoder is adapted first."
-    paths = [Path(image_dir) / f for f in manifest.file]
-    if cfg.encoder == 'clip':
-        enc = ClipEncoder(cfg.path('clip_path'), cfg.torch_device)
-        cache, ok, errors = cache_frozen(cfg.run_dir / 'cache', enc, paths, cfg.batch_size)
-        if errors:
-            raise ImageReadError(errors[0][0], errors[0][1])
-        return cache.rows(ok), enc
-    base = LiteEncoder(cfg.image_size, cfg.trunk_blocks)
-    t = trunk_maps(cfg, base, paths)
-    enc = adapt_encoder(cfg, manifest, t) if cfg.finetune_epochs > 0 else base
-    cache = EmbeddingCache(cfg.run_dir / 'cache', enc.fingerprint())
-    by_path = dict(zip(paths, t))
-    return cache.embed(paths, lambda b: enc.top(torch.stack([by_path[Path(p)] for p in b])), 256, desc='h2'), enc
-
-
-def embed_profile_images(
-    cfg, part=(0, 1), num_workers: int = 0, device: str | None = None, progress: bool = True, shard_rows: int = 1024
-) -> dict:
-    """Fill the profile's cache with the frozen features (`frozen_part`) of every image its stages will encode: the
-    scenes stage's images, then the generator folders under `generated_root` (what the benchmark scores). This
-    process does its `part` (rank, world) of them. Returns {'images', 'unreadable', 'cache'}."""
-    from .benchmark import index_generated  # the benchmark's reading of generator folders
-
-    _check_encoder_name(cfg)
-    device = device or cfg.torch_device
-    enc = (
-        ClipEncoder(cfg.path('clip_path'), device)
-        if cfg.encoder == 'clip'
-        else LiteEncoder(cfg.image_size, cfg.trunk_blocks)
-    )
-    manifest, image_dir = load_scenes(cfg)
-    paths = [Path(image_dir) / f for f in manifest.file]
-    generated = index_generated(cfg.path('generated_root'))
-    paths += [cfg.path('generated_root') / f for f in generated.file] if len(generated) else []
-    cache, ok, errors = cache_frozen(
-        cfg.run_dir / 'cache', enc, paths, cfg.batch_size, part, num_workers, device, progress, shard_rows
-    )
-    return {'images': len(paths), 'unreadable': errors, 'cache': cache}
-
-
-def stage_encoder(cfg):
-    "The encoder the stage used: the saved adapted LiteEncoder, the frozen one, or CLIP from its folder."
-    _check_encoder_name(cfg)
-    if cfg.encoder == 'clip':
-        return ClipEncoder(cfg.path('clip_path'), cfg.torch_device)
-    if cfg.finetune_epochs > 0:
-        return load_encoder(stage_dir(cfg, 'encoder'))
-    return LiteEncoder(cfg.image_size, cfg.trunk_blocks)
-
-
-def encoder_stage(cfg, force: bool = False) -> tuple[torch.Tensor, object]:
-    """(h2 for every image of the scenes stage, in manifest order; the encoder). Writes h2.safetensors and its ids;
-    reused while the stage's fingerprint is unchanged, `force` computes it again."""
-    _check_encoder_name(cfg)
-    spec, done = open_stage(cfg, 'encoder', force)
-    if done:
-        return load_embeddings(cfg)[0], stage_encoder(cfg)
-    manifest, image_dir = load_scenes(cfg)
-    h2, enc = _embed(cfg, manifest, image_dir)
-    folder = stage_dir(cfg, 'encoder')
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({'h2': h2.contiguous()}, folder / 'h2.safetensors')
-    write_json(folder / 'h2_ids.json', manifest.id.tolist())
-    close_stage(
-        cfg,
-        'encoder',
-        spec,
-        encoder=enc.name,
-        encoder_fingerprint=enc.fingerprint(),
-        d_h2=enc.d,
-        n_images=len(manifest),
-    )
-    return h2, enc
-
-
-def load_embeddings(cfg) -> tuple[torch.Tensor, list[str]]:
-    "(h2, ids) written by the encoder stage, which must be complete and current."
-    require_stage(cfg, 'encoder')
-    folder = stage_dir(cfg, 'encoder')
-    return load_file(folder / 'h2.safetensors')['h2'], json.loads((folder / 'h2_ids.json').read_text())

@@ -16,13 +16,12 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter, ImageEnhance, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from .core import write_json, open_stage, close_stage, require_stage, stage_dir
+from .core import write_json
 
 # %% auto #0
 __all__ = ['MODES', 'CATEGORIES', 'KINDS', 'GENERATORS', 'IMAGE_EXTS', 'MIN_IMAGE_SIDE', 'Mode', 'Style', 'draw_attributes',
            'render', 'twins', 'gallery', 'assign_splits', 'sample_specs', 'make_dataset', 'ImageReadError',
-           'read_image', 'image_files', 'check_images', 'index_folders', 'images_per_class_needed', 'scenes_stage',
-           'load_scenes']
+           'read_image', 'image_files', 'check_images', 'index_folders', 'images_per_class_needed']
 
 # %% ../nbs/01_scenes.ipynb #c8cb07b7
 @dataclass(frozen=True)
@@ -713,47 +712,3 @@ def images_per_class_needed(splits) -> int:
         if all(name in names for name, fraction in zip(('train', 'val', 'test'), splits) if fraction > 0):
             return n
     raise ValueError(f"splits {tuple(splits)} leave a split empty at any size")
-
-# %% ../nbs/01_scenes.ipynb #e8cc902a
-def scenes_stage(cfg, force: bool = False) -> tuple[pd.DataFrame, Path]:
-    """The dataset of profile `cfg`: (manifest, image folder); generated scenes, or the user's folders for
-    `dataset = folders`. Reused while the stage's fingerprint is unchanged; `force` makes it again."""
-    spec, done = open_stage(cfg, 'scenes', force)
-    if done:
-        return load_scenes(cfg)
-    folder = stage_dir(cfg, 'scenes')
-    if cfg.dataset == 'folders':
-        image_dir = cfg.path('image_root')
-        df, skipped = index_folders(image_dir, cfg.splits, cfg.seed)
-        folder.mkdir(parents=True, exist_ok=True)
-        df.to_parquet(folder / 'manifest.parquet', index=False)
-        write_json(folder / 'skipped.json', skipped)
-        if skipped:
-            first = skipped[0]
-            print(
-                f"[mtc] {len(skipped)} of {len(df) + len(skipped)} files under {image_dir} left out (each with its "
-                f"reason in {folder / 'skipped.json'}), e.g. {first['file']}: {first['reason']}"
-            )
-    else:
-        image_dir, skipped = folder / 'images', []
-        df = make_dataset(
-            folder,
-            cfg.n_images,
-            cfg.seed,
-            cfg.violation_rate,
-            cfg.modes,
-            cfg.splits,
-            cfg.image_size,
-            workers=cfg.workers,
-            overwrite=True,
-        )
-    close_stage(cfg, 'scenes', spec, n_images=len(df), splits=df.split.value_counts().to_dict(), n_skipped=len(skipped))
-    return df, image_dir
-
-
-def load_scenes(cfg) -> tuple[pd.DataFrame, Path]:
-    "The scenes stage's outputs (manifest, image folder); the stage must be complete and current."
-    require_stage(cfg, 'scenes')
-    folder = stage_dir(cfg, 'scenes')
-    image_dir = cfg.path('image_root') if cfg.dataset == 'folders' else folder / 'images'
-    return pd.read_parquet(folder / 'manifest.parquet'), image_dir

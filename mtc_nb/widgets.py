@@ -15,13 +15,13 @@ import ipywidgets as W
 from IPython.display import HTML, display
 
 from .core import require_stage
-from .scenes import load_scenes, read_image
-from .benchmark import Scorer, score_images, load_benchmark, benchmark_image
+from .scenes import read_image
+from .benchmark import score_images
 from .classifier import load_activations
 from .dictionaries import load_dictionary, levels_of
 from .features import latent_codes, contact_sheet, concept_matrix, level_of
 from .metrics import auroc_matrix
-from .stage_features import stage_dictionaries
+from .stages import load_scenes, stage_dictionaries, load_benchmark, benchmark_image, profile_scorer  # readers
 
 # %% auto #0
 __all__ = ['ORDERS', 'png_bytes', 'img_tag', 'Inspector', 'FeatureInspector', 'ImageInspector', 'BenchmarkExplorer']
@@ -249,7 +249,7 @@ class ImageInspector(Inspector):
     title = 'image inspector'
 
     def __init__(self, cfg):
-        self.cfg, self.scorer = cfg, Scorer.from_profile(cfg)
+        self.cfg, self.scorer = cfg, profile_scorer(cfg)
         manifest, image_dir = load_scenes(cfg)
         _, ids = load_activations(cfg.run_dir / 'activations', 'test')
         files = manifest.set_index('id').file

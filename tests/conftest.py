@@ -6,12 +6,8 @@ os.environ.setdefault('MPLBACKEND', 'Agg')
 
 def run_chain(cfg, upto: str = 'benchmark', force: bool = False):
     "Test fixture: call the stage functions in data-flow order up to `upto`; returns each stage's result."
-    from mtc_nb.scenes import scenes_stage
-    from mtc_nb.encoders import encoder_stage
-    from mtc_nb.classifier import classifier_stage
-    from mtc_nb.dictionaries import dictionaries_stage
-    from mtc_nb.stage_features import features_stage
-    from mtc_nb.benchmark import benchmark_stage
+    from mtc_nb.stages import scenes_stage, encoder_stage, classifier_stage, dictionaries_stage
+    from mtc_nb.stages import features_stage, benchmark_stage
 
     calls = {
         'scenes': lambda: scenes_stage(cfg, force=force),

@@ -16,7 +16,8 @@ from mtc_nb.core import load_profile, run_stages
 from mtc_nb.encoders import load_images, LiteEncoder
 from mtc_nb.testing import tiny_clip
 from mtc_nb.scenes import draw_attributes, render, read_image, ImageReadError, index_folders
-from mtc_nb.dictionaries import DictConfig, save_dictionary, load_dictionary, _completed_row
+from mtc_nb.dictionaries import DictConfig, save_dictionary, load_dictionary
+from mtc_nb.stages import _completed_row
 from mtc_nb.training import train_dictionaries
 
 pytestmark = pytest.mark.faults
@@ -330,10 +331,10 @@ def test_a_killed_embedding_resumes_where_it_stopped(tmp_path):
 
 
 KILL_POINTS = {
-    'encoder': ('mtc_nb.encoders', 'adapt_top'),
-    'classifier': ('mtc_nb.classifier', 'train_head'),
-    'features': ('mtc_nb.stage_features', 'analyse_dictionary'),
-    'benchmark': ('mtc_nb.benchmark', 'run_benchmark'),
+    'encoder': ('mtc_nb.stages', 'adapt_top'),  # the stage layer's names: what its drivers call
+    'classifier': ('mtc_nb.stages', 'train_head'),
+    'features': ('mtc_nb.stages', 'analyse_dictionary'),
+    'benchmark': ('mtc_nb.stages', 'run_benchmark'),
 }
 
 

@@ -53,7 +53,7 @@ def test_a_stage_refuses_outputs_of_other_settings(base, tmp_path):
     cfg0, _, _ = base
     shutil.copytree(cfg0.run_dir.parent, tmp_path / 'data')
     cfg = tiny_profile(tmp_path, head_epochs=3)
-    from mtc_nb.dictionaries import dictionaries_stage
+    from mtc_nb.stages import dictionaries_stage
 
     with pytest.raises(StaleStageError, match=r"head_epochs: 2 → 3"):
         dictionaries_stage(cfg, progress=False)
