@@ -290,6 +290,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'mtc_nb.scenes._check_params': ('scenes.html#_check_params', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes._hand': ('scenes.html#_hand', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes._lambert': ('scenes.html#_lambert', 'mtc_nb/scenes.py'),
+                               'mtc_nb.scenes._migrated': ('scenes.html#_migrated', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes._modes': ('scenes.html#_modes', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes._paint': ('scenes.html#_paint', 'mtc_nb/scenes.py'),
                                'mtc_nb.scenes._render_chunk': ('scenes.html#_render_chunk', 'mtc_nb/scenes.py'),

@@ -423,7 +423,7 @@ def gallery(path: str | os.PathLike | None = None, seed: int = 0, size: int = 12
     return fig
 
 # %% ../nbs/01_scenes.ipynb #d2448d95
-def _check_params(n_images, violation_rate, modes, splits, generators):
+def _check_params(n_images, violation_rate, modes, splits):
     if not isinstance(n_images, (int, np.integer)) or n_images < 1:
         raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
     if not 0 <= violation_rate <= 1:
@@ -435,9 +435,6 @@ def _check_params(n_images, violation_rate, modes, splits, generators):
         raise ValueError("modes: no mode selected but violation_rate > 0")
     if len(splits) != 3 or min(splits) < 0 or abs(sum(splits) - 1) > 1e-6:
         raise ValueError(f"splits must be three fractions (train, val, test) summing to 1, got {splits!r}")
-    bad = [g for g in generators if g not in GENERATORS]
-    if bad or not generators:
-        raise ValueError(f"generators: unknown or empty {bad}; known generators: {list(GENERATORS)}")
 
 
 def assign_splits(order: np.ndarray, splits) -> np.ndarray:
@@ -459,23 +456,21 @@ def sample_specs(
     violation_rate: float = 0.5,
     modes='all',
     splits=(0.7, 0.1, 0.2),
-    generators=None,
-    mode_weights: dict | None = None,
 ) -> pd.DataFrame:
-    "One row per image: id, split, label, mode, category, kind, generator and all drawn attributes."
+    "One row per image: id, split, label, mode, category, kind, generator style and all drawn attributes."
     modes = _modes(modes)
-    generators = list(generators or GENERATORS)
-    _check_params(n_images, violation_rate, modes, splits, generators)
+    _check_params(n_images, violation_rate, modes, splits)
+    styles = list(GENERATORS)
     kinds = [k for k in KINDS if any(k in MODES[m].kinds for m in modes)] if violation_rate > 0 else list(KINDS)
     rows = []
     for i in range(n_images):
         rng = np.random.default_rng([seed, i])
         kind = kinds[rng.integers(len(kinds))]
         cands = [m for m in modes if kind in MODES[m].kinds]
-        w = np.array([(mode_weights or {}).get(m, 1.0) for m in cands], float)
         violated = rng.random() < violation_rate
-        mode = str(rng.choice(cands, p=w / w.sum())) if violated else None
-        gen = generators[rng.integers(len(generators))]
+        # an explicit uniform p draws what earlier versions drew (their unused per-mode weights were all 1)
+        mode = str(rng.choice(cands, p=np.full(len(cands), 1 / len(cands)))) if violated else None
+        gen = styles[rng.integers(len(styles))]
         attrs = draw_attributes(rng, kind)
         rows.append(
             dict(
@@ -510,6 +505,15 @@ def _render_chunk(args):
     return len(rows)
 
 
+def _migrated(params: dict) -> dict:
+    """Version 1 of params.json also recorded two settings no caller ever changed (every generator style, no
+    per-mode weights): with those values its scenes are version 2's, so it reads as version 2."""
+    legacy = {'generators': list(GENERATORS), 'mode_weights': {}}
+    if params.get('version') != 1 or any(params.get(k) != v for k, v in legacy.items()):
+        return params
+    return {**{k: v for k, v in params.items() if k not in legacy}, 'version': 2}
+
+
 def make_dataset(
     folder: str | os.PathLike,
     n_images: int,
@@ -518,8 +522,6 @@ def make_dataset(
     modes='all',
     splits=(0.7, 0.1, 0.2),
     size: int = 128,
-    generators=None,
-    mode_weights: dict | None = None,
     overwrite: bool = False,
     workers: int = 1,
 ) -> pd.DataFrame:
@@ -532,12 +534,10 @@ def make_dataset(
         modes=_modes(modes),
         splits=[float(s) for s in splits],
         size=int(size),
-        generators=list(generators or GENERATORS),
-        mode_weights=mode_weights or {},
-        version=1,
+        version=2,
     )
     pfile, mfile = folder / 'params.json', folder / 'manifest.parquet'
-    old = json.loads(pfile.read_text()) if pfile.exists() else None
+    old = _migrated(json.loads(pfile.read_text())) if pfile.exists() else None
     if old is not None and old != params and not overwrite:
         diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
         raise FileExistsError(
@@ -548,7 +548,7 @@ def make_dataset(
             df = pd.read_parquet(mfile)
             if all((folder / 'images' / f).exists() for f in df.file):
                 return df
-    df = sample_specs(n_images, seed, violation_rate, modes, splits, generators, mode_weights)
+    df = sample_specs(n_images, seed, violation_rate, modes, splits)
     df['file'] = df.id + '.png'
     df['size'] = size
     (folder / 'images').mkdir(parents=True, exist_ok=True)
