@@ -19,7 +19,7 @@ from .metrics import auroc_matrix  # the one AUROC
 
 # %% auto #0
 __all__ = ['CONCEPT_COLUMNS', 'latent_codes', 'level_of', 'row_chunks', 'mine', 'contact_sheet', 'write_contact_sheets',
-           'concept_matrix', 'iou', 'mode_recovery', 'hierarchy', 'relevance', 'accuracy']
+           'concept_matrix', 'iou', 'mode_recovery', 'hierarchy']
 
 # %% ../nbs/06_features.ipynb #8993c9a0
 @torch.no_grad()
@@ -262,38 +262,3 @@ def hierarchy(A, manifest: pd.DataFrame, levels) -> dict:
             )
         tree[cat] = {'latent': p, 'level': int(levels[0]), 'iou': float(IO[p, ci]), 'children': kids}
     return {'per_level': per_level, 'tree': tree}
-
-# %% ../nbs/06_features.ipynb #18d437d7
-def relevance(table: pd.DataFrame, threshold: float = 0.95) -> dict:
-    """Counts and fractions of interpreter-flagged features (of those interpreted) and of ≥threshold-error-ratio
-    features (of those mined), overall and per level."""
-    t = table[~table.skipped]
-
-    def block(d):
-        n = len(d)
-        thr = int((d.error_ratio >= threshold).sum())
-        ok = d[d.status == 'ok'] if 'status' in d else d  # interpretations that came back (an LMM may fail on some)
-        flagged = int(ok.flagged.sum()) if 'flagged' in ok else 0
-        return {
-            'n_mined': n,
-            'n_interpreted': len(ok),
-            'relevance_count': flagged,
-            'relevance_fraction': flagged / len(ok) if len(ok) else float('nan'),
-            'threshold_relevance_count': thr,
-            'threshold_relevance_fraction': thr / n if n else float('nan'),
-        }
-
-    out = block(t)
-    out['per_level'] = {int(g): block(d) for g, d in t.groupby('level')}
-    return out
-
-
-def accuracy(table: pd.DataFrame, manifest: pd.DataFrame) -> dict:
-    """Mean share of a flagged feature's top images that show the planted mode its interpretation names (exact, ground
-    truth)."""
-    mode_of = manifest.set_index('id')['mode']
-    t = table[~table.skipped & table.flagged & table.error_mode.notna()]
-    if not len(t):
-        return {'accuracy': float('nan'), 'n_features': 0}
-    acc = [float(np.mean(mode_of.loc[r.top_ids].values == r.error_mode)) for r in t.itertuples()]
-    return {'accuracy': float(np.mean(acc)), 'accuracy_std': float(np.std(acc)), 'n_features': len(acc)}

@@ -326,8 +326,9 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
 
 # %% ../nbs/08_failure_modes.ipynb #9fa087bd
 from .dictionaries import levels_of
-from .features import latent_codes, mine, write_contact_sheets, mode_recovery, hierarchy, relevance, accuracy
+from .features import latent_codes, mine, write_contact_sheets, mode_recovery, hierarchy
 from .interpret import offline_interpret, error_mode_of, LMMConfig, LMMInterpreter, OFFLINE, UNNAMED
+from .interpret import relevance, accuracy
 
 # %% ../nbs/08_failure_modes.ipynb #e1919158
 def stage_dictionaries(cfg) -> list[tuple[str, Path, dict]]:
