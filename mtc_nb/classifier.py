@@ -17,11 +17,12 @@ from .metrics import auroc
 from tqdm import tqdm
 
 from .core import write_json, seed_everything
-from .core import save_checkpoint, load_checkpoint
+from .checkpoints import save_checkpoint, load_checkpoint
 from .encoders import select_epoch
 
 # %% auto #0
-__all__ = ['PlausibilityHead', 'train_head', 'evaluate', 'save_head', 'load_head', 'save_activations', 'load_activations']
+__all__ = ['HEAD_REMEDY', 'PlausibilityHead', 'train_head', 'evaluate', 'save_head', 'load_head', 'save_activations',
+           'load_activations']
 
 # %% ../nbs/03_classifier.ipynb #a874c88c
 class PlausibilityHead(torch.nn.Module):
@@ -120,6 +121,9 @@ def evaluate(model: PlausibilityHead, h2, df: pd.DataFrame, threshold: float = 0
     }
 
 # %% ../nbs/03_classifier.ipynb #322bd787
+HEAD_REMEDY = 'make it again with `mtc reproduce --stages 03_classifier --force`'
+
+
 def save_head(model: PlausibilityHead, folder: str | os.PathLike, **meta) -> Path:
     "Save the head (a checkpoint of kind 'head'); `meta` (history, test metrics) goes into its config.json."
     return save_checkpoint(folder, 'head', model.state_dict(), {'d_h2': model.d_h2, 'd_h1': model.d_h1}, **meta)
@@ -127,9 +131,12 @@ def save_head(model: PlausibilityHead, folder: str | os.PathLike, **meta) -> Pat
 
 def load_head(folder: str | os.PathLike) -> PlausibilityHead:
     "The head saved by `save_head`, in eval mode."
-    tensors, record = load_checkpoint(folder, 'head', 'rerun the classifier stage')
+    tensors, record = load_checkpoint(folder, 'head', HEAD_REMEDY)
     m = PlausibilityHead(record['config']['d_h2'], record['config']['d_h1'])
-    m.load_state_dict(tensors)
+    try:
+        m.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise ValueError(f"{folder}: the weights do not fit the config ({str(e)[:200]}): {HEAD_REMEDY}") from None
     return m.eval()
 
 

@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 
 # %% auto #0
-__all__ = ['ENV_SETTINGS', 'CHECKPOINT_SCHEMA_VERSION', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM',
-           'STAGE_SETTINGS', 'STAGE_MODULES', 'MANIFEST_SCHEMA_VERSION', 'SELF_CHECK_TAG', 'find_root', 'Profile',
-           'load_profile', 'seed_everything', 'resolve_device', 'machine_info', 'write_json', 'update_results',
-           'save_checkpoint', 'load_checkpoint', 'build_readme', 'StaleStageError', 'stage_layer_cells', 'stage_specs',
-           'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'open_stage', 'close_stage',
-           'timed', 'headline_numbers', 'check_results', 'stage_notebook', 'check_inputs', 'tidy_streams',
-           'render_html', 'run_stages', 'embed_command', 'main']
+__all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'STAGE_MODULES',
+           'MANIFEST_SCHEMA_VERSION', 'SELF_CHECK_TAG', 'find_root', 'Profile', 'load_profile', 'seed_everything',
+           'resolve_device', 'machine_info', 'write_json', 'update_results', 'build_readme', 'StaleStageError',
+           'stage_layer_cells', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state',
+           'require_stage', 'open_stage', 'close_stage', 'timed', 'headline_numbers', 'check_results', 'headline_table',
+           'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'run_stages', 'embed_command', 'main']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -240,60 +239,6 @@ def update_results(cfg: Profile, **sections) -> dict:
     write_json(path, new)
     return new
 
-# %% ../nbs/90_core.ipynb #acae54e37e7d407bbb7b55eff062a284
-CHECKPOINT_SCHEMA_VERSION = 2  # 1: one file layout per artifact kind (head.safetensors, encoder.safetensors, …)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def save_checkpoint(folder: str | os.PathLike, kind: str, tensors: dict, config: dict, **meta) -> Path:
-    """Save an artifact of `kind` to `folder`: `tensors` (name → tensor) as safetensors, `config` (what rebuilds the
-    model) and `meta` (anything else: history, metrics) as JSON. Returns the folder."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / 'weights.safetensors'
-    tmp = folder / 'weights.safetensors.tmp'
-    save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, tmp)
-    os.replace(tmp, weights)
-    record = {'schema_version': CHECKPOINT_SCHEMA_VERSION, 'kind': kind, 'config': config}
-    write_json(folder / 'config.json', {**record, 'weights_sha256': _sha256(weights), **meta})
-    return folder
-
-
-def load_checkpoint(folder: str | os.PathLike, kind: str, remedy: str = 'train it again') -> tuple[dict, dict]:
-    """(tensors, record) of the artifact of `kind` saved in `folder`: record is its config.json (`config` holds what
-    rebuilds the model). Every way a checkpoint can be missing or damaged is a ValueError/FileNotFoundError that
-    names the file and `remedy`."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    redo = f"delete {folder} and {remedy}"
-    try:
-        record = json.loads((folder / 'config.json').read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{folder / 'config.json'} is missing: {redo}") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{folder / 'config.json'} is not valid JSON ({e}): {redo}") from None
-    if record.get('schema_version') != CHECKPOINT_SCHEMA_VERSION:
-        found = record.get('schema_version')
-        raise ValueError(f"{folder}: checkpoint schema {found}, this version reads {CHECKPOINT_SCHEMA_VERSION}: {redo}")
-    if record.get('kind') != kind:
-        raise ValueError(f"{folder} holds a {record.get('kind')!r} checkpoint, not a {kind!r} one")
-    weights = folder / 'weights.safetensors'
-    if not weights.exists():
-        raise FileNotFoundError(f"{weights} is missing: {redo}")
-    if record.get('weights_sha256') != _sha256(weights):
-        raise ValueError(f"{weights} has changed since it was saved (truncated or edited): {redo}")
-    try:
-        tensors = load_file(weights)
-    except Exception as e:
-        raise ValueError(f"{weights} is not a readable safetensors file ({e}): {redo}") from None
-    return tensors, record
-
 # %% ../nbs/90_core.ipynb #c17dd6f3
 README_HEADER = "<!-- Built from nbs/index.ipynb by `mtc readme`: edit the notebook, not this file. -->\n\n"
 
@@ -356,9 +301,9 @@ STAGE_SETTINGS = {  # the settings each stage reads (settings of earlier stages 
 }
 STAGE_MODULES = {
     'scenes': ('scenes',),
-    'encoder': ('encoders',),
-    'classifier': ('classifier',),  # a stage's code
-    'dictionaries': ('dictionaries', 'training', 'evaluation', 'metrics'),
+    'encoder': ('encoders', 'checkpoints'),
+    'classifier': ('classifier', 'metrics', 'checkpoints'),  # a stage's code
+    'dictionaries': ('dictionaries', 'training', 'evaluation', 'metrics', 'checkpoints'),
     'features': ('features', 'interpret'),
     'benchmark': ('benchmark',),
 }
@@ -388,7 +333,7 @@ def _folder_listing(root: Path) -> str | None:
 def _module_source(module: str) -> str:
     import importlib.util
 
-    return Path(importlib.util.find_spec(f'mtc_nb.{module}').origin).read_text()
+    return Path(importlib.util.find_spec(f'mtc_nb.{module}').origin).read_text(encoding='utf-8')
 
 
 def stage_layer_cells(stage: str) -> str:
@@ -587,6 +532,25 @@ def check_results(committed: dict, fresh: dict):
         ok = got is not None and abs(got - value) <= tol + 1e-9
         rows.append({'number': key, 'committed': value, 'fresh': got, 'tolerance': tol, 'agrees': ok})
     return pd.DataFrame(rows)
+
+# %% ../nbs/90_core.ipynb #7fb27b941602401d91542211134fc71a
+def headline_table(cfg: Profile, *sections: str):
+    """The headline numbers a stage wrote, read back from the profile's results.json: for `sections`, the numbers
+    `mtc check-results` compares (with the tolerance it allows a rerun), then the sections' other top-level values.
+    A DataFrame indexed by key."""
+    import pandas as pd
+
+    doc = json.loads((cfg.fig_dir / 'results.json').read_text())
+    rows = {
+        k: {'value': v, 'tolerance': tol}
+        for k, (v, tol) in headline_numbers(doc).items()
+        if k.split('.')[0] in sections
+    }
+    for s in sections:
+        for k, v in doc.get(s, {}).items():
+            if isinstance(v, (int, float, str, bool)) and f'{s}.{k}' not in rows:
+                rows[f'{s}.{k}'] = {'value': v, 'tolerance': None}
+    return pd.DataFrame.from_dict(rows, orient='index').rename_axis('results.json')
 
 # %% ../nbs/90_core.ipynb #e9ae637c
 SELF_CHECK_TAG = 'self-check'  # cells that test the library: `make test` runs them, `mtc reproduce` leaves them out

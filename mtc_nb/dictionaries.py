@@ -15,15 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import save_checkpoint, load_checkpoint
+from .checkpoints import save_checkpoint, load_checkpoint
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'KINDS', 'NESTED_KINDS', 'levels_of', 'DictConfig', 'paper_block_k', 'paper_repo_config',
-           'ForwardOutput', 'DictionaryStack', 'PaperRepoTranscoder', 'dictionary_model', 'save_dictionary',
-           'load_dictionary']
+__all__ = ['KINDS', 'NESTED_KINDS', 'levels_of', 'DictConfig', 'paper_block_k', 'paper_repo_config', 'ForwardOutput',
+           'DictionaryStack', 'PaperRepoTranscoder', 'dictionary_model', 'save_dictionary', 'load_dictionary']
 
 # %% ../nbs/05_dictionaries.ipynb #17812212
-SCHEMA_VERSION = 1
 KINDS = ('matryoshka_transcoder', 'paper_repo', 'transcoder', 'sae', 'matryoshka_sae', 'skip_transcoder')
 NESTED_KINDS = ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae')  # the kinds whose latents nest in levels
 
@@ -373,7 +371,7 @@ def save_dictionary(res: dict, folder: str | os.PathLike, **meta) -> Path:
 def load_dictionary(folder: str | os.PathLike, d_in: int | None = None, d_out: int | None = None) -> torch.nn.Module:
     "Load a dictionary; `d_in`/`d_out` (the activations' widths) are checked against its config."
     folder = Path(folder)
-    redo = 'rerun the dictionaries stage'
+    redo = 'rerun the dictionaries stage (`mtc reproduce`): it trains a damaged checkpoint again'
     state, record = load_checkpoint(folder, 'dictionary', redo)
     c = record['config']
     c = DictConfig(

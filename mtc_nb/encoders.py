@@ -16,12 +16,13 @@ from safetensors.torch import save_file, load_file
 from tqdm import tqdm
 
 from .core import write_json, seed_everything
-from .core import save_checkpoint, load_checkpoint
+from .checkpoints import save_checkpoint, load_checkpoint
 from .scenes import read_image, ImageReadError
 
 # %% auto #0
-__all__ = ['CACHE_SCHEMA_VERSION', 'load_images', 'LiteEncoder', 'ClipEncoder', 'content_hash', 'EmbeddingCache', 'select_epoch',
-           'adapt_top', 'save_encoder', 'load_encoder', 'frozen_part', 'read_pixels', 'cache_frozen']
+__all__ = ['CACHE_SCHEMA_VERSION', 'ENCODER_REMEDY', 'load_images', 'LiteEncoder', 'ClipEncoder', 'content_hash',
+           'EmbeddingCache', 'select_epoch', 'adapt_top', 'save_encoder', 'load_encoder', 'frozen_part', 'read_pixels',
+           'cache_frozen']
 
 # %% ../nbs/02_encoders.ipynb #78e54c27
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -358,6 +359,9 @@ def adapt_top(
     return {'history': hist, 'best_epoch': best, 'best_val_accuracy': hist[best]['val_accuracy'] if hist else -1.0}
 
 
+ENCODER_REMEDY = 'make it again with `mtc reproduce --stages 02_encoders --force`'
+
+
 def save_encoder(enc: LiteEncoder, folder: str | os.PathLike, **meta) -> Path:
     "Save an adapted LiteEncoder's top stage (a checkpoint of kind 'encoder'; the frozen trunk ships in the wheel)."
     names = {n for n, _ in enc.named_parameters()} | {n for n, _ in enc.named_buffers()}
@@ -374,11 +378,11 @@ def _is_top(k, trunk_blocks):
 
 def load_encoder(folder: str | os.PathLike) -> LiteEncoder:
     "The LiteEncoder saved by `save_encoder`, in eval mode."
-    tensors, record = load_checkpoint(folder, 'encoder', 'rerun the encoder stage')
+    tensors, record = load_checkpoint(folder, 'encoder', ENCODER_REMEDY)
     enc = LiteEncoder(record['config']['image_size'], record['config']['trunk_blocks'])
     missing, unexpected = enc.load_state_dict(tensors, strict=False)
     if unexpected:
-        raise ValueError(f"{folder}: unexpected weights {unexpected[:3]}")
+        raise ValueError(f"{folder}: unexpected weights {unexpected[:3]}: {ENCODER_REMEDY}")
     return enc.eval()
 
 # %% ../nbs/02_encoders.ipynb #1bfe6440

@@ -195,8 +195,16 @@ def load_embeddings(cfg) -> tuple[torch.Tensor, list[str]]:
     return load_file(folder / 'h2.safetensors')['h2'], json.loads((folder / 'h2_ids.json').read_text())
 
 # %% ../nbs/03_classifier.ipynb #20d3483d
-from .core import load_checkpoint
-from .classifier import train_head, evaluate, save_head, load_head, save_activations, load_activations
+from .checkpoints import load_checkpoint
+from mtc_nb.classifier import (
+    HEAD_REMEDY,
+    train_head,
+    evaluate,
+    save_head,
+    load_head,
+    save_activations,
+    load_activations,
+)
 
 
 def classifier_stage(cfg, force: bool = False) -> dict:
@@ -210,7 +218,7 @@ def classifier_stage(cfg, force: bool = False) -> dict:
         raise ValueError("the encoder stage's h2 rows do not follow the scenes manifest")
     folder = stage_dir(cfg, 'classifier')
     if done:
-        head_cfg = load_checkpoint(folder, 'head', 'rerun the classifier stage')[1]
+        head_cfg = load_checkpoint(folder, 'head', HEAD_REMEDY)[1]
         return {
             'metrics': head_cfg['test'],
             'history': head_cfg['history'],
@@ -297,7 +305,10 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
     spec, done = open_stage(cfg, 'dictionaries', force)
     root = stage_dir(cfg, 'dictionaries')
     if done:
-        return [json.loads((root / n / 'config.json').read_text())['test'] for n in done['checkpoints']]
+        reused = [_completed_row(root / n, spec['fingerprint']) for n in done['checkpoints']]
+        if all(r is not None for r in reused):
+            return reused
+        print(f"[mtc] {sum(r is None for r in reused)} checkpoint(s) damaged since the run: trained again")
     acts = {s: load_activations(cfg.run_dir / 'activations', s) for s in ('train', 'val', 'test')}
     head = load_head(stage_dir(cfg, 'classifier'))
     manifest, _ = load_scenes(cfg)

@@ -82,12 +82,14 @@ class StackLoss(torch.autograd.Function):
         return None, None, None, None, *_handed_over(ctx, d_loss)
 
 
-def _handed_over(ctx, d_loss: torch.Tensor) -> tuple:
-    """The gradients computed in the forward, times the loss's upstream gradient (1 in training: then the tensors
-    themselves, which the Function lets go of, so autograd makes them the `.grad`s without a copy)."""
+def _handed_over(ctx, scale: torch.Tensor) -> tuple:
+    """The gradients computed in the forward, times `scale` (1 in training: then the tensors themselves, which the
+    Function lets go of, so autograd makes them the `.grad`s without a copy). They are handed over once."""
+    if not hasattr(ctx, 'grads'):
+        raise RuntimeError("a fused loss hands its gradient over once: compute the loss again to backward again")
     grads = ctx.grads
     del ctx.grads
-    return grads if bool(d_loss == 1) else tuple(g * d_loss for g in grads)
+    return grads if bool(scale == 1) else tuple(g * scale for g in grads)
 
 # %% ../nbs/05b_training.ipynb #3d8b73a1
 PAPER_MAX_GRAD_NORM = 1.0  # the paper code's gradient clipping
@@ -143,12 +145,17 @@ class PaperRepoLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, model, x, y, max_norm, out, *params):
         loss, norm, ctx.grads = paper_loss_and_grads(model, x, y, max_norm, out)
+        ctx.norm, ctx.max_norm = norm, max_norm
         ctx.mark_non_differentiable(norm)
         return loss, norm
 
     @staticmethod
     def backward(ctx, d_loss, d_norm):
-        return None, None, None, None, None, *_handed_over(ctx, d_loss)
+        scale = d_loss
+        if ctx.max_norm is not None and not bool(d_loss == 1):  # the clip of d·g, from the clip of g held
+            clip = lambda n: (ctx.max_norm / (n + 1e-6)).clamp(max=1.0)
+            scale = d_loss * clip(d_loss.abs() * ctx.norm) / clip(ctx.norm)
+        return None, None, None, None, None, *_handed_over(ctx, scale)
 
 
 def training_loss(model, x: torch.Tensor, y: torch.Tensor, out: tuple | None = None) -> tuple[torch.Tensor, dict]:
@@ -156,6 +163,8 @@ def training_loss(model, x: torch.Tensor, y: torch.Tensor, out: tuple | None = N
     gradient (`paper_repo`'s clipped at PAPER_MAX_GRAD_NORM, as the paper code clips), into the tensors `out` when
     given. Returns (loss, parts)."""
     params = tuple(model.parameters())
+    if out is not None and any(o is p.grad for o, p in zip(out, params)):
+        raise ValueError("`out` holds gradients still attached to the parameters: take them off first")
     if isinstance(model, PaperRepoTranscoder):
         loss, norm = PaperRepoLoss.apply(model, x, y, PAPER_MAX_GRAD_NORM, out, *params)
         return loss, {'grad_norm': norm}
@@ -164,13 +173,12 @@ def training_loss(model, x: torch.Tensor, y: torch.Tensor, out: tuple | None = N
 
 
 def _recycled_grads(model) -> tuple | None:
-    "The model's gradient tensors of the last step, taken off the parameters for reuse (None before the first)."
+    """The model's gradient tensors of the last step, taken off the parameters for reuse (None when a parameter has
+    none, e.g. before the first step). Every parameter leaves without a gradient: the next one is written, not added."""
     grads = tuple(p.grad for p in model.parameters())
-    if any(g is None for g in grads):
-        return None
     for p in model.parameters():
         p.grad = None
-    return grads
+    return None if any(g is None for g in grads) else grads
 
 # %% ../nbs/05b_training.ipynb #d702fb7d
 class InMemoryPairs:
