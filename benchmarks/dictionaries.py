@@ -7,21 +7,28 @@ step times are the median of 5 repetitions.
 2. Canonical Matryoshka step vs a plain TopK (one level) transcoder step of the same width; and the
    library's fused backward (`training_loss`, a torch.autograd.Function) vs autograd's gradient of the same loss.
 3. 8 configs (an L0 sweep x seeds) trained in one pass vs the same 8 trained one after another.
-4. Samples/s, and the ratio of a canonical step to the time of its GEMMs alone; the bound that the
+4. The dictionaries stage's groups (the default profile's six for one seed: a stack of the 4-point L0 sweep,
+   paper_repo and four baselines), trained one after another in one process with 2 threads vs side by side in
+   two 1-thread worker processes (what `dict_workers = auto` does on 2 cores), wall time; the workers' start (paid
+   once per stage) is printed apart.
+5. Samples/s, and the ratio of a canonical step to the time of its GEMMs alone; the bound that the
    8 models' GEMMs and AdamW updates put on any one-pass speed-up (stacking amortises per-step overhead,
    not arithmetic or memory traffic);
    the floor of an exact paper_repo step (its matrix products and the optimizer update alone: our clipping
    costs only 32x32 Gram matrices), which caps the speed-up any exact trainer can have over the reference.
 
-    .venv/bin/python benchmarks/dictionaries.py [--steps 40] [--d-in 1280] [--d-out 256]
+    .venv/bin/python benchmarks/dictionaries.py [--steps 40] [--group-steps 200] [--d-in 1280] [--d-out 256]
 """
 
-import argparse, statistics, time
+import argparse, dataclasses, multiprocessing, statistics, time
+from concurrent.futures import ProcessPoolExecutor
 import torch, torch.nn as nn, torch.nn.functional as F
 from tqdm import tqdm
 from torch.utils.data import DataLoader, TensorDataset
 from mtc_nb.dictionaries import DictConfig, paper_repo_config, dictionary_model
-from mtc_nb.training import train_dictionaries, make_optimizer, train_step
+from mtc_nb.training import train_dictionaries, make_optimizer, train_step, _group
+from mtc_nb.core import load_profile
+from mtc_nb.stages import stage_configs, _group_cost
 
 
 class ReferencePaperTranscoder(nn.Module):
@@ -99,6 +106,38 @@ def our_steps(model, opt, x, y, steps, batch, step=train_step):
         step(model, opt, x[b], y[b])
 
 
+def stage_groups(d_in, d_out):
+    "The default profile's dictionary groups for one seed (the stage's configs, stacked as the stage stacks them)."
+    cfgs = stage_configs(load_profile('default', seeds=[0]), d_in, d_out)
+    return [[cfgs[i] for i in idx] for idx in _group(cfgs)]
+
+
+def train_group(cfgs, n, threads=None):
+    "Train one group on n random samples of its widths (one epoch); returns seconds. The workers' task."
+    if threads:
+        torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n + 256, cfgs[0].d_in, generator=gen).relu()
+    y = torch.randn(n + 256, cfgs[0].d_out, generator=gen).relu()
+    one_epoch = [dataclasses.replace(c, epochs=1) for c in cfgs]
+    t0 = time.perf_counter()
+    train_dictionaries(one_epoch, x[:n], y[:n], x[n:], y[n:], progress=False)
+    return time.perf_counter() - t0
+
+
+def groups_side_by_side(groups, n, workers=2):
+    """(seconds to start `workers` spawned processes, wall seconds for them to train `groups` side by side with one
+    thread each, the longest first)."""
+    t0 = time.perf_counter()
+    spawn = multiprocessing.get_context('spawn')
+    with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+        list(pool.map(time.sleep, [0.5] * workers))  # every worker started, torch imported
+        t_start = time.perf_counter() - t0 - 0.5
+        t0 = time.perf_counter()
+        list(pool.map(train_group, groups, [n] * len(groups), [1] * len(groups)))
+        return t_start, time.perf_counter() - t0
+
+
 def timeit(fn, reps=5):
     """Median wall time of `reps` calls, after one warm-up call (the median keeps one disturbed call from moving a
     ratio)."""
@@ -116,6 +155,7 @@ if __name__ == '__main__':
     ap.add_argument('--steps', type=int, default=40)
     ap.add_argument('--d-in', type=int, default=1280)
     ap.add_argument('--d-out', type=int, default=256)
+    ap.add_argument('--group-steps', type=int, default=200, help="steps of every stage group in comparison 4")
     a = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -166,6 +206,17 @@ if __name__ == '__main__':
     t_seq = time.perf_counter() - t0
     rows.append((f'8 configs one after another ({S} steps each)', t_seq, '8 configs in one pass', t_one))
 
+    groups = sorted(stage_groups(a.d_in, a.d_out), key=lambda g: -_group_cost(g))  # as the stage orders them
+    n_group = 64 * a.group_steps
+    t0 = time.perf_counter()
+    for g in groups:
+        train_group(g, n_group)
+    t_groups_one = time.perf_counter() - t0
+    t_workers_start, t_groups_two = groups_side_by_side(groups, n_group)
+    rows.append(
+        (f'{len(groups)} stage groups, 1 process x 2 threads', t_groups_one, '2 workers x 1 thread', t_groups_two)
+    )
+
     # the floor of an exact paper_repo step: its matrix products (encoder, five decoders, their gradients) and the fused
     # AdamW update, with none of the masking, activation, loss or clipping around them
     fl = ReferencePaperTranscoder(a.d_in, a.d_out)
@@ -198,7 +249,8 @@ if __name__ == '__main__':
     print(f"d_in={a.d_in} d_out={a.d_out} d_sae=2048, {torch.get_num_threads()} threads, {S} steps per timing")
     print(f"{'baseline':<46}{'ms/step':>9}   {'compared':<30}{'ms/step':>9}{'speed-up':>10}")
     for base, tb, name, tn in rows:
-        print(f"{base:<46}{tb * 1e3:>9.2f}   {name:<30}{tn * 1e3:>9.2f}{tb / tn:>9.2f}x")
+        per_step = a.group_steps if 'stage groups' in base else 1  # the groups' row: wall time of all, per step
+        print(f"{base:<46}{tb / per_step * 1e3:>9.2f}   {name:<30}{tn / per_step * 1e3:>9.2f}{tb / tn:>9.2f}x")
     print(
         f"paper_repo floor (matrix products and fused AdamW only) {t_floor * 1e3:.2f} ms: the reference step is "
         f"{t_ref / t_floor:.2f}x it, "
@@ -219,6 +271,10 @@ if __name__ == '__main__':
         f"{t_seq / S * 1e3:.1f} ms per step of 8 models that caps any exact one-pass trainer at "
         f"{t_seq / (S * bound):.2f}x on this CPU "
         f"(GEMMs alone: {t_seq / (S * 8 * t_gemm):.2f}x; measured: {t_seq / t_one:.2f}x)"
+    )
+    print(
+        f"the stage's groups: {t_groups_one:.1f} s in one process, {t_groups_two:.1f} s in two workers (their start, "
+        f"{t_workers_start:.1f} s, paid once per stage, not counted)"
     )
     print(
         f"samples/s: paper_repo (batch 32) {32 / t_ours:,.0f} (reference {32 / t_ref:,.0f}); canonical Matryoshka "

@@ -45,14 +45,16 @@ OUR_MODELS = ('ours:matryoshka_transcoder', 'ours:transcoder', 'ours:matryoshka_
 
 
 class Ours:
-    """A library dictionary trained exactly as `train_dictionaries` trains it (without the epoch selection). Two
-    overrides are not DictConfig fields, for the ablation only: `beta2` (Adam's) and `clip` (grad norm per model)."""
+    """A library dictionary trained exactly as `train_dictionaries` trains it (without the epoch selection). Three
+    overrides are not DictConfig fields, for the ablation only: `beta2` (Adam's), `clip` (grad norm per model) and
+    `lr_floor` (where the cosine schedule ends, a fraction of the learning rate; the library's is 0.1)."""
 
     def __init__(self, kind, shape, k, seed, steps, train, overrides=None):
         d_in, d_out, d_sae, levels, epochs, batch = shape
         overrides = dict(overrides or {})
         self.clip = overrides.pop('clip', None)
         beta2 = overrides.pop('beta2', None)
+        lr_floor = overrides.pop('lr_floor', None)
         self.cfg = DictConfig(
             kind=kind,
             d_in=d_in,
@@ -70,6 +72,11 @@ class Ours:
         self.opt, self.sched, self.every = make_optimizer(self.model, self.cfg, steps)
         if beta2 is not None:
             self.opt.param_groups[0]['betas'] = (0.9, beta2)
+        if lr_floor is not None:  # the library's warm-up and cosine, ending at lr_floor · lr instead of 0.1 · lr
+            warm = max(1, steps // 20)
+            cosine = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+            shape_of = lambda s: min(1.0, (s + 1) / warm) * (cosine(s) * (1 - lr_floor) + lr_floor)
+            self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, shape_of)
 
     def step(self, x, y):
         self.model.train()
@@ -311,7 +318,7 @@ def parse_variant(text: str) -> dict:
     out = {}
     for item in filter(None, text.split(',')):
         key, value = item.split('=')
-        if key in ('clip', 'beta2'):
+        if key in ('clip', 'beta2', 'lr_floor'):
             out[key] = float(value)
             continue
         if key not in DictConfig.__dataclass_fields__:

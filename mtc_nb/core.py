@@ -529,7 +529,7 @@ def check_results(committed: dict, fresh: dict):
     rows = []
     for key, (value, tol) in ref.items():
         got = new.get(key, (None, None))[0]
-        ok = got is not None and abs(got - value) <= tol + 1e-9
+        ok = got is not None and abs(got - value) <= tol + 1e-6  # results.json rounds both to 6 decimals
         rows.append({'number': key, 'committed': value, 'fresh': got, 'tolerance': tol, 'agrees': ok})
     return pd.DataFrame(rows)
 
@@ -573,7 +573,11 @@ def _run_record(cfg: Profile, name: str, fingerprint: str) -> dict:
 
 def check_inputs(cfg: Profile) -> None:
     """Fail before any stage runs (and writes into the user's figures) when the profile's inputs are missing: the
-    CLIP folder of the clip encoder, the two class folders of `dataset = folders`."""
+    CLIP folder of the clip encoder, the two class folders of `dataset = folders`; or when `dict_workers` is not a
+    number of processes."""
+    from mtc_nb.stages import dictionary_workers  # the setting's one reader
+
+    dictionary_workers(cfg)
     if cfg.encoder == 'clip' and not (cfg.path('clip_path') / 'config.json').exists():
         raise FileNotFoundError(
             f"No CLIP weights at {cfg.path('clip_path')} (clip_path, or $MTC_CLIP_PATH): put "

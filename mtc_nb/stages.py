@@ -15,7 +15,7 @@ from tqdm import tqdm
 from .core import open_stage, close_stage, require_stage, stage_dir, write_json
 
 # %% auto #0
-__all__ = ['scenes_stage', 'load_scenes', 'adapt_encoder', 'trunk_maps', 'embed_profile_images', 'stage_encoder', 'encoder_stage', 'load_embeddings', 'classifier_stage', 'stage_configs', 'checkpoint_name', 'dictionaries_stage', 'stage_dictionaries', 'lmm_config', 'analyse_dictionary', 'features_stage', 'summarise_features', 'profile_scorer', 'canonical_checkpoint', 'run_benchmark', 'benchmark_stage', 'benchmark_image', 'load_benchmark', 'label']
+__all__ = ['scenes_stage', 'load_scenes', 'adapt_encoder', 'trunk_maps', 'embed_profile_images', 'stage_encoder', 'encoder_stage', 'load_embeddings', 'classifier_stage', 'stage_configs', 'checkpoint_name', 'dictionary_workers', 'dictionaries_stage', 'stage_dictionaries', 'lmm_config', 'analyse_dictionary', 'features_stage', 'summarise_features', 'profile_scorer', 'canonical_checkpoint', 'run_benchmark', 'benchmark_stage', 'benchmark_image', 'load_benchmark', 'label']
 
 # %% ../nbs/01_scenes.ipynb #e8cc902a
 from .scenes import index_folders, make_dataset
@@ -249,6 +249,9 @@ def classifier_stage(cfg, force: bool = False) -> dict:
     return {'metrics': metrics, 'history': hist, 'manifest': manifest, 'h2': h2, 'model': model}
 
 # %% ../nbs/05_dictionaries.ipynb #843ee240
+import multiprocessing, signal, sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
 from .dictionaries import DictConfig, paper_repo_config, save_dictionary, load_dictionary
 from .training import train_dictionaries, _group
 from .evaluation import evaluate_dictionary
@@ -298,10 +301,83 @@ def _completed_row(folder: Path, fingerprint: str) -> dict | None:
     return meta.get('test')
 
 
+def dictionary_workers(cfg) -> tuple[int, int]:
+    """(processes that train dictionary groups side by side, torch threads each), from the `dict_workers` setting.
+    `auto`: one process on a GPU; on the CPU one per core of torch's thread budget, at most 4, each with the budget
+    shared out. Where, not what: not part of any fingerprint (a 1-thread process and a 2-thread one round floats
+    differently, as two machines do)."""
+    cores = torch.get_num_threads()
+    value = cfg.values.get('dict_workers', 'auto')
+    if value == 'auto':
+        workers = 1 if cfg.torch_device != 'cpu' else min(4, cores)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        workers = value
+    else:
+        raise ValueError(f"dict_workers = {value!r}: a number of processes (1, 2, …) or auto")
+    return workers, max(1, cores // workers)
+
+
+def _group_cost(cfgs: list[DictConfig]) -> float:
+    "A rough training cost of a group, to start the longest first: models × epochs × weights per latent ÷ batch."
+    c = cfgs[0]
+    return len(cfgs) * c.epochs * (c.d_in + 2 * c.d_out) / c.batch_size
+
+
+def _stage_data(cfg) -> dict:
+    "What training and evaluating the dictionaries reads: the activations, the head and the test split's labels."
+    acts = {s: load_activations(cfg.run_dir / 'activations', s) for s in ('train', 'val', 'test')}
+    manifest, _ = load_scenes(cfg)
+    return {
+        'train': acts['train'][0],
+        'val': acts['val'][0],
+        'test': acts['test'][0],
+        'head': load_head(stage_dir(cfg, 'classifier')),
+        'labels': manifest.set_index('id').loc[acts['test'][1], 'label'].values,  # true labels, of scenes and folders
+    }
+
+
+def _train_group(cfg, data: dict, cfgs: list[DictConfig], fingerprint: str, progress: bool) -> list[dict]:
+    """Train one group of stacked configs, save each checkpoint, evaluate it as reloaded from disk (as every later
+    reader sees it) and mark it complete with the stage's fingerprint; returns the metrics rows."""
+    root = stage_dir(cfg, 'dictionaries')
+    tr, va = data['train'], data['val']
+    trained = train_dictionaries(
+        cfgs, tr['h2'], tr['h1'], va['h2'], va['h1'], progress=progress, device=cfg.torch_device
+    )
+    rows = []
+    for c, res in zip(cfgs, trained):
+        per_epoch = [h['val_fvu'][res['index']] for h in res['history']]  # (epochs, levels)
+        folder = save_dictionary(res, root / checkpoint_name(c), val_fvu_per_epoch=per_epoch)
+        loaded = {'model': load_dictionary(folder), 'index': 0, 'config': c}
+        row = {**evaluate_dictionary(loaded, data['test'], data['head'], data['labels']), 'name': checkpoint_name(c)}
+        meta = json.loads((folder / 'config.json').read_text())
+        write_json(folder / 'config.json', {**meta, 'test': row, 'stage_fingerprint': fingerprint})
+        rows.append(row)
+    return rows
+
+
+_WORKER = {}  # in a worker process of `dictionaries_stage`: the profile and the stage's data, read once
+
+
+def _start_worker(cfg, threads: int):
+    "Initialise a worker process: its thread count, death with its parent (Linux), the stage's data."
+    torch.set_num_threads(threads)
+    if sys.platform.startswith('linux'):  # a killed stage leaves no worker training on behind it
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    _WORKER.update(cfg=cfg, data=_stage_data(cfg))
+
+
+def _train_group_in_worker(cfgs: list[DictConfig], fingerprint: str) -> list[dict]:
+    return _train_group(_WORKER['cfg'], _WORKER['data'], cfgs, fingerprint, progress=False)
+
+
 def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[dict]:
-    """Train and evaluate the profile's dictionaries, one group of stacked configs after another; checkpoints under
-    data/<profile>/dictionaries/. A checkpoint is complete once its config.json carries the stage's fingerprint and
-    its held-out metrics, so a killed run resumes at the first unfinished group. Returns one metrics row each."""
+    """Train and evaluate the profile's dictionaries, group by group of stacked configs (side by side in
+    `dictionary_workers(cfg)` processes); checkpoints under data/<profile>/dictionaries/. A checkpoint is complete
+    once its config.json carries the stage's fingerprint and its held-out metrics, so a killed run resumes with the
+    groups it had not finished. Returns one metrics row each."""
     spec, done = open_stage(cfg, 'dictionaries', force)
     root = stage_dir(cfg, 'dictionaries')
     if done:
@@ -309,29 +385,38 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
         if all(r is not None for r in reused):
             return reused
         print(f"[mtc] {sum(r is None for r in reused)} checkpoint(s) damaged since the run: trained again")
-    acts = {s: load_activations(cfg.run_dir / 'activations', s) for s in ('train', 'val', 'test')}
-    head = load_head(stage_dir(cfg, 'classifier'))
-    manifest, _ = load_scenes(cfg)
-    labels = manifest.set_index('id').loc[acts['test'][1], 'label'].values  # the true labels, of scenes and folders
-    d_in, d_out = acts['train'][0]['h2'].shape[1], acts['train'][0]['h1'].shape[1]
+    act_dir = cfg.run_dir / 'activations'
+    d_in, d_out = (load_activations(act_dir, 'train')[0][key].shape[1] for key in ('h2', 'h1'))
     cfgs = stage_configs(cfg, d_in, d_out)
     names = [checkpoint_name(c) for c in cfgs]
     for old in (p for p in root.glob('*') if p.is_dir() and p.name not in names):
         shutil.rmtree(old)  # other settings'
-    tr, va, te = acts['train'][0], acts['val'][0], acts['test'][0]
     rows = {} if force else {i: r for i, n in enumerate(names) if (r := _completed_row(root / n, spec['fingerprint']))}
     todo = [idx for idx in _group(cfgs) if any(i not in rows for i in idx)]
-    for idx in tqdm(todo, desc='dictionary groups', unit='group', disable=not progress):
-        trained = train_dictionaries(
-            [cfgs[i] for i in idx], tr['h2'], tr['h1'], va['h2'], va['h1'], progress=progress, device=cfg.torch_device
-        )
-        for i, res in zip(idx, trained):
-            per_epoch = [h['val_fvu'][res['index']] for h in res['history']]  # (epochs, levels)
-            folder = save_dictionary(res, root / names[i], val_fvu_per_epoch=per_epoch)
-            loaded = {'model': load_dictionary(folder), 'index': 0, 'config': cfgs[i]}  # as every later reader sees it
-            rows[i] = {**evaluate_dictionary(loaded, te, head, labels), 'name': names[i]}
-            meta = json.loads((folder / 'config.json').read_text())
-            write_json(folder / 'config.json', {**meta, 'test': rows[i], 'stage_fingerprint': spec['fingerprint']})
+    todo.sort(key=lambda idx: -_group_cost([cfgs[i] for i in idx]))  # the longest first: the workers end together
+    workers, threads = dictionary_workers(cfg)
+    bar = tqdm(total=len(todo), desc=f'dictionary groups ({workers} at a time)', unit='group', disable=not progress)
+    if workers == 1:
+        data = _stage_data(cfg)
+        for idx in todo:
+            rows.update(zip(idx, _train_group(cfg, data, [cfgs[i] for i in idx], spec['fingerprint'], progress)))
+            bar.update()
+    elif todo:
+        from mtc_nb import stages  # a worker finds functions by module and name: the package's (a notebook's have none)
+
+        spawn = multiprocessing.get_context('spawn')
+        start = dict(mp_context=spawn, initializer=stages._start_worker, initargs=(cfg, threads))
+        with ProcessPoolExecutor(workers, **start) as pool:
+            task = lambda idx: pool.submit(stages._train_group_in_worker, [cfgs[i] for i in idx], spec['fingerprint'])
+            running = {task(idx): idx for idx in todo}
+            for future in as_completed(running):
+                try:
+                    rows.update(zip(running[future], future.result()))
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)  # the groups not started yet are not trained
+                    raise
+                bar.update()
+    bar.close()
     close_stage(cfg, 'dictionaries', spec, checkpoints=names)
     return [rows[i] for i in range(len(cfgs))]
 

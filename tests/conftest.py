@@ -40,6 +40,7 @@ TINY = dict(
     paper_epochs=2,
     feature_min_images=0,
     workers=1,
+    dict_workers=1,
     benchmark_images=6,
     benchmark_bootstrap=100,
 )

@@ -131,7 +131,20 @@ def test_reproduce_checks_its_inputs_before_any_stage(tmp_path, monkeypatch):
     clip = tiny_clip(tmp_path / 'clip')
     with pytest.raises(FileNotFoundError, match='human_error'):
         run_stages('paper', clip_path=str(clip), image_root=str(tmp_path / 'images'), **where)
+    for workers in ('many', 0, -2):
+        with pytest.raises(ValueError, match='dict_workers'):
+            run_stages('smoke', dict_workers=workers, **where)
     assert not (tmp_path / 'fig').exists() and not (tmp_path / 'data').exists()  # nothing written anywhere
+
+
+def test_dictionary_workers_share_the_thread_budget(tmp_path):
+    from mtc_nb.stages import dictionary_workers
+
+    cores = torch.get_num_threads()
+    cfg = load_profile('smoke', device='cpu')
+    assert dictionary_workers(cfg) == (min(4, cores), max(1, cores // min(4, cores)))  # auto on the CPU
+    assert dictionary_workers(cfg.replace(dict_workers=3)) == (3, max(1, cores // 3))
+    assert dictionary_workers(cfg.replace(dict_workers=1)) == (1, cores)
 
 
 def _save(image: Image.Image, fmt: str, **kw):

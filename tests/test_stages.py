@@ -76,7 +76,7 @@ run_chain(tiny_profile(Path({folder!r}), **json.loads({kw!r})))
 
 
 def test_a_run_killed_mid_stage_resumes_with_the_same_results(tmp_path):
-    kw = {'seeds': [0, 1, 2], 'dict_epochs': 6}
+    kw = {'seeds': [0, 1, 2], 'dict_epochs': 6, 'dict_workers': 2}  # groups train in two worker processes
     killed = tiny_profile(tmp_path / 'killed', **kw)
     code = KILLED_RUN.format(tests=str(Path(__file__).parent), folder=str(tmp_path / 'killed'), kw=json.dumps(kw))
     proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -90,6 +90,10 @@ def test_a_run_killed_mid_stage_resumes_with_the_same_results(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert read_manifest(killed, 'dictionaries') is None  # killed mid-stage: not complete
+    listing = lambda: {p.name: p.stat().st_mtime_ns for p in root.glob('*/*')}
+    before = listing()
+    time.sleep(3)
+    assert listing() == before  # the workers died with the run: nothing trains on behind it
     finished = {  # a checkpoint is finished once its config is written, after its weights (a kill may fall between)
         p.parent.name: p.stat().st_mtime_ns
         for p in root.glob('*/weights.safetensors')
