@@ -90,7 +90,7 @@ def test_a_run_killed_mid_stage_resumes_with_the_same_results(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert read_manifest(killed, 'dictionaries') is None  # killed mid-stage: not complete
-    listing = lambda: {p.name: p.stat().st_mtime_ns for p in root.glob('*/*')}
+    listing = lambda: {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.glob('*/*')}
     before = listing()
     time.sleep(3)
     assert listing() == before  # the workers died with the run: nothing trains on behind it
