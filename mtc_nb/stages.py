@@ -385,8 +385,10 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
         if all(r is not None for r in reused):
             return reused
         print(f"[mtc] {sum(r is None for r in reused)} checkpoint(s) damaged since the run: trained again")
-    act_dir = cfg.run_dir / 'activations'
-    d_in, d_out = (load_activations(act_dir, 'train')[0][key].shape[1] for key in ('h2', 'h1'))
+    workers, threads = dictionary_workers(cfg)
+    data = _stage_data(cfg) if workers == 1 else None  # else each worker reads it
+    train = data['train'] if data else load_activations(cfg.run_dir / 'activations', 'train')[0]
+    d_in, d_out = train['h2'].shape[1], train['h1'].shape[1]
     cfgs = stage_configs(cfg, d_in, d_out)
     names = [checkpoint_name(c) for c in cfgs]
     for old in (p for p in root.glob('*') if p.is_dir() and p.name not in names):
@@ -394,10 +396,8 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
     rows = {} if force else {i: r for i, n in enumerate(names) if (r := _completed_row(root / n, spec['fingerprint']))}
     todo = [idx for idx in _group(cfgs) if any(i not in rows for i in idx)]
     todo.sort(key=lambda idx: -_group_cost([cfgs[i] for i in idx]))  # the longest first: the workers end together
-    workers, threads = dictionary_workers(cfg)
     bar = tqdm(total=len(todo), desc=f'dictionary groups ({workers} at a time)', unit='group', disable=not progress)
     if workers == 1:
-        data = _stage_data(cfg)
         for idx in todo:
             rows.update(zip(idx, _train_group(cfg, data, [cfgs[i] for i in idx], spec['fingerprint'], progress)))
             bar.update()
