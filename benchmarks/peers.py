@@ -45,9 +45,10 @@ OUR_MODELS = ('ours:matryoshka_transcoder', 'ours:transcoder', 'ours:matryoshka_
 
 
 class Ours:
-    """A library dictionary trained exactly as `train_dictionaries` trains it (without the epoch selection). Three
-    overrides are not DictConfig fields, for the ablation only: `beta2` (Adam's), `clip` (grad norm per model) and
-    `lr_floor` (where the cosine schedule ends, a fraction of the learning rate; the library's is 0.1)."""
+    """A library dictionary trained exactly as `train_dictionaries` trains it (without the epoch selection). Four
+    overrides are not DictConfig fields, for the ablation only: `beta2` (Adam's), `clip` (grad norm per model),
+    `lr_floor` (where the cosine schedule ends, a fraction of the learning rate; the library's is 0.1) and `enc_init`
+    (a transcoder's initial encoder scale, the library's 0.1/sqrt(d_in) times this)."""
 
     def __init__(self, kind, shape, k, seed, steps, train, overrides=None):
         d_in, d_out, d_sae, levels, epochs, batch = shape
@@ -55,23 +56,18 @@ class Ours:
         self.clip = overrides.pop('clip', None)
         beta2 = overrides.pop('beta2', None)
         lr_floor = overrides.pop('lr_floor', None)
-        self.cfg = DictConfig(
-            kind=kind,
-            d_in=d_in,
-            d_out=d_out,
-            d_sae=d_sae,
-            levels=levels,
-            k=k,
-            seed=seed,
-            epochs=epochs,
-            batch_size=batch,
-            **(overrides or {}),
-        ).validate()
+        enc_init = overrides.pop('enc_init', None)
+        run = dict(kind=kind, d_in=d_in, d_out=d_out, d_sae=d_sae, levels=levels, k=k, seed=seed, epochs=epochs)
+        self.cfg = DictConfig(**{**run, 'batch_size': batch, **overrides}).validate()  # an override may set k
         self.model = dictionary_model([self.cfg])
+        if enc_init is not None and self.cfg.is_transcoder:
+            with torch.no_grad():
+                self.model.W_enc.mul_(enc_init)
         self.model.init_from_data(*train)
         self.opt, self.sched, self.every = make_optimizer(self.model, self.cfg, steps)
         if beta2 is not None:
-            self.opt.param_groups[0]['betas'] = (0.9, beta2)
+            for group in self.opt.param_groups:
+                group['betas'] = (0.9, beta2)
         if lr_floor is not None:  # the library's warm-up and cosine, ending at lr_floor · lr instead of 0.1 · lr
             warm = max(1, steps // 20)
             cosine = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
@@ -318,7 +314,7 @@ def parse_variant(text: str) -> dict:
     out = {}
     for item in filter(None, text.split(',')):
         key, value = item.split('=')
-        if key in ('clip', 'beta2', 'lr_floor'):
+        if key in ('clip', 'beta2', 'lr_floor', 'enc_init'):
             out[key] = float(value)
             continue
         if key not in DictConfig.__dataclass_fields__:

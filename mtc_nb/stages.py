@@ -323,16 +323,20 @@ def _group_cost(cfgs: list[DictConfig]) -> float:
     return len(cfgs) * c.epochs * (c.d_in + 2 * c.d_out) / c.batch_size
 
 
-def _stage_data(cfg) -> dict:
-    "What training and evaluating the dictionaries reads: the activations, the head and the test split's labels."
-    acts = {s: load_activations(cfg.run_dir / 'activations', s) for s in ('train', 'val', 'test')}
+def _test_labels(cfg) -> np.ndarray:
+    "The true labels of the test split's images (scenes and folders), from the scenes' manifest."
     manifest, _ = load_scenes(cfg)
+    return manifest.set_index('id').loc[load_activations(cfg.run_dir / 'activations', 'test')[1], 'label'].values
+
+
+def _stage_data(cfg, labels: np.ndarray | None = None) -> dict:
+    """What training and evaluating the dictionaries reads: the activations, the head and the test split's labels
+    (`labels`: read already; the stage hands them to its workers, as reading the manifest costs a process ~60 MB)."""
+    acts = {s: load_activations(cfg.run_dir / 'activations', s)[0] for s in ('train', 'val', 'test')}
     return {
-        'train': acts['train'][0],
-        'val': acts['val'][0],
-        'test': acts['test'][0],
+        **acts,
         'head': load_head(stage_dir(cfg, 'classifier')),
-        'labels': manifest.set_index('id').loc[acts['test'][1], 'label'].values,  # true labels, of scenes and folders
+        'labels': _test_labels(cfg) if labels is None else labels,
     }
 
 
@@ -359,14 +363,14 @@ def _train_group(cfg, data: dict, cfgs: list[DictConfig], fingerprint: str, prog
 _WORKER = {}  # in a worker process of `dictionaries_stage`: the profile and the stage's data, read once
 
 
-def _start_worker(cfg, threads: int):
+def _start_worker(cfg, threads: int, labels: np.ndarray):
     "Initialise a worker process: its thread count, death with its parent (Linux), the stage's data."
     torch.set_num_threads(threads)
     if sys.platform.startswith('linux'):  # a killed stage leaves no worker training on behind it
         import ctypes
 
         ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    _WORKER.update(cfg=cfg, data=_stage_data(cfg))
+    _WORKER.update(cfg=cfg, data=_stage_data(cfg, labels))
 
 
 def _train_group_in_worker(cfgs: list[DictConfig], fingerprint: str) -> list[dict]:
@@ -386,7 +390,7 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
             return reused
         print(f"[mtc] {sum(r is None for r in reused)} checkpoint(s) damaged since the run: trained again")
     workers, threads = dictionary_workers(cfg)
-    data = _stage_data(cfg) if workers == 1 else None  # else each worker reads it
+    data = _stage_data(cfg) if workers == 1 else None  # else each worker reads it, handed the labels
     train = data['train'] if data else load_activations(cfg.run_dir / 'activations', 'train')[0]
     d_in, d_out = train['h2'].shape[1], train['h1'].shape[1]
     cfgs = stage_configs(cfg, d_in, d_out)
@@ -405,7 +409,8 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
         from mtc_nb import stages  # a worker finds functions by module and name: the package's (a notebook's have none)
 
         spawn = multiprocessing.get_context('spawn')
-        start = dict(mp_context=spawn, initializer=stages._start_worker, initargs=(cfg, threads))
+        initargs = (cfg, threads, _test_labels(cfg))
+        start = dict(mp_context=spawn, initializer=stages._start_worker, initargs=initargs)
         with ProcessPoolExecutor(workers, **start) as pool:
             task = lambda idx: pool.submit(stages._train_group_in_worker, [cfgs[i] for i in idx], spec['fingerprint'])
             running = {task(idx): idx for idx in todo}

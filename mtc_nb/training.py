@@ -26,14 +26,14 @@ def stack_loss_and_grads(model: DictionaryStack, x: torch.Tensor, y: torch.Tenso
     M, B = len(model.cfgs), x.shape[0]
     named = list(model.named_parameters())
     grads = {name: g for (name, _), g in zip(named, out)} if out else {n: torch.empty_like(p) for n, p in named}
-    xn = model._centred(x)
+    xn = model.centred(x)
     pre = torch.baddbmm(model.b_enc[:, None], xn, model.W_enc)
-    f = model._sparsify(pre)
-    recons = model._decode_levels(f, x)
+    f = model.sparsify(pre)
+    recons = model.decode_levels(f, x)
     resid = y - recons[-1]
     diff = recons.sub_(y)  # (G, M, B, d_out)
-    rec = model._level_loss(diff)
-    model._mark_fired(f)
+    rec = model.level_loss(diff)
+    model.mark_fired(f)
     # level g's gradient, then R_j = Σ_{g ≥ j}: block j of the latents feeds every level from j on
     dy = diff.mul_((model.level_w.T / model.y_scale**2)[:, :, None, None] * (2 / B))
     R = dy.flip(0).cumsum(0).flip(0)  # (G, M, B, d_out)
@@ -49,10 +49,10 @@ def stack_loss_and_grads(model: DictionaryStack, x: torch.Tensor, y: torch.Tenso
     if model.W_skip is not None:
         torch.bmm(x.T.expand(M, -1, -1), R[0], out=grads['W_skip'])
     aux = torch.zeros(M, device=x.device)
-    if (sel := model._aux_select(pre)) is not None:
+    if (sel := model.aux_select(pre)) is not None:
         f_aux, idx, any_dead = sel
-        aux, e, rows, denom = model._auxk(f_aux, idx, any_dead, resid)
-        de = e.mul_((model._aux_coef * any_dead / denom * (2 / B))[:, None, None])
+        aux, e, rows, denom = model.auxk_loss(f_aux, idx, any_dead, resid)
+        de = e.mul_((model.aux_coefs * any_dead / denom * (2 / B))[:, None, None])
         d_rows = torch.bmm(f_aux.transpose(1, 2), de).mul_(y_s)
         grads['W_dec'].scatter_add_(1, idx[..., None].expand_as(rows), d_rows)
         dpre.scatter_add_(2, idx[:, None].expand_as(f_aux), torch.bmm(de, rows.transpose(1, 2)).mul_(f_aux > 0))
@@ -61,7 +61,7 @@ def stack_loss_and_grads(model: DictionaryStack, x: torch.Tensor, y: torch.Tenso
     for m in range(M):
         torch.mv(model.W_enc[m], grads['b_enc'][m], out=grads['b_pre'][m])  # per model: the same as alone
     grads['b_pre'].div_(-model.x_scale[:, None])
-    total = rec + model._aux_coef * aux
+    total = rec + model.aux_coefs * aux
     return total.sum(), rec, aux, tuple(grads.values())
 
 
@@ -105,7 +105,7 @@ def paper_loss_and_grads(
     c, enc, B = model.cfgs[0], model.encoder, x.shape[0]
     pre = torch.addmm(enc.bias, x, enc.weight.t())
     a = torch.relu(pre).add_(pre > 1)
-    f = a.mul_(model._keep(a))  # f ≥ 0, so |f| = f and d|f|/df = 1 where f > 0
+    f = a.mul_(model.block_topk_mask(a))  # f ≥ 0, so |f| = f and d|f|/df = 1 where f > 0
     n_y, n_f = y.numel(), f.numel()
     df, dys, loss = torch.zeros_like(f), [], f.sum() * (c.l1_coef / n_f)
     for w, dec, m in zip(c.loss_weights, model.decoders, model.levels):  # level g: w_g · mean (ŷ_g − y)²
@@ -287,11 +287,17 @@ def _group(cfgs):
 
 
 def make_optimizer(model, c: DictConfig, steps: int):
-    """AdamW (fused: one kernel over all parameters) and the schedule of config `c`: returns (optimizer, scheduler,
-    'step' | 'epoch')."""
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay, fused=True
-    )  # one kernel for all parameters
+    """AdamW (fused: one kernel over all parameters; the decoder at `c.decoder_learning_rate`) and the schedule of
+    config `c`, which scales both rates alike: returns (optimizer, scheduler, 'step' | 'epoch')."""
+    named = list(model.named_parameters())
+    groups = [{'params': [p for _, p in named]}]
+    if c.decoder_learning_rate != c.learning_rate:  # the decoder in a group of its own, at its own rate
+        decoder = ('W_dec', 'b_dec')
+        groups = [
+            {'params': [p for n, p in named if n not in decoder]},
+            {'params': [p for n, p in named if n in decoder], 'lr': c.decoder_learning_rate},
+        ]
+    opt = torch.optim.AdamW(groups, lr=c.learning_rate, weight_decay=c.weight_decay, fused=True)  # one kernel
     if c.kind == 'paper_repo':  # as the paper code: lr held for min(5, E//10) epochs, then cosine per epoch to lr/100
         hold = min(5, c.epochs // 10)
         T = c.epochs - hold
@@ -385,18 +391,15 @@ def train_dictionaries(
                 score = (torch.tensor(c.loss_weights) * v[:, 0]).sum()[None]
             s['history'].append({'epoch': ep, 'val_fvu': v.T.tolist()})
             improved = [j for j in range(len(s['idx'])) if float(score[j]) < s['best'][j]]
-            if improved:
-                snap = {k: t.detach().clone() for k, t in model.state_dict().items()}
-                if s['best_state'] is None:
-                    s['best_state'] = snap
-                for j in improved:
-                    s['best'][j] = float(score[j])
-                    if isinstance(model, PaperRepoTranscoder):
-                        s['best_state'] = snap
-                        continue
-                    for k, t in snap.items():  # keep model j's slice of this epoch
-                        if t.dim() and t.shape[0] == len(s['idx']):
-                            s['best_state'][k][j] = t[j]
+            for j in improved:
+                s['best'][j] = float(score[j])
+            if improved and (s['best_state'] is None or isinstance(model, PaperRepoTranscoder)):
+                s['best_state'] = {k: t.detach().clone() for k, t in model.state_dict().items()}  # the whole state
+            elif improved:  # the improved models' slices of this epoch, copied in place (no second copy of the stack)
+                for k, t in model.state_dict().items():
+                    if t.dim() and t.shape[0] == len(s['idx']):
+                        for j in improved:
+                            s['best_state'][k][j].copy_(t[j])
         bar.set_postfix(best=f"{min(min(s['best']) for s in states):.3f}")
     out = [None] * len(cfgs)
     for s in states:
