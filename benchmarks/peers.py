@@ -400,6 +400,7 @@ if __name__ == '__main__':
         help="extra 'ours' models with DictConfig overrides, e.g. 'lr=5.7e-4,aux_coef=8', or the "
         "ablation's beta2= and clip= (applied to every ours:* model given)",
     )
+    ap.add_argument('--variants-only', action='store_true', help="train the ours:* models only with --ours-variant")
     ap.add_argument('--threads', type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -412,7 +413,8 @@ if __name__ == '__main__':
     shape = (train['h2'].shape[1], train['h1'].shape[1], levels[-1], levels, epochs, batch)
     contestants = []
     for name in args.models:
-        contestants.append((name, name, None))
+        if not (args.variants_only and name.startswith('ours:')):
+            contestants.append((name, name, None))
         if name.startswith('ours:'):
             contestants += [(f"{name} [{v}]", name, parse_variant(v)) for v in args.ours_variant]
     print(
