@@ -287,8 +287,8 @@ def _group(cfgs):
 
 
 def make_optimizer(model, c: DictConfig, steps: int):
-    """AdamW (fused: one kernel over all parameters; the decoder at `c.decoder_learning_rate`) and the schedule of
-    config `c`, which scales both rates alike: returns (optimizer, scheduler, 'step' | 'epoch')."""
+    """AdamW (fused: one kernel per parameter group; the decoder in a group of its own at `c.decoder_learning_rate`)
+    and the schedule of config `c`, which scales both rates alike: returns (optimizer, scheduler, 'step' | 'epoch')."""
     named = list(model.named_parameters())
     groups = [{'params': [p for _, p in named]}]
     if c.decoder_learning_rate != c.learning_rate:  # the decoder in a group of its own, at its own rate
@@ -297,7 +297,7 @@ def make_optimizer(model, c: DictConfig, steps: int):
             {'params': [p for n, p in named if n not in decoder]},
             {'params': [p for n, p in named if n in decoder], 'lr': c.decoder_learning_rate},
         ]
-    opt = torch.optim.AdamW(groups, lr=c.learning_rate, weight_decay=c.weight_decay, fused=True)  # one kernel
+    opt = torch.optim.AdamW(groups, lr=c.learning_rate, weight_decay=c.weight_decay, fused=True)
     if c.kind == 'paper_repo':  # as the paper code: lr held for min(5, E//10) epochs, then cosine per epoch to lr/100
         hold = min(5, c.epochs // 10)
         T = c.epochs - hold
