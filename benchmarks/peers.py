@@ -324,8 +324,12 @@ def parse_variant(text: str) -> dict:
 
 
 def measure(model, x, y, train_x):
-    "Held-out FVU per level, L0 and dead fraction, in inference mode; and the dead fraction on the training inputs."
+    """Held-out FVU per level, L0 and dead fraction, in inference mode; and the dead fraction on the training inputs,
+    all of them and as many as the held-out split has (a latent that fires on a few training samples in a thousand
+    is silent on a held-out split of this size by chance: the two dead fractions on n samples tell rare from
+    overfitted)."""
     codes, recons = model.infer(x)
+    train_codes = model.infer(train_x)[0]
     fvus = [float(fvu(y, r)) for r in recons]
     return {
         'fvu': fvus,
@@ -333,7 +337,8 @@ def measure(model, x, y, train_x):
         'fvu_full': fvus[-1],
         'l0': float(l0(codes)[0]),
         'dead': dead_fraction(codes),
-        'dead_train': dead_fraction(model.infer(train_x)[0]),
+        'dead_train': dead_fraction(train_codes),
+        'dead_train_n': dead_fraction(train_codes[: len(x)]),
     }
 
 
@@ -370,18 +375,17 @@ def print_table(results, k, seeds, levels):
     mean_std = lambda rows, key: (np.mean([r[key] for r in rows]), np.std([r[key] for r in rows]))
     print(f"\nk = {k}, seeds {seeds} (mean ± std over seeds); held-out FVU per level {list(levels)}")
     print(
-        f"{'model':<44}{'FVU full':>18}{'FVU first':>18}{'L0':>8}{'dead':>15}{'dead train':>12}{'samples/s':>11}"
-        "  FVU per level"
+        f"{'model':<44}{'FVU full':>18}{'FVU first':>18}{'L0':>8}{'dead':>15}{'dead train':>12}{'same n':>8}"
+        f"{'samples/s':>11}  FVU per level"
     )
     for label, rows in results.items():
-        full, first, l0_, dead, dead_train, speed = (
-            mean_std(rows, key) for key in ('fvu_full', 'fvu_first', 'l0', 'dead', 'dead_train', 'samples_per_s')
-        )
+        keys = ('fvu_full', 'fvu_first', 'l0', 'dead', 'dead_train', 'dead_train_n', 'samples_per_s')
+        full, first, l0_, dead, dead_train, dead_train_n, speed = (mean_std(rows, key) for key in keys)
         per_level = np.mean([r['fvu'] for r in rows], 0)
         first_text = f"{first[0]:.4f} ± {first[1]:.4f}" if len(per_level) > 1 else '–'
         print(
             f"{label:<44}{full[0]:>10.4f} ± {full[1]:.4f}{first_text:>18}{l0_[0]:>8.1f}"
-            f"{dead[0]:>8.1%} ± {dead[1]:.1%}{dead_train[0]:>12.1%}{speed[0]:>11.0f}  "
+            f"{dead[0]:>8.1%} ± {dead[1]:.1%}{dead_train[0]:>12.1%}{dead_train_n[0]:>8.1%}{speed[0]:>11.0f}  "
             + ' '.join(f'{v:.4f}' for v in per_level)
         )
 
