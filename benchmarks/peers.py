@@ -325,9 +325,9 @@ def parse_variant(text: str) -> dict:
 
 def measure(model, x, y, train_x):
     """Held-out FVU per level, L0 and dead fraction, in inference mode; and the dead fraction on the training inputs,
-    all of them and as many as the held-out split has (a latent that fires on a few training samples in a thousand
-    is silent on a held-out split of this size by chance: the two dead fractions on n samples tell rare from
-    overfitted)."""
+    all of them and the first as many as the held-out split has (their planted-mode mix is the split's). A latent
+    that fires on a few training samples in a thousand is silent on a held-out split of this size by chance: the two
+    dead fractions on n samples tell rare latents from overfitted ones."""
     codes, recons = model.infer(x)
     train_codes = model.infer(train_x)[0]
     fvus = [float(fvu(y, r)) for r in recons]
