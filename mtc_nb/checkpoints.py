@@ -13,23 +13,24 @@ from .core import write_json
 CHECKPOINT_SCHEMA_VERSION = 2  # 1: one file layout per artifact kind (head.safetensors, encoder.safetensors, …)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def save_checkpoint(folder: str | os.PathLike, kind: str, tensors: dict, config: dict, **meta) -> Path:
     """Save an artifact of `kind` to `folder`: `tensors` (name → tensor) as safetensors, `config` (what rebuilds the
     model) and `meta` (anything else: history, metrics) as JSON. Returns the folder."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / 'weights.safetensors'
     tmp = folder / 'weights.safetensors.tmp'
-    save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, tmp)
+    data = save({name: t.detach().cpu().contiguous() for name, t in tensors.items()})  # hashed as written
+    tmp.write_bytes(data)
     os.replace(tmp, weights)
     record = {'schema_version': CHECKPOINT_SCHEMA_VERSION, 'kind': kind, 'config': config}
-    write_json(folder / 'config.json', {**record, 'weights_sha256': _sha256(weights), **meta})
+    write_json(folder / 'config.json', {**record, 'weights_sha256': _sha256(data), **meta})
     return folder
 
 
@@ -37,7 +38,7 @@ def load_checkpoint(folder: str | os.PathLike, kind: str, remedy: str = 'train i
     """(tensors, record) of the artifact of `kind` saved in `folder`: record is its config.json (`config` holds what
     rebuilds the model). Every way a checkpoint can be missing or damaged is a ValueError/FileNotFoundError that
     names the file and `remedy`, what makes it again."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     folder = Path(folder)
     redo = remedy
@@ -55,10 +56,11 @@ def load_checkpoint(folder: str | os.PathLike, kind: str, remedy: str = 'train i
     weights = folder / 'weights.safetensors'
     if not weights.exists():
         raise FileNotFoundError(f"{weights} is missing: {redo}")
-    if record.get('weights_sha256') != _sha256(weights):
+    data = weights.read_bytes()  # read once: hashed, then parsed
+    if record.get('weights_sha256') != _sha256(data):
         raise ValueError(f"{weights} has changed since it was saved (truncated or edited): {redo}")
     try:
-        tensors = load_file(weights)
+        tensors = load(data)
     except Exception as e:
         raise ValueError(f"{weights} is not a readable safetensors file ({e}): {redo}") from None
     return tensors, record

@@ -6,6 +6,7 @@ and the metrics that say whether the features are the planted failure modes."""
 
 # %% ../nbs/06_features.ipynb #d2890d3b
 from __future__ import annotations
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,8 @@ from .scenes import read_image
 from .metrics import auroc_matrix  # the one AUROC
 
 # %% auto #0
-__all__ = ['CONCEPT_COLUMNS', 'latent_codes', 'level_of', 'row_chunks', 'mine', 'contact_sheet', 'write_contact_sheets',
-           'concept_matrix', 'iou', 'mode_recovery', 'hierarchy']
+__all__ = ['CONCEPT_COLUMNS', 'latent_codes', 'level_of', 'row_chunks', 'mine', 'thumbnail', 'contact_sheet',
+           'write_contact_sheets', 'concept_matrix', 'iou', 'mode_recovery', 'hierarchy']
 
 # %% ../nbs/06_features.ipynb #8993c9a0
 @torch.no_grad()
@@ -104,11 +105,24 @@ def mine(
     )
 
 # %% ../nbs/06_features.ipynb #cad5c5b9
+def thumbnail(path, side: int) -> Image.Image:
+    "The image at `path` as a side × side thumbnail."
+    return read_image(path).resize((side, side))
+
+
 def contact_sheet(
-    paths, acts=None, flags=None, sample_paths=(), sample_flags=None, thumb: int = 96, cols: int = 10, title: str = ''
+    paths,
+    acts=None,
+    flags=None,
+    sample_paths=(),
+    sample_flags=None,
+    thumb: int = 96,
+    cols: int = 10,
+    title: str = '',
+    thumbnail_of=thumbnail,
 ) -> Image.Image:
     """A grid of thumbnails (`paths`, with activations `acts` and red frames where `flags`), then a row of
-    `sample_paths` (framed where `sample_flags`)."""
+    `sample_paths` (framed where `sample_flags`). `thumbnail_of(path, side)` makes each thumbnail."""
     paths = list(paths)
     sample_paths = list(sample_paths)
     rows = -(-len(paths) // cols) + (1 if sample_paths else 0)
@@ -119,7 +133,7 @@ def contact_sheet(
         draw.text((4, 3), title, fill='black')
 
     def put(p, r, c, label=None, flag=False):
-        t = read_image(p).resize((thumb - 4, thumb - 4))
+        t = thumbnail_of(p, thumb - 4)
         x, y = c * thumb + 2, head + r * (thumb + 12) + 2
         sheet.paste(t, (x, y))
         if flag:
@@ -142,8 +156,10 @@ def contact_sheet(
 
 
 def write_contact_sheets(table: pd.DataFrame, path_of, label_of, folder, latents=None, **kw) -> list[Path]:
-    "A contact sheet PNG per latent (default: every latent not skipped) in `folder`; returns the paths."
+    """A contact sheet PNG per latent (default: every latent not skipped) in `folder`; returns the paths. The
+    latents' top images overlap, so each image is read and shrunk once (at most 4,096 kept; a sheet holds ~30)."""
     folder = Path(folder)
+    kw.setdefault('thumbnail_of', functools.lru_cache(maxsize=4096)(thumbnail))
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     rows = table if latents is None else table.set_index('latent').loc[list(latents)].reset_index()
@@ -160,7 +176,7 @@ def write_contact_sheets(table: pd.DataFrame, path_of, label_of, folder, latents
             **kw,
         )
         p = folder / f'latent_{r.latent:05d}.png'
-        img.save(p)
+        img.save(p, compress_level=1)  # zlib's fastest: the sheets are photographs, 1.2× the bytes, 1.5× faster
         out.append(p)
     return out
 
