@@ -13,11 +13,12 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'STAGE_MODULES',
-           'MANIFEST_SCHEMA_VERSION', 'SELF_CHECK_TAG', 'find_root', 'Profile', 'load_profile', 'seed_everything',
-           'resolve_device', 'machine_info', 'write_json', 'update_results', 'build_readme', 'StaleStageError',
-           'stage_layer_cells', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state',
-           'require_stage', 'open_stage', 'close_stage', 'timed', 'headline_numbers', 'check_results', 'headline_table',
-           'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'run_stages', 'embed_command', 'main']
+           'MANIFEST_SCHEMA_VERSION', 'COMMAND_CELL', 'SELF_CHECK_TAG', 'find_root', 'Profile', 'load_profile',
+           'seed_everything', 'resolve_device', 'machine_info', 'write_json', 'update_results', 'build_readme',
+           'StaleStageError', 'stage_layer_cells', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest',
+           'stage_state', 'require_stage', 'open_stage', 'close_stage', 'timed', 'headline_numbers', 'check_results',
+           'headline_table', 'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'run_stages',
+           'embed_command', 'main']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -336,12 +337,18 @@ def _module_source(module: str) -> str:
     return Path(importlib.util.find_spec(f'mtc_nb.{module}').origin).read_text(encoding='utf-8')
 
 
+COMMAND_CELL = '# a command beside the stage'  # a stage-layer cell that opens with it is outside the code hash
+
+
 def stage_layer_cells(stage: str) -> str:
     """The source of `stage`'s cells of the stage layer (`mtc_nb/stages.py`): the cells exported from its notebook
-    (each cell begins with a `# %% ../nbs/<notebook>.ipynb` line)."""
+    (each cell begins with a `# %% ../nbs/<notebook>.ipynb` line), less its commands (`mtc embed`, `mtc label`: cells
+    whose code opens with `COMMAND_CELL`), which read the stages' outputs and compute none, so editing one reruns
+    nothing."""
     notebook = next(nb for nb, s in STAGE_OF_NOTEBOOK.items() if s == stage)
     cells = re.split(r'^(?=# %% )', _module_source('stages'), flags=re.M)
-    return ''.join(c for c in cells if c.startswith(f'# %% ../nbs/{notebook}.ipynb'))
+    mine = [c for c in cells if c.startswith(f'# %% ../nbs/{notebook}.ipynb')]
+    return ''.join(c for c in mine if not c.partition('\n')[2].startswith(COMMAND_CELL))
 
 
 def _code_hash(stage: str) -> str:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from .core import open_stage, close_stage, require_stage, stage_dir, write_json
 
 # %% auto #0
-__all__ = ['scenes_stage', 'load_scenes', 'adapt_encoder', 'trunk_maps', 'embed_profile_images', 'stage_encoder', 'encoder_stage', 'load_embeddings', 'classifier_stage', 'stage_configs', 'checkpoint_name', 'dictionary_workers', 'dictionaries_stage', 'stage_dictionaries', 'lmm_config', 'analyse_dictionary', 'features_stage', 'summarise_features', 'profile_scorer', 'canonical_checkpoint', 'run_benchmark', 'benchmark_stage', 'benchmark_image', 'load_benchmark', 'label']
+__all__ = ['scenes_stage', 'load_scenes', 'adapt_encoder', 'trunk_maps', 'stage_encoder', 'encoder_stage', 'load_embeddings', 'embed_profile_images', 'classifier_stage', 'stage_configs', 'checkpoint_name', 'dictionary_workers', 'dictionaries_stage', 'stage_dictionaries', 'lmm_config', 'analyse_dictionary', 'features_stage', 'summarise_features', 'profile_scorer', 'canonical_checkpoint', 'run_benchmark', 'benchmark_stage', 'benchmark_image', 'load_benchmark', 'label']
 
 # %% ../nbs/01_scenes.ipynb #e8cc902a
 from .scenes import index_folders, make_dataset
@@ -130,29 +130,6 @@ def _embed(cfg, manifest, image_dir) -> tuple[torch.Tensor, object]:
     return cache.embed(paths, lambda b: enc.top(torch.stack([by_path[Path(p)] for p in b])), 256, desc='h2'), enc
 
 
-def embed_profile_images(
-    cfg, part=(0, 1), num_workers: int = 0, device: str | None = None, progress: bool = True, shard_rows: int = 1024
-) -> dict:
-    """Fill the profile's cache with the frozen features (`frozen_part`) of every image its stages will encode: the
-    scenes stage's images, then the generator folders under `generated_root` (what the benchmark scores). This
-    process does its `part` (rank, world) of them. Returns {'images', 'unreadable', 'cache'}."""
-    _check_encoder_name(cfg)
-    device = device or cfg.torch_device
-    enc = (
-        ClipEncoder(cfg.path('clip_path'), device)
-        if cfg.encoder == 'clip'
-        else LiteEncoder(cfg.image_size, cfg.trunk_blocks)
-    )
-    manifest, image_dir = load_scenes(cfg)
-    paths = [Path(image_dir) / f for f in manifest.file]
-    generated = index_generated(cfg.path('generated_root'))
-    paths += [cfg.path('generated_root') / f for f in generated.file] if len(generated) else []
-    cache, ok, errors = cache_frozen(
-        cfg.run_dir / 'cache', enc, paths, cfg.batch_size, part, num_workers, device, progress, shard_rows
-    )
-    return {'images': len(paths), 'unreadable': errors, 'cache': cache}
-
-
 def stage_encoder(cfg):
     "The encoder the stage used: the saved adapted LiteEncoder, the frozen one, or CLIP from its folder."
     _check_encoder_name(cfg)
@@ -193,6 +170,30 @@ def load_embeddings(cfg) -> tuple[torch.Tensor, list[str]]:
     require_stage(cfg, 'encoder')
     folder = stage_dir(cfg, 'encoder')
     return load_file(folder / 'h2.safetensors')['h2'], json.loads((folder / 'h2_ids.json').read_text())
+
+# %% ../nbs/02_encoders.ipynb #7fb27b941602401d91542211134fc71a
+# a command beside the stage (`mtc embed`): it fills the cache the stage reads, and is outside the stage's code hash
+def embed_profile_images(
+    cfg, part=(0, 1), num_workers: int = 0, device: str | None = None, progress: bool = True, shard_rows: int = 1024
+) -> dict:
+    """Fill the profile's cache with the frozen features (`frozen_part`) of every image its stages will encode: the
+    scenes stage's images, then the generator folders under `generated_root` (what the benchmark scores). This
+    process does its `part` (rank, world) of them. Returns {'images', 'unreadable', 'cache'}."""
+    _check_encoder_name(cfg)
+    device = device or cfg.torch_device
+    enc = (
+        ClipEncoder(cfg.path('clip_path'), device)
+        if cfg.encoder == 'clip'
+        else LiteEncoder(cfg.image_size, cfg.trunk_blocks)
+    )
+    manifest, image_dir = load_scenes(cfg)
+    paths = [Path(image_dir) / f for f in manifest.file]
+    generated = index_generated(cfg.path('generated_root'))
+    paths += [cfg.path('generated_root') / f for f in generated.file] if len(generated) else []
+    cache, ok, errors = cache_frozen(
+        cfg.run_dir / 'cache', enc, paths, cfg.batch_size, part, num_workers, device, progress, shard_rows
+    )
+    return {'images': len(paths), 'unreadable': errors, 'cache': cache}
 
 # %% ../nbs/03_classifier.ipynb #20d3483d
 from .checkpoints import load_checkpoint
@@ -759,6 +760,7 @@ def load_benchmark(cfg) -> dict:
     }
 
 # %% ../nbs/09_benchmark.ipynb #e26241d1
+# a command beside the stage (`mtc label`): it scores your images with the stage's outputs; outside its code hash
 from .benchmark import image_paths, score_images
 
 
