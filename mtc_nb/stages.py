@@ -69,7 +69,6 @@ from .scenes import ImageReadError
 from .encoders import LiteEncoder, ClipEncoder, EmbeddingCache, adapt_top, save_encoder, load_encoder
 from .encoders import cache_frozen
 from safetensors.torch import save_file, load_file
-from .benchmark import index_generated  # the benchmark's reading of generator folders
 
 
 def adapt_encoder(cfg, manifest, maps) -> LiteEncoder:
@@ -173,6 +172,9 @@ def load_embeddings(cfg) -> tuple[torch.Tensor, list[str]]:
 
 # %% ../nbs/02_encoders.ipynb #7fb27b941602401d91542211134fc71a
 # a command beside the stage (`mtc embed`): it fills the cache the stage reads, and is outside the stage's code hash
+from .benchmark import index_generated  # the benchmark's reading of generator folders
+
+
 def embed_profile_images(
     cfg, part=(0, 1), num_workers: int = 0, device: str | None = None, progress: bool = True, shard_rows: int = 1024
 ) -> dict:
