@@ -74,9 +74,8 @@ class DictConfig:
     # AuxK loss weight. The reconstruction term is about d_out·FVU, so 1 here is about 1/d_out in Gao et al.'s units
     # (they use 1/32): lighter than theirs; heavier revives latents and raises the FVU here (benchmarks/peers.py)
     aux_coef: float = 1.0
-    dead_steps: int = (
-        8  # a latent silent this many steps counts as dead for AuxK: a floor on firing rate (1/512 samples at batch 64)
-    )
+    # a latent silent this many steps counts as dead for AuxK: a floor on firing rate (1/512 samples at batch 64)
+    dead_steps: int = 8
     l1_coef: float = 0.01  # paper_repo: weight of mean |z|
     lr: float | None = None  # None: LEARNING_RATE_2048[kind] · sqrt(2048 / d_sae) (paper_repo: 1e-4)
     # the decoder's (W_dec, b_dec) learning rate as a multiple of lr; None: DECODER_LR_SCALE[kind] (paper_repo: 1, as
@@ -213,7 +212,7 @@ class DictionaryStack(torch.nn.Module):
         return (x[None] - self.b_pre[:, None]) / self.x_scale[:, None, None]  # (M, B, d_in)
 
     def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.b_enc[:, None], self.centred(x), self.W_enc)
+        return torch.bmm(self.centred(x), self.W_enc).add_(self.b_enc[:, None])  # faster than baddbmm's broadcast
 
     def sparsify(self, pre: torch.Tensor) -> torch.Tensor:
         acts = F.relu(pre)
@@ -248,16 +247,17 @@ class DictionaryStack(torch.nn.Module):
         "Full-width reconstruction (M, B, d_out) of latents `f` (x is needed by the skip transcoder)."
         return self.decode_levels(f, x)[-1]
 
-    def decode_levels(self, f, x=None):
+    def decode_levels(self, f, x=None, blocks=None):
         """Reconstruction per level (G, M, B, d_out): b_dec (+ x W_skip) + y_scale · (cumulative sum of the blocks' f
-        W_dec)."""
-        out, acc, sizes = [], None, np.diff([0] + self.levels).tolist()
+        W_dec). `blocks`: those per-block products (G, M, B, d_out), when computed already (the fused trainer's)."""
         base = self.b_dec[:, None]
         if self.W_skip is not None:
             base = base + torch.bmm(x[None].expand(f.shape[0], -1, -1), self.W_skip)
-        for fb, Wb in zip(
-            f.split(sizes, dim=-1), self.W_dec.split(sizes, dim=1)
-        ):  # one split: its backward is one concat
+        if blocks is not None:
+            return blocks.cumsum(0) * self.y_scale[:, None, None] + base
+        out, acc, sizes = [], None, np.diff([0] + self.levels).tolist()
+        # one split of each: its backward is one concat
+        for fb, Wb in zip(f.split(sizes, dim=-1), self.W_dec.split(sizes, dim=1)):
             acc = torch.bmm(fb, Wb) if acc is None else torch.baddbmm(acc, fb, Wb)
             out.append(acc)
         return torch.stack(out) * self.y_scale[:, None, None] + base  # decoder rows are unit-norm in target-RMS units
@@ -296,7 +296,9 @@ class DictionaryStack(torch.nn.Module):
     def aux_select(self, pre):
         """AuxK (Gao et al.): the top aux_k dead latents reconstruct the full-level residual. Returns their activations
         (M, B, n) over the n = most dead latents of any model (padded with masked live ones), the latents' indices
-        (M, n) and which models have dead latents; None when no model has any."""
+        (M, n) and which models have dead latents; None when no model has any, or no model weighs AuxK (aux_coef 0)."""
+        if all(c.aux_coef == 0 for c in self.cfgs):
+            return None
         dead = self.since_fired > self.cfgs[0].dead_steps  # (M, d_sae)
         n = int(dead.sum(1).max())
         if n == 0:

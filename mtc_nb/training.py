@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 from tqdm import tqdm
 
@@ -14,22 +15,62 @@ from .dictionaries import DictConfig, DictionaryStack, PaperRepoTranscoder, dict
 from .metrics import fvu
 
 # %% auto #0
-__all__ = ['PAPER_MAX_GRAD_NORM', 'stack_loss_and_grads', 'StackLoss', 'paper_loss_and_grads', 'PaperRepoLoss', 'training_loss',
-           'InMemoryPairs', 'ShardedPairs', 'make_optimizer', 'train_step', 'eval_fvu', 'train_dictionaries']
+__all__ = ['SPARSE_DECODE_MAX_DENSITY', 'PAPER_MAX_GRAD_NORM', 'SparseDecode', 'stack_loss_and_grads', 'StackLoss',
+           'paper_loss_and_grads', 'PaperRepoLoss', 'training_loss', 'InMemoryPairs', 'ShardedPairs', 'make_optimizer',
+           'train_step', 'eval_fvu', 'train_dictionaries']
 
 # %% ../nbs/05b_training.ipynb #2b5c1f25
+SPARSE_DECODE_MAX_DENSITY = 0.05  # the sparse decode below, up to this share of latents active (measured: see prose)
+
+
+class SparseDecode:
+    """The decoder's products over the active latents only (as sparsify decodes): one `embedding_bag` over the
+    nonzero entries of latents `f` (M, B, d_sae), a bag per (model, sample, level block), gives each block's
+    Σ_i f_i W_dec[i]; its backward gives the decoder's gradient and the latents' gradient at the active entries."""
+
+    def __init__(self, model: DictionaryStack, f: torch.Tensor):
+        M, B, D = f.shape
+        G, d_out = len(model.levels), model.W_dec.shape[-1]
+        self.shape = (M, B, D)
+        self.entries = f.nonzero(as_tuple=True)  # (model, sample, latent), sorted in that order
+        m, b, latent = self.entries
+        block = torch.bucketize(latent, torch.tensor(model.levels, device=f.device), right=True)
+        bags = (m * B + b) * G + block  # nondecreasing: the entries of a bag are contiguous, as embedding_bag needs
+        counts = torch.bincount(bags, minlength=M * B * G)
+        self.W = model.W_dec.detach().reshape(M * D, d_out).requires_grad_()
+        self.acts = f[self.entries].requires_grad_()
+        with torch.enable_grad():
+            self.sums = F.embedding_bag(
+                m * D + latent, self.W, counts.cumsum(0) - counts, per_sample_weights=self.acts, mode='sum'
+            )
+        self.blocks = self.sums.detach().view(M, B, G, d_out).permute(2, 0, 1, 3)  # (G, M, B, d_out)
+
+    def backward(self, d_blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        "(∂/∂W_dec (M, d_sae, d_out), ∂/∂f (M, B, d_sae), zero off the active entries) from ∂/∂blocks (G, M, B, d_out)."
+        d_sums = d_blocks.permute(1, 2, 0, 3).reshape(self.sums.shape)
+        d_W, d_acts = torch.autograd.grad(self.sums, (self.W, self.acts), d_sums)
+        d_f = d_acts.new_zeros(self.shape).index_put_(self.entries, d_acts)
+        return d_W.view(self.shape[0], self.shape[2], -1), d_f
+
+
 @torch.no_grad()
-def stack_loss_and_grads(model: DictionaryStack, x: torch.Tensor, y: torch.Tensor, out: tuple | None = None) -> tuple:
+def stack_loss_and_grads(
+    model: DictionaryStack, x: torch.Tensor, y: torch.Tensor, out: tuple | None = None, sparse: bool | None = None
+) -> tuple:
     """(loss summed over the stack's M models, reconstruction term (M,), AuxK term (M,), one gradient per parameter
     in `model.parameters()` order) of `model.loss(x, y)`, the backward written out by hand. The gradients are
-    written into `out` (tensors shaped as the parameters, e.g. the last step's gradients) when given."""
+    written into `out` (tensors shaped as the parameters, e.g. the last step's gradients) when given. `sparse`: decode
+    through `SparseDecode` (None: when at most SPARSE_DECODE_MAX_DENSITY of the latents are active), else densely."""
     M, B = len(model.cfgs), x.shape[0]
     named = list(model.named_parameters())
     grads = {name: g for (name, _), g in zip(named, out)} if out else {n: torch.empty_like(p) for n, p in named}
     xn = model.centred(x)
-    pre = torch.baddbmm(model.b_enc[:, None], xn, model.W_enc)
+    pre = torch.bmm(xn, model.W_enc).add_(model.b_enc[:, None])
     f = model.sparsify(pre)
-    recons = model.decode_levels(f, x)
+    if sparse is None:
+        sparse = int(torch.count_nonzero(f)) <= SPARSE_DECODE_MAX_DENSITY * f.numel()
+    decoded = SparseDecode(model, f) if sparse else None
+    recons = model.decode_levels(f, x, blocks=decoded.blocks if sparse else None)
     resid = y - recons[-1]
     diff = recons.sub_(y)  # (G, M, B, d_out)
     rec = model.level_loss(diff)
@@ -39,12 +80,16 @@ def stack_loss_and_grads(model: DictionaryStack, x: torch.Tensor, y: torch.Tenso
     R = dy.flip(0).cumsum(0).flip(0)  # (G, M, B, d_out)
     y_s = model.y_scale[:, None, None]
     R_s = R * y_s  # ŷ_g = base + y_scale · Σ_{j ≤ g} f_j W_j
-    bounds = [0] + model.levels
-    df = []
-    for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-        grads['W_dec'][:, lo:hi].baddbmm_(f[..., lo:hi].transpose(1, 2), R_s[j], beta=0)
-        df.append(torch.bmm(R_s[j], model.W_dec[:, lo:hi].transpose(1, 2)))
-    dpre = torch.cat(df, dim=2).mul_(f > 0)  # through the BatchTopK mask and the relu
+    if sparse:
+        d_W, dpre = decoded.backward(R_s)  # dpre is zero off the kept entries, as the mask and the relu make it
+        grads['W_dec'].copy_(d_W)
+    else:
+        bounds = [0] + model.levels
+        df = []
+        for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            grads['W_dec'][:, lo:hi].baddbmm_(f[..., lo:hi].transpose(1, 2), R_s[j], beta=0)
+            df.append(torch.bmm(R_s[j], model.W_dec[:, lo:hi].transpose(1, 2)))
+        dpre = torch.cat(df, dim=2).mul_(f > 0)  # through the BatchTopK mask and the relu
     torch.sum(R[0], 1, out=grads['b_dec'])
     if model.W_skip is not None:
         torch.bmm(x.T.expand(M, -1, -1), R[0], out=grads['W_skip'])
