@@ -20,7 +20,9 @@ __all__ = ['SPARSE_DECODE_MAX_DENSITY', 'PAPER_MAX_GRAD_NORM', 'SparseDecode', '
            'train_step', 'eval_fvu', 'train_dictionaries']
 
 # %% ../nbs/05b_training.ipynb #2b5c1f25
-SPARSE_DECODE_MAX_DENSITY = 0.05  # the sparse decode below, up to this share of latents active (measured: see prose)
+# up to this share of active latents the decoder's products run sparse (`SparseDecode`): at 10% (k = 200 of 2,048)
+# a transcoder's step was 11% slower sparse than dense, an SAE's 9% faster (one thread, random activations)
+SPARSE_DECODE_MAX_DENSITY = 0.05
 
 
 class SparseDecode:

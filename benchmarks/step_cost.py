@@ -1,15 +1,18 @@
-"""What does the sparse decode win? A BatchTopK dictionary keeps k of its latents per sample, so its decoder's three
-products (the reconstruction f W_dec, the decoder gradient fᵀ dŷ, the latent gradient dŷ W_decᵀ) are sums over a few
-percent of the latents. The fused trainer computes them through one `embedding_bag` over the active latents and its
-backward (`mtc_nb.training.SparseDecode`, what sparsify does) when at most SPARSE_DECODE_MAX_DENSITY of the latents
-are active, and densely otherwise.
+"""Where our fused training step's time goes: what its sparse decode wins and what its AuxK term costs.
 
-Printed, for each `--kind` and `--k`: (1) the three products on one batch of random latents of that shape, dense
-beside sparse; (2) the whole fused training step, each of our dictionaries trained on the default run's activations
-for `--warm` steps (so that latents die as they do in a real run), then timed with the decode forced dense and forced
-sparse in alternating rounds on the same batches. Milliseconds, best of `--repeats` rounds, and samples/s.
+A BatchTopK dictionary keeps k of its latents per sample, so its decoder's three products (the reconstruction f W_dec,
+the decoder gradient fᵀ dŷ, the latent gradient dŷ W_decᵀ) are sums over a few percent of the latents. The fused
+trainer computes them through one `embedding_bag` over the active latents and its backward
+(`mtc_nb.training.SparseDecode`, as sparsify decodes) when at most SPARSE_DECODE_MAX_DENSITY of the latents are active,
+and densely otherwise. AuxK (Gao et al.) adds dense products over the dead latents; sparsify's trainer runs none by
+default (`auxk_alpha = 0`), so that part of a speed gap to it is our choice of keeping latents alive.
 
-    python benchmarks/sparse_decode.py [--kinds sae transcoder] [--ks 32 100] [--warm 400] [--threads 1]
+Printed, for each `--kinds` and `--ks`: (1) the decoder's products on one batch of random latents of that shape, dense
+beside sparse; (2) the whole step of one of our dictionaries trained on the default run's activations for `--warm`
+steps (so that latents die as they do in a real run), then timed in alternating rounds on the same batches with the
+decode forced dense, forced sparse, and sparse with AuxK skipped. Milliseconds, best of `--repeats` rounds.
+
+    python benchmarks/step_cost.py [--kinds sae transcoder] [--ks 32 100] [--warm 600] [--threads 1]
 """
 
 import argparse, time
@@ -64,7 +67,7 @@ def product_times(batch: int, d_sae: int, d_out: int, k: int, repeats: int) -> d
 
 
 def step_times(kind: str, k: int, x, y, epochs: int, warm: int, steps: int, repeats: int) -> dict:
-    "Dead fraction when timed, and the fused step's best ms with the decode forced dense and forced sparse."
+    "Dead fraction when timed, and the fused step's best ms: decode dense, sparse, and sparse with AuxK skipped."
     c = DictConfig(kind=kind, d_in=x.shape[1], d_out=y.shape[1], k=k, epochs=epochs).validate()
     model = dictionary_model([c])
     model.init_from_data(x, y)
@@ -86,14 +89,19 @@ def step_times(kind: str, k: int, x, y, epochs: int, warm: int, steps: int, repe
 
     run(warm)
     dead = float((model.since_fired > c.dead_steps).float().mean())
-    kept = training.SPARSE_DECODE_MAX_DENSITY
-    times = {'dense': [], 'sparse': []}
+    kept, select = training.SPARSE_DECODE_MAX_DENSITY, model.aux_select
+    variants = {  # (density bound: below or above every density, AuxK's latent selection)
+        'dense decode': (-1.0, select),
+        'sparse decode': (1.0, select),
+        'sparse, no AuxK': (1.0, lambda pre: None),  # no latent selected: no AuxK products
+    }
+    times = {name: [] for name in variants}
     for _ in range(repeats):
-        for path, density in (('dense', -1.0), ('sparse', 1.0)):  # below every density / above every density
-            training.SPARSE_DECODE_MAX_DENSITY = density
-            times[path].append(run(steps))
-    training.SPARSE_DECODE_MAX_DENSITY = kept
-    return {'dead': dead, 'batch': c.batch_size, **{p: min(t) for p, t in times.items()}}
+        for name, (density, selection) in variants.items():
+            training.SPARSE_DECODE_MAX_DENSITY, model.aux_select = density, selection
+            times[name].append(run(steps))
+    training.SPARSE_DECODE_MAX_DENSITY, model.aux_select = kept, select
+    return {'dead': dead, 'batch': c.batch_size, **{name: min(t) for name, t in times.items()}}
 
 
 def main():
@@ -101,7 +109,7 @@ def main():
     ap.add_argument('--profile', default='default', help="whose activations to train on (the profile's run)")
     ap.add_argument('--kinds', nargs='+', default=['sae', 'transcoder'])
     ap.add_argument('--ks', nargs='+', type=int, default=[32, 100])
-    ap.add_argument('--warm', type=int, default=400, help='training steps before timing')
+    ap.add_argument('--warm', type=int, default=600, help='training steps before timing')
     ap.add_argument('--steps', type=int, default=40, help='steps per timed round')
     ap.add_argument('--repeats', type=int, default=4)
     ap.add_argument('--threads', type=int, default=1)
@@ -113,19 +121,21 @@ def main():
         f"{len(train['h2'])} training pairs of the {args.profile} run, 2,048 latents, batch 64, {args.threads} "
         f"thread(s), torch {torch.__version__}; ms, best of {args.repeats} rounds"
     )
-    print(f"{'kind':12s} {'k':>4s} {'product / step':36s} {'dense':>8s} {'sparse':>8s} {'speed-up':>8s}")
     for kind in args.kinds:
         x = train['h2']
         y = x if 'sae' in kind else train['h1']
         for k in args.ks:
+            print(f"\n{kind}, k = {k}")
             for name, (dense, sparse) in product_times(64, 2048, y.shape[1], k, args.repeats).items():
-                print(f"{kind:12s} {k:4d} {name:36s} {dense:8.2f} {sparse:8.2f} {dense / sparse:7.2f}×")
+                print(f"  {name:36s} dense {dense:6.2f}  sparse {sparse:6.2f}  ({dense / sparse:.2f}×)")
             r = step_times(kind, k, x, y, cfg.dict_epochs, args.warm, args.steps, args.repeats)
-            per_s = lambda ms: r['batch'] / ms * 1e3
+            print(f"  training step, {r['dead']:.0%} of latents dead (8-step window) after {args.warm} steps:")
+            for name in ('dense decode', 'sparse decode', 'sparse, no AuxK'):
+                ms = r[name]
+                print(f"    {name:16s} {ms:6.1f} ms  {r['batch'] / ms * 1e3:6,.0f} samples/s")
             print(
-                f"{kind:12s} {k:4d} {'training step (' + format(r['dead'], '.0%') + ' dead, 8-step window)':36s} "
-                f"{r['dense']:8.2f} {r['sparse']:8.2f} {r['dense'] / r['sparse']:7.2f}×   "
-                f"samples/s {per_s(r['dense']):,.0f} → {per_s(r['sparse']):,.0f}"
+                f"  sparse decode: {r['dense decode'] / r['sparse decode']:.2f}× the dense step; AuxK: "
+                f"{1 - r['sparse, no AuxK'] / r['sparse decode']:.0%} of the sparse step"
             )
 
 
