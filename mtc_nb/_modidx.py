@@ -152,6 +152,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                          'mtc_nb/dictionaries.py'),
                                      'mtc_nb.dictionaries.DictionaryStack.pre_acts': ( 'dictionaries.html#dictionarystack.pre_acts',
                                                                                        'mtc_nb/dictionaries.py'),
+                                     'mtc_nb.dictionaries.DictionaryStack.pre_acts_of_centred': ( 'dictionaries.html#dictionarystack.pre_acts_of_centred',
+                                                                                                  'mtc_nb/dictionaries.py'),
                                      'mtc_nb.dictionaries.DictionaryStack.remove_parallel_grad': ( 'dictionaries.html#dictionarystack.remove_parallel_grad',
                                                                                                    'mtc_nb/dictionaries.py'),
                                      'mtc_nb.dictionaries.DictionaryStack.sparsify': ( 'dictionaries.html#dictionarystack.sparsify',

@@ -212,7 +212,11 @@ class DictionaryStack(torch.nn.Module):
         return (x[None] - self.b_pre[:, None]) / self.x_scale[:, None, None]  # (M, B, d_in)
 
     def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(self.centred(x), self.W_enc).add_(self.b_enc[:, None])  # faster than baddbmm's broadcast
+        return self.pre_acts_of_centred(self.centred(x))
+
+    def pre_acts_of_centred(self, xn: torch.Tensor) -> torch.Tensor:
+        "Pre-activations (M, B, d_sae) of inputs already `centred`."
+        return torch.bmm(xn, self.W_enc).add_(self.b_enc[:, None])  # faster than baddbmm's broadcast bias
 
     def sparsify(self, pre: torch.Tensor) -> torch.Tensor:
         acts = F.relu(pre)

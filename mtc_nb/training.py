@@ -67,7 +67,7 @@ def stack_loss_and_grads(
     named = list(model.named_parameters())
     grads = {name: g for (name, _), g in zip(named, out)} if out else {n: torch.empty_like(p) for n, p in named}
     xn = model.centred(x)
-    pre = torch.bmm(xn, model.W_enc).add_(model.b_enc[:, None])
+    pre = model.pre_acts_of_centred(xn)
     f = model.sparsify(pre)
     if sparse is None:
         sparse = int(torch.count_nonzero(f)) <= SPARSE_DECODE_MAX_DENSITY * f.numel()
