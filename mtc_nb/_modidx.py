@@ -82,6 +82,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'mtc_nb.core.check_inputs': ('core.html#check_inputs', 'mtc_nb/core.py'),
                              'mtc_nb.core.check_results': ('core.html#check_results', 'mtc_nb/core.py'),
                              'mtc_nb.core.close_stage': ('core.html#close_stage', 'mtc_nb/core.py'),
+                             'mtc_nb.core.code_of': ('core.html#code_of', 'mtc_nb/core.py'),
                              'mtc_nb.core.embed_command': ('core.html#embed_command', 'mtc_nb/core.py'),
                              'mtc_nb.core.find_root': ('core.html#find_root', 'mtc_nb/core.py'),
                              'mtc_nb.core.headline_numbers': ('core.html#headline_numbers', 'mtc_nb/core.py'),

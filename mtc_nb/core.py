@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_core.ipynb #0f2c3c71
 from __future__ import annotations
-import configparser, contextlib, hashlib, json, math, os, random, re, time
+import ast, configparser, contextlib, hashlib, json, math, os, random, re, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'STAGE_MODULES',
            'MANIFEST_SCHEMA_VERSION', 'COMMAND_CELL', 'SELF_CHECK_TAG', 'find_root', 'Profile', 'load_profile',
            'seed_everything', 'resolve_device', 'machine_info', 'write_json', 'update_results', 'build_readme',
-           'StaleStageError', 'stage_layer_cells', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest',
+           'StaleStageError', 'stage_layer_cells', 'code_of', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest',
            'stage_state', 'require_stage', 'open_stage', 'close_stage', 'timed', 'headline_numbers', 'check_results',
            'headline_table', 'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'run_stages',
            'embed_command', 'main']
@@ -351,11 +351,24 @@ def stage_layer_cells(stage: str) -> str:
     return ''.join(c for c in mine if not c.partition('\n')[2].startswith(COMMAND_CELL))
 
 
+def code_of(source: str) -> str:
+    """What the code hash reads of Python `source`: its syntax tree, less docstrings. Comments, docstrings, blank
+    lines and line breaks are not in it, so editing them reruns no stage; any other edit does."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                if isinstance(first.value.value, str):
+                    node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 def _code_hash(stage: str) -> str:
-    """A hash of the code that computes `stage`, its library modules and its cells of the stage layer: changed code
-    makes its outputs, and all after, stale (another stage's driver changing does not)."""
+    """A hash of the code that computes `stage` (`code_of` its library modules and its cells of the stage layer):
+    changed code makes its outputs, and all after, stale (another stage's driver changing does not)."""
     sources = [_module_source(m) for m in STAGE_MODULES[stage]] + [stage_layer_cells(stage)]
-    return hashlib.sha256(''.join(sources).encode()).hexdigest()[:16]
+    return hashlib.sha256(''.join(code_of(s) for s in sources).encode()).hexdigest()[:16]
 
 
 def stage_specs(cfg: Profile) -> dict:
@@ -642,9 +655,11 @@ def render_html(executed: Path) -> Path:
 
 def run_stages(profile: str = 'default', stages: list[str] | None = None, force: bool = False, **params) -> list[Path]:
     """Execute the stage notebooks with papermill (`params` override the profile's settings); executed copies go to
-    data/<profile>/runs/, each with its static HTML rendering beside it (`render_html`). A stage whose outputs and
-    executed notebook are current is skipped (`force` reruns it); after a kill, the chain resumes at the first stage
-    that had not completed."""
+    data/<profile>/runs/, each with its static HTML rendering beside it (`render_html`, drawn in a thread while the
+    next stage runs). A stage whose outputs and executed notebook are current is skipped (`force` reruns it); after a
+    kill, the chain resumes at the first stage that had not completed."""
+    from concurrent.futures import ThreadPoolExecutor
+
     cfg = load_profile(profile, **params)  # unknown or malformed overrides fail here, before any stage runs
     check_inputs(cfg)
     out = cfg.run_dir / 'runs'
@@ -655,10 +670,12 @@ def run_stages(profile: str = 'default', stages: list[str] | None = None, force:
     done = []
     backend = os.environ.get('MPLBACKEND')
     os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'  # the kernels draw figures into the copies
+    renders = ThreadPoolExecutor(1)
     try:
         for name in stages or STAGES:
-            done.append(_run_stage(cfg, name, out, force, params))
+            done.append(_run_stage(cfg, name, out, force, params, renders))
     finally:
+        renders.shutdown(wait=True)  # the renderings of the stages that completed
         if backend is None:
             os.environ.pop('MPLBACKEND')
         else:
@@ -674,8 +691,9 @@ def _render_or_warn(executed: Path) -> None:
         print(f"[mtc] {executed.name}: no HTML rendering ({type(e).__name__}: {e})", flush=True)
 
 
-def _run_stage(cfg, name: str, out: Path, force: bool, params: dict) -> Path:
-    "Run stage notebook `name` with papermill unless it is current; returns its executed copy."
+def _run_stage(cfg, name: str, out: Path, force: bool, params: dict, renders) -> Path:
+    """Run stage notebook `name` with papermill unless it is current; returns its executed copy, whose HTML
+    rendering it hands to the executor `renders`."""
     import papermill as pm
 
     stage = STAGE_OF_NOTEBOOK[name]
@@ -686,7 +704,7 @@ def _run_stage(cfg, name: str, out: Path, force: bool, params: dict) -> Path:
     if current and not force and old == record and executed.exists():
         print(f"[mtc] {name}: skipped, {why}; --force reruns it", flush=True)
         if not executed.with_suffix('.html').exists():
-            _render_or_warn(executed)
+            renders.submit(_render_or_warn, executed)
         return executed
     print(f"[mtc] running stage {name} (profile {cfg.name}): {'forced' if force else why}", flush=True)
     record_file.unlink(missing_ok=True)
@@ -700,7 +718,7 @@ def _run_stage(cfg, name: str, out: Path, force: bool, params: dict) -> Path:
         progress_bar=False,
     )
     tidy_streams(executed)
-    _render_or_warn(executed)
+    renders.submit(_render_or_warn, executed)
     write_json(record_file, _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint']))
     print(
         f"[mtc] {name} done in {time.perf_counter() - t0:.1f}s; read it in a browser: {executed.with_suffix('.html')}",
