@@ -546,7 +546,7 @@ def analyse_dictionary(
         if str(cfg.feature_sheets) != 'all':
             mined = table[~table.skipped].sort_values(['flagged', 'error_ratio'], ascending=False, kind='stable')
             latents = mined.latent.head(int(cfg.feature_sheets)).tolist()
-        write_contact_sheets(table, path_of, lambda i: lab[i], out / 'sheets', latents=latents)
+        write_contact_sheets(table, path_of, lambda i: lab[i], out / 'sheets', latents=latents, threads=cfg.workers)
     return table, row
 
 # %% ../nbs/08_failure_modes.ipynb #285b68ab
