@@ -5,7 +5,7 @@ no image is ever encoded twice."""
 
 # %% ../nbs/02_encoders.ipynb #45acce6d
 from __future__ import annotations
-import functools, hashlib, json, os
+import copy, functools, hashlib, json, os
 from pathlib import Path
 
 import numpy as np
@@ -405,14 +405,16 @@ def load_encoder(folder: str | os.PathLike) -> LiteEncoder:
 # %% ../nbs/02_encoders.ipynb #1bfe6440
 def frozen_part(enc, device: str = 'cpu') -> tuple:
     """What of an encoder never trains, which is what the cache stores: (cache key, pixels -> stored features,
-    stored features -> h2, the size images are read at). EfficientNet-Lite: its trunk maps (the top stages adapt);
-    CLIP: h2 itself."""
+    stored features -> h2, the size images are read at); the two functions compute on `device` and return CPU
+    tensors. EfficientNet-Lite: its trunk maps (the top stages adapt), computed by a copy of `enc` on `device` when
+    `enc` is elsewhere, so that `enc` stays where it is; CLIP: h2 itself."""
     if isinstance(enc, LiteEncoder):
-        enc.to(device)
+        here = next(enc.parameters()).device
+        on_device = enc if here == torch.device(device) else copy.deepcopy(enc).to(device)
         return (
             enc.trunk_fingerprint(),
-            lambda px: enc.trunk(enc.preprocess(px).to(device)),
-            lambda t: enc.top(t.to(device)).cpu(),
+            lambda px: on_device.trunk(enc.preprocess(px).to(device)).cpu(),
+            lambda t: on_device.top(t.to(device)).cpu(),
             enc.image_size,
         )
     return enc.fingerprint(), lambda px: enc(enc.preprocess(px)), lambda t: t, None

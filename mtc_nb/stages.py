@@ -67,7 +67,7 @@ def load_scenes(cfg) -> tuple[pd.DataFrame, Path]:
 # %% ../nbs/02_encoders.ipynb #80877394
 from .scenes import ImageReadError
 from .encoders import LiteEncoder, ClipEncoder, EmbeddingCache, adapt_top, save_encoder, load_encoder
-from .encoders import cache_frozen
+from .encoders import cache_frozen, frozen_part
 from safetensors.torch import save_file, load_file
 
 
@@ -126,7 +126,8 @@ def _embed(cfg, manifest, image_dir) -> tuple[torch.Tensor, object]:
     enc = adapt_encoder(cfg, manifest, t) if cfg.finetune_epochs > 0 else base
     cache = EmbeddingCache(cfg.run_dir / 'cache', enc.fingerprint())
     by_path = dict(zip(paths, t))
-    return cache.embed(paths, lambda b: enc.top(torch.stack([by_path[Path(p)] for p in b])), 256, desc='h2'), enc
+    finish = frozen_part(enc, cfg.torch_device)[2]  # the top stages, on the profile's device
+    return cache.embed(paths, lambda b: finish(torch.stack([by_path[Path(p)] for p in b])), 256, desc='h2'), enc
 
 
 def stage_encoder(cfg):
