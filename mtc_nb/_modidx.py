@@ -87,6 +87,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'mtc_nb.core.find_root': ('core.html#find_root', 'mtc_nb/core.py'),
                              'mtc_nb.core.headline_numbers': ('core.html#headline_numbers', 'mtc_nb/core.py'),
                              'mtc_nb.core.headline_table': ('core.html#headline_table', 'mtc_nb/core.py'),
+                             'mtc_nb.core.kernel_transport': ('core.html#kernel_transport', 'mtc_nb/core.py'),
                              'mtc_nb.core.load_profile': ('core.html#load_profile', 'mtc_nb/core.py'),
                              'mtc_nb.core.machine_info': ('core.html#machine_info', 'mtc_nb/core.py'),
                              'mtc_nb.core.main': ('core.html#main', 'mtc_nb/core.py'),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_core.ipynb #0f2c3c71
 from __future__ import annotations
-import ast, configparser, contextlib, functools, hashlib, json, math, os, random, re, time
+import ast, configparser, contextlib, functools, hashlib, json, math, os, random, re, tempfile, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPST
            'StaleStageError', 'stage_layer_cells', 'code_of', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest',
            'stage_state', 'require_stage', 'open_stage', 'close_stage', 'timed', 'headline_numbers', 'check_results',
            'headline_table', 'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'run_stages',
-           'embed_command', 'main']
+           'kernel_transport', 'embed_command', 'main']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -696,6 +696,17 @@ def _render_or_warn(executed: Path) -> None:
         print(f"[mtc] {executed.name}: no HTML rendering ({type(e).__name__}: {e})", flush=True)
 
 
+def kernel_transport(folder: str):
+    """Jupyter configuration that has a stage's kernel talk to papermill over Unix sockets in `folder` (a private
+    temporary folder): over TCP, ipykernel warns at every start that its messages travel unencrypted. TCP where
+    there are no Unix sockets (Windows)."""
+    from traitlets.config import Config
+
+    if os.name != 'posix':
+        return Config()
+    return Config({'KernelManager': {'transport': 'ipc', 'ip': str(Path(folder) / 'kernel')}})
+
+
 def _run_stage(cfg, name: str, out: Path, force: bool, params: dict, renders) -> Path:
     """Run stage notebook `name` with papermill unless it is current; returns its executed copy, whose HTML
     rendering it hands to the executor `renders`."""
@@ -714,14 +725,16 @@ def _run_stage(cfg, name: str, out: Path, force: bool, params: dict, renders) ->
     print(f"[mtc] running stage {name} (profile {cfg.name}): {'forced' if force else why}", flush=True)
     record_file.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    pm.execute_notebook(
-        stage_notebook(cfg.root / 'nbs' / f'{name}.ipynb'),
-        str(executed),
-        parameters={'profile': cfg.name, 'overrides': params, 'force': force},
-        kernel_name='python3',
-        cwd=str(cfg.root / 'nbs'),
-        progress_bar=False,
-    )
+    with tempfile.TemporaryDirectory(prefix='mtc-kernel-') as sockets:
+        pm.execute_notebook(
+            stage_notebook(cfg.root / 'nbs' / f'{name}.ipynb'),
+            str(executed),
+            parameters={'profile': cfg.name, 'overrides': params, 'force': force},
+            kernel_name='python3',
+            cwd=str(cfg.root / 'nbs'),
+            progress_bar=False,
+            config=kernel_transport(sockets),
+        )
     tidy_streams(executed)
     renders.submit(_render_or_warn, executed)
     write_json(record_file, _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint']))

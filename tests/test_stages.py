@@ -114,8 +114,9 @@ def test_a_run_killed_mid_stage_resumes_with_the_same_results(tmp_path):
                     assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-6), (stage, ra['name'], key)
 
 
-def test_mtc_reproduce_skips_what_is_current_and_reruns_what_changed(tmp_path, capsys):
-    "The papermill chain: executed copies, injected parameters, skips with a reason, --force, a changed setting."
+def test_mtc_reproduce_skips_what_is_current_and_reruns_what_changed(tmp_path, capfd):
+    """The papermill chain: executed copies, injected parameters, skips with a reason, --force, a changed setting; the
+    output (the kernels' included, hence `capfd`) has no warning of an unencrypted kernel."""
     from mtc_nb.core import run_stages
 
     kw = {'data_dir': str(tmp_path / 'data'), 'figures_dir': str(tmp_path / 'fig')}
@@ -139,17 +140,17 @@ def test_mtc_reproduce_skips_what_is_current_and_reruns_what_changed(tmp_path, c
     results = json.loads((tmp_path / 'fig' / 'results.json').read_text())
     assert results['machine']['cpu'] and results['machine']['torch']
     stamps = {p.stem: p.stat().st_mtime_ns for p in first}
-    capsys.readouterr()
+    assert 'without encryption' not in capfd.readouterr().err  # the kernels talk over Unix sockets, not TCP
     run_stages('smoke', **params)
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert out.count('skipped, unchanged') == 6, out
     assert {p.stem: p.stat().st_mtime_ns for p in first} == stamps
     run_stages('smoke', **{**params, 'feature_top_n': 7})
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert out.count('skipped, unchanged') == 4 and 'running stage 08_failure_modes' in out and 'feature_top_n' in out
     assert 'running stage 09_benchmark' in out
     run_stages('smoke', ['03_classifier'], force=True, **{**params, 'feature_top_n': 7})
-    assert 'running stage 03_classifier (profile smoke): forced' in capsys.readouterr().out
+    assert 'running stage 03_classifier (profile smoke): forced' in capfd.readouterr().out
     with pytest.raises(ValueError, match='no_such_setting'):
         run_stages('smoke', ['01_scenes'], no_such_setting=1)
 
