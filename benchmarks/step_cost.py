@@ -4,13 +4,15 @@ A BatchTopK dictionary keeps k of its latents per sample, so its decoder's three
 the decoder gradient fᵀ dŷ, the latent gradient dŷ W_decᵀ) are sums over a few percent of the latents. The fused
 trainer computes them through one `embedding_bag` over the active latents and its backward
 (`mtc_nb.training.SparseDecode`, as sparsify decodes) when at most SPARSE_DECODE_MAX_DENSITY of the latents are active,
-and densely otherwise. AuxK (Gao et al.) adds dense products over the dead latents; sparsify's trainer runs none by
-default (`auxk_alpha = 0`), so that part of a speed gap to it is our choice of keeping latents alive.
+and densely otherwise. AuxK (Gao et al.) adds products over the dead latents, few of which are active (their
+pre-activations are mostly negative): a sparse decode computes them over the active entries in its own pass when at
+most SPARSE_AUXK_MAX_DENSITY of them are, else densely. sparsify's trainer runs no AuxK by default (`auxk_alpha = 0`).
 
 Printed, for each `--kinds` and `--ks`: (1) the decoder's products on one batch of random latents of that shape, dense
 beside sparse; (2) the whole step of one of our dictionaries trained on the default run's activations for `--warm`
 steps (so that latents die as they do in a real run), then timed in alternating rounds on the same batches with the
-decode forced dense, forced sparse, and sparse with AuxK skipped. Milliseconds, best of `--repeats` rounds.
+decode forced dense, forced sparse (AuxK dense), sparse with AuxK in its pass, and sparse with AuxK skipped; and the
+share of AuxK's selected latents that are active. Milliseconds, best of `--repeats` rounds.
 
     python benchmarks/step_cost.py [--kinds sae transcoder] [--ks 32 100] [--warm 600] [--threads 1]
 """
@@ -89,19 +91,28 @@ def step_times(kind: str, k: int, x, y, epochs: int, warm: int, steps: int, repe
 
     run(warm)
     dead = float((model.since_fired > c.dead_steps).float().mean())
-    kept, select = training.SPARSE_DECODE_MAX_DENSITY, model.aux_select
-    variants = {  # (density bound: below or above every density, AuxK's latent selection)
-        'dense decode': (-1.0, select),
-        'sparse decode': (1.0, select),
-        'sparse, no AuxK': (1.0, lambda pre: None),  # no latent selected: no AuxK products
+    kept = training.SPARSE_DECODE_MAX_DENSITY, training.SPARSE_AUXK_MAX_DENSITY, model.aux_select
+    select = model.aux_select
+    variants = {  # (decode's and AuxK's density bounds: below or above every density, AuxK's latent selection)
+        'dense decode': (-1.0, -1.0, select),
+        'sparse decode': (1.0, -1.0, select),
+        'sparse, sparse AuxK': (1.0, 1.0, select),
+        'sparse, no AuxK': (1.0, 1.0, lambda pre: None),  # no latent selected: no AuxK products
     }
     times = {name: [] for name in variants}
+    with torch.no_grad():
+        sel = select(model.pre_acts(x[batches[0]]))
+    aux_density = float((sel[0] > 0).float().mean()) if sel is not None else 0.0
     for _ in range(repeats):
-        for name, (density, selection) in variants.items():
-            training.SPARSE_DECODE_MAX_DENSITY, model.aux_select = density, selection
+        for name, (decode, auxk, selection) in variants.items():
+            training.SPARSE_DECODE_MAX_DENSITY, training.SPARSE_AUXK_MAX_DENSITY, model.aux_select = (
+                decode,
+                auxk,
+                selection,
+            )
             times[name].append(run(steps))
-    training.SPARSE_DECODE_MAX_DENSITY, model.aux_select = kept, select
-    return {'dead': dead, 'batch': c.batch_size, **{name: min(t) for name, t in times.items()}}
+    training.SPARSE_DECODE_MAX_DENSITY, training.SPARSE_AUXK_MAX_DENSITY, model.aux_select = kept
+    return {'dead': dead, 'aux_density': aux_density, 'batch': c.batch_size, **{n: min(t) for n, t in times.items()}}
 
 
 def main():
@@ -129,13 +140,19 @@ def main():
             for name, (dense, sparse) in product_times(64, 2048, y.shape[1], k, args.repeats).items():
                 print(f"  {name:36s} dense {dense:6.2f}  sparse {sparse:6.2f}  ({dense / sparse:.2f}×)")
             r = step_times(kind, k, x, y, cfg.dict_epochs, args.warm, args.steps, args.repeats)
-            print(f"  training step, {r['dead']:.0%} of latents dead (8-step window) after {args.warm} steps:")
-            for name in ('dense decode', 'sparse decode', 'sparse, no AuxK'):
+            print(
+                f"  training step, {r['dead']:.0%} of latents dead (8-step window) after {args.warm} steps, "
+                f"{r['aux_density']:.1%} of AuxK's selected latents active:"
+            )
+            for name in ('dense decode', 'sparse decode', 'sparse, sparse AuxK', 'sparse, no AuxK'):
                 ms = r[name]
-                print(f"    {name:16s} {ms:6.1f} ms  {r['batch'] / ms * 1e3:6,.0f} samples/s")
+                print(f"    {name:20s} {ms:6.1f} ms  {r['batch'] / ms * 1e3:6,.0f} samples/s")
+            dense_auxk = r['sparse decode'] - r['sparse, no AuxK']
+            sparse_auxk = r['sparse, sparse AuxK'] - r['sparse, no AuxK']
             print(
                 f"  sparse decode: {r['dense decode'] / r['sparse decode']:.2f}× the dense step; AuxK: "
-                f"{1 - r['sparse, no AuxK'] / r['sparse decode']:.0%} of the sparse step"
+                f"{dense_auxk:.1f} ms dense ({dense_auxk / r['sparse decode']:.0%} of that step), "
+                f"{sparse_auxk:.1f} ms sparse ({sparse_auxk / r['sparse, sparse AuxK']:.0%} of that step)"
             )
 
 

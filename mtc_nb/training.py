@@ -15,44 +15,83 @@ from .dictionaries import DictConfig, DictionaryStack, PaperRepoTranscoder, dict
 from .metrics import fvu
 
 # %% auto #0
-__all__ = ['SPARSE_DECODE_MAX_DENSITY', 'PAPER_MAX_GRAD_NORM', 'SparseDecode', 'stack_loss_and_grads', 'StackLoss',
-           'paper_loss_and_grads', 'PaperRepoLoss', 'training_loss', 'InMemoryPairs', 'ShardedPairs', 'make_optimizer',
-           'train_step', 'eval_fvu', 'train_dictionaries']
+__all__ = ['SPARSE_DECODE_MAX_DENSITY', 'SPARSE_AUXK_MAX_DENSITY', 'PAPER_MAX_GRAD_NORM', 'SparseDecode', 'auxk_loss_and_grads',
+           'stack_loss_and_grads', 'StackLoss', 'paper_loss_and_grads', 'PaperRepoLoss', 'training_loss',
+           'InMemoryPairs', 'ShardedPairs', 'make_optimizer', 'train_step', 'eval_fvu', 'train_dictionaries']
 
 # %% ../nbs/05b_training.ipynb #2b5c1f25
 # up to this share of active latents the decoder's products run sparse (`SparseDecode`): at 10% (k = 200 of 2,048)
 # a transcoder's step was 11% slower sparse than dense, an SAE's 9% faster (one thread, random activations)
 SPARSE_DECODE_MAX_DENSITY = 0.05
+# up to this share of active entries among AuxK's selected latents (dead ones: most of their pre-activations are
+# negative), a sparse decode computes AuxK's products over those entries only, in its own pass
+SPARSE_AUXK_MAX_DENSITY = 0.1
 
 
 class SparseDecode:
     """The decoder's products over the active latents only (as sparsify decodes): one `embedding_bag` over the
     nonzero entries of latents `f` (M, B, d_sae), a bag per (model, sample, level block), gives each block's
-    Σ_i f_i W_dec[i]; its backward gives the decoder's gradient and the latents' gradient at the active entries."""
+    Σ_i f_i W_dec[i]; its backward gives the decoder's gradient and the latents' gradient at the active entries.
+    With `aux` (`aux_select`'s latents f_aux (M, B, n) and their indices (M, n)), AuxK's reconstruction from the
+    active entries of f_aux comes from the same call, in one more bag per (model, sample), and its gradients from the
+    same backward."""
 
-    def __init__(self, model: DictionaryStack, f: torch.Tensor):
+    def __init__(self, model: DictionaryStack, f: torch.Tensor, aux: tuple | None = None):
         M, B, D = f.shape
         G, d_out = len(model.levels), model.W_dec.shape[-1]
         self.shape = (M, B, D)
         self.entries = f.nonzero(as_tuple=True)  # (model, sample, latent), sorted in that order
         m, b, latent = self.entries
         block = torch.bucketize(latent, torch.tensor(model.levels, device=f.device), right=True)
-        bags = (m * B + b) * G + block  # nondecreasing: the entries of a bag are contiguous, as embedding_bag needs
-        counts = torch.bincount(bags, minlength=M * B * G)
+        bags = [(m * B + b) * G + block]  # nondecreasing: the entries of a bag are contiguous, as embedding_bag needs
+        rows, weights = [m * D + latent], [f[self.entries]]
+        self.aux_entries = None
+        if aux is not None:  # AuxK's bags after the decode's: M·B·G + (model, sample)
+            f_aux, idx = aux
+            am, ab, j = f_aux.nonzero(as_tuple=True)
+            self.aux_entries = (am, ab, idx[am, j])
+            bags.append(M * B * G + am * B + ab)
+            rows.append(am * D + idx[am, j])
+            weights.append(f_aux[am, ab, j])
+        counts = torch.bincount(torch.cat(bags), minlength=M * B * (G + (aux is not None)))
         self.W = model.W_dec.detach().reshape(M * D, d_out).requires_grad_()
-        self.acts = f[self.entries].requires_grad_()
+        self.acts = torch.cat(weights).requires_grad_()
         with torch.enable_grad():
             self.sums = F.embedding_bag(
-                m * D + latent, self.W, counts.cumsum(0) - counts, per_sample_weights=self.acts, mode='sum'
+                torch.cat(rows), self.W, counts.cumsum(0) - counts, per_sample_weights=self.acts, mode='sum'
             )
-        self.blocks = self.sums.detach().view(M, B, G, d_out).permute(2, 0, 1, 3)  # (G, M, B, d_out)
+        sums = self.sums.detach()
+        self.blocks = sums[: M * B * G].view(M, B, G, d_out).permute(2, 0, 1, 3)  # (G, M, B, d_out)
+        self.aux_recon = sums[M * B * G :].view(M, B, d_out) if aux is not None else None  # before the target's scale
 
-    def backward(self, d_blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        "(∂/∂W_dec (M, d_sae, d_out), ∂/∂f (M, B, d_sae), zero off the active entries) from ∂/∂blocks (G, M, B, d_out)."
-        d_sums = d_blocks.permute(1, 2, 0, 3).reshape(self.sums.shape)
+    def backward(self, d_blocks: torch.Tensor, d_aux: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(∂/∂W_dec (M, d_sae, d_out), ∂/∂f (M, B, d_sae), zero off the active entries) from ∂/∂blocks (G, M, B, d_out)
+        and, with `aux`, ∂/∂`aux_recon` `d_aux` (M, B, d_out): AuxK's share is in both."""
+        M, B, D = self.shape
+        d_sums = d_blocks.permute(1, 2, 0, 3).reshape(-1, self.W.shape[1])
+        if self.aux_entries is not None:
+            d_sums = torch.cat([d_sums, d_aux.reshape(M * B, -1)])
         d_W, d_acts = torch.autograd.grad(self.sums, (self.W, self.acts), d_sums)
-        d_f = d_acts.new_zeros(self.shape).index_put_(self.entries, d_acts)
-        return d_W.view(self.shape[0], self.shape[2], -1), d_f
+        n = len(self.entries[0])
+        d_f = d_acts.new_zeros(self.shape).index_put_(self.entries, d_acts[:n])
+        if self.aux_entries is not None:  # AuxK's latents are dead, not the decode's: accumulate all the same
+            d_f.index_put_(self.aux_entries, d_acts[n:], accumulate=True)
+        return d_W.view(M, D, -1), d_f
+
+
+@torch.no_grad()
+def auxk_loss_and_grads(model: DictionaryStack, sel: tuple, resid, d_W_dec, dpre) -> torch.Tensor:
+    """AuxK's loss per model (M,) from `aux_select`'s selection `sel` and the full level's residual, through dense
+    products over every selected latent; its gradient is added into `d_W_dec` (M, d_sae, d_out) and `dpre` (M, B,
+    d_sae). (A sparse decode computes AuxK over its active entries instead: `SparseDecode`'s `aux`.)"""
+    f_aux, idx, any_dead = sel
+    B = f_aux.shape[1]
+    aux, e, rows, denom = model.auxk_loss(f_aux, idx, any_dead, resid)
+    de = e.mul_((model.aux_coefs * any_dead / denom * (2 / B))[:, None, None])
+    d_rows = torch.bmm(f_aux.transpose(1, 2), de).mul_(model.y_scale[:, None, None])
+    d_W_dec.scatter_add_(1, idx[..., None].expand_as(rows), d_rows)
+    dpre.scatter_add_(2, idx[:, None].expand_as(f_aux), torch.bmm(de, rows.transpose(1, 2)).mul_(f_aux > 0))
+    return aux
 
 
 @torch.no_grad()
@@ -62,28 +101,42 @@ def stack_loss_and_grads(
     """(loss summed over the stack's M models, reconstruction term (M,), AuxK term (M,), one gradient per parameter
     in `model.parameters()` order) of `model.loss(x, y)`, the backward written out by hand. The gradients are
     written into `out` (tensors shaped as the parameters, e.g. the last step's gradients) when given. `sparse`: decode
-    through `SparseDecode` (None: when at most SPARSE_DECODE_MAX_DENSITY of the latents are active), else densely."""
+    through `SparseDecode` (None: when at most SPARSE_DECODE_MAX_DENSITY of the latents are active), else densely.
+    AuxK's products run in a sparse decode's pass when at most SPARSE_AUXK_MAX_DENSITY of its selected latents are
+    active (always when `sparse` is True), else densely (`auxk_loss_and_grads`)."""
     M, B = len(model.cfgs), x.shape[0]
     named = list(model.named_parameters())
     grads = {name: g for (name, _), g in zip(named, out)} if out else {n: torch.empty_like(p) for n, p in named}
     xn = model.centred(x)
     pre = model.pre_acts_of_centred(xn)
     f = model.sparsify(pre)
+    model.mark_fired(f)
+    sel = model.aux_select(pre)  # AuxK's dead latents, after this batch's firing
     if sparse is None:
         sparse = int(torch.count_nonzero(f)) <= SPARSE_DECODE_MAX_DENSITY * f.numel()
-    decoded = SparseDecode(model, f) if sparse else None
+        fold = (
+            sparse and sel is not None and int(torch.count_nonzero(sel[0])) <= SPARSE_AUXK_MAX_DENSITY * sel[0].numel()
+        )
+    else:  # forced: AuxK's products go the decode's way
+        fold = sparse and sel is not None
+    decoded = SparseDecode(model, f, sel[:2] if fold else None) if sparse else None
     recons = model.decode_levels(f, x, blocks=decoded.blocks if sparse else None)
     resid = y - recons[-1]
     diff = recons.sub_(y)  # (G, M, B, d_out)
     rec = model.level_loss(diff)
-    model.mark_fired(f)
     # level g's gradient, then R_j = Σ_{g ≥ j}: block j of the latents feeds every level from j on
     dy = diff.mul_((model.level_w.T / model.y_scale**2)[:, :, None, None] * (2 / B))
     R = dy.flip(0).cumsum(0).flip(0)  # (G, M, B, d_out)
     y_s = model.y_scale[:, None, None]
     R_s = R * y_s  # ŷ_g = base + y_scale · Σ_{j ≤ g} f_j W_j
+    aux, d_aux = torch.zeros(M, device=x.device), None
+    if fold:  # AuxK's products over its active entries, in the decode's pass
+        any_dead = sel[2]
+        e = (decoded.aux_recon * y_s).sub_(resid)
+        aux, denom = model.auxk_of_error(e, resid, any_dead)
+        d_aux = e.mul_((model.aux_coefs * any_dead / denom * (2 / B))[:, None, None] * y_s)
     if sparse:
-        d_W, dpre = decoded.backward(R_s)  # dpre is zero off the kept entries, as the mask and the relu make it
+        d_W, dpre = decoded.backward(R_s, d_aux)  # dpre is zero off the kept entries, as the mask and the relu make it
         grads['W_dec'].copy_(d_W)
     else:
         bounds = [0] + model.levels
@@ -95,14 +148,8 @@ def stack_loss_and_grads(
     torch.sum(R[0], 1, out=grads['b_dec'])
     if model.W_skip is not None:
         torch.bmm(x.T.expand(M, -1, -1), R[0], out=grads['W_skip'])
-    aux = torch.zeros(M, device=x.device)
-    if (sel := model.aux_select(pre)) is not None:
-        f_aux, idx, any_dead = sel
-        aux, e, rows, denom = model.auxk_loss(f_aux, idx, any_dead, resid)
-        de = e.mul_((model.aux_coefs * any_dead / denom * (2 / B))[:, None, None])
-        d_rows = torch.bmm(f_aux.transpose(1, 2), de).mul_(y_s)
-        grads['W_dec'].scatter_add_(1, idx[..., None].expand_as(rows), d_rows)
-        dpre.scatter_add_(2, idx[:, None].expand_as(f_aux), torch.bmm(de, rows.transpose(1, 2)).mul_(f_aux > 0))
+    if sel is not None and not fold:  # AuxK not in a sparse decode's pass: dense
+        aux = auxk_loss_and_grads(model, sel, resid, grads['W_dec'], dpre)
     torch.bmm(xn.transpose(1, 2), dpre, out=grads['W_enc'])
     torch.sum(dpre, 1, out=grads['b_enc'])
     for m in range(M):
