@@ -343,8 +343,7 @@ class DictionaryStack(torch.nn.Module):
         "Remove the gradient component parallel to each decoder row (called before each step)."
         if self.W_dec.grad is not None:
             w = self.W_dec
-            along = torch.einsum('mdo,mdo->md', self.W_dec.grad, w)  # vecdot's product in one pass: 2.6x faster
-            self.W_dec.grad.addcmul_(along[..., None], w, value=-1)
+            self.W_dec.grad.addcmul_(torch.linalg.vecdot(self.W_dec.grad, w)[..., None], w, value=-1)
 
 # %% ../nbs/05_dictionaries.ipynb #a2f63fb5
 class PaperRepoTranscoder(torch.nn.Module):

@@ -25,7 +25,7 @@ __all__ = ['SPARSE_DECODE_MAX_DENSITY', 'SPARSE_AUXK_MAX_DENSITY', 'PAPER_MAX_GR
 SPARSE_DECODE_MAX_DENSITY = 0.05
 # up to this share of active entries among AuxK's selected latents (dead ones: most of their pre-activations are
 # negative), a sparse decode computes AuxK's products over those entries only, in its own pass (measured faster at
-# every density of the default run's kinds, 0.5% to 6.3%: benchmarks/step_cost.py)
+# every density of the default run's kinds, 0.4% to 8.4%: benchmarks/step_cost.py)
 SPARSE_AUXK_MAX_DENSITY = 0.1
 
 
