@@ -382,6 +382,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'mtc_nb.training.StackLoss': ('training.html#stackloss', 'mtc_nb/training.py'),
                                  'mtc_nb.training.StackLoss.backward': ('training.html#stackloss.backward', 'mtc_nb/training.py'),
                                  'mtc_nb.training.StackLoss.forward': ('training.html#stackloss.forward', 'mtc_nb/training.py'),
+                                 'mtc_nb.training._auxk_error_scale': ('training.html#_auxk_error_scale', 'mtc_nb/training.py'),
                                  'mtc_nb.training._check_finite': ('training.html#_check_finite', 'mtc_nb/training.py'),
                                  'mtc_nb.training._group': ('training.html#_group', 'mtc_nb/training.py'),
                                  'mtc_nb.training._handed_over': ('training.html#_handed_over', 'mtc_nb/training.py'),

@@ -80,6 +80,11 @@ class SparseDecode:
         return d_W.view(M, D, -1), d_f
 
 
+def _auxk_error_scale(model, any_dead, denom, B: int) -> torch.Tensor:
+    "∂(Σ aux_coef · AuxK)/∂e per unit of AuxK's error e, for each model: (M, 1, 1)."
+    return (model.aux_coefs * any_dead / denom * (2 / B))[:, None, None]
+
+
 @torch.no_grad()
 def auxk_loss_and_grads(model: DictionaryStack, sel: tuple, resid, d_W_dec, dpre) -> torch.Tensor:
     """AuxK's loss per model (M,) from `aux_select`'s selection `sel` and the full level's residual, through dense
@@ -88,7 +93,7 @@ def auxk_loss_and_grads(model: DictionaryStack, sel: tuple, resid, d_W_dec, dpre
     f_aux, idx, any_dead = sel
     B = f_aux.shape[1]
     aux, e, rows, denom = model.auxk_loss(f_aux, idx, any_dead, resid)
-    de = e.mul_((model.aux_coefs * any_dead / denom * (2 / B))[:, None, None])
+    de = e.mul_(_auxk_error_scale(model, any_dead, denom, B))
     d_rows = torch.bmm(f_aux.transpose(1, 2), de).mul_(model.y_scale[:, None, None])
     d_W_dec.scatter_add_(1, idx[..., None].expand_as(rows), d_rows)
     dpre.scatter_add_(2, idx[:, None].expand_as(f_aux), torch.bmm(de, rows.transpose(1, 2)).mul_(f_aux > 0))
@@ -135,7 +140,7 @@ def stack_loss_and_grads(
         any_dead = sel[2]
         e = (decoded.aux_recon * y_s).sub_(resid)
         aux, denom = model.auxk_of_error(e, resid, any_dead)
-        d_aux = e.mul_((model.aux_coefs * any_dead / denom * (2 / B))[:, None, None] * y_s)
+        d_aux = e.mul_(_auxk_error_scale(model, any_dead, denom, B) * y_s)
     if sparse:
         d_W, dpre = decoded.backward(R_s, d_aux)  # dpre is zero off the kept entries, as the mask and the relu make it
         grads['W_dec'].copy_(d_W)
