@@ -178,7 +178,6 @@ def test_the_device_setting_places_the_work_not_the_results(base, tmp_path):
     on_gpu = dictionaries_stage(gpu_cfg, force=True, progress=False)
     assert [a['name'] for a in on_gpu] == [b['name'] for b in on_cpu]
     for a, b in zip(on_gpu, on_cpu):
-        print(f"{a['name']}: FVU on the GPU {a['fvu']}, on the CPU {b['fvu']}")
         # retrained on another MKL code path (COMPATIBLE, AVX2, SSE4_2) these dictionaries' FVU moved by under 1e-8
         # of itself; a GPU sums in other orders and may break a BatchTopK tie the other way: 1% allows for that
         assert a['fvu'] == pytest.approx(b['fvu'], rel=0.01, abs=1e-5), (a['name'], a['fvu'], b['fvu'])
