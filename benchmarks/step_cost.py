@@ -90,7 +90,7 @@ def step_times(kind: str, k: int, x, y, epochs: int, warm: int, steps: int, repe
         return (time.perf_counter() - start) / n * 1e3
 
     run(warm)
-    dead = float((model.since_fired > c.dead_steps).float().mean())
+    dead = float((model.since_fired > c.dead_window).float().mean())
     kept = training.SPARSE_DECODE_MAX_DENSITY, training.SPARSE_AUXK_MAX_DENSITY, model.aux_select
     select = model.aux_select
     variants = {  # (decode's and AuxK's density bounds: below or above every density, AuxK's latent selection)

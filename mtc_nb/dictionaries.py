@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from .checkpoints import save_checkpoint, load_checkpoint
 
 # %% auto #0
-__all__ = ['KINDS', 'NESTED_KINDS', 'LEARNING_RATE_2048', 'DECODER_LR_SCALE', 'levels_of', 'DictConfig', 'paper_block_k',
-           'paper_repo_config', 'ForwardOutput', 'DictionaryStack', 'PaperRepoTranscoder', 'dictionary_model',
-           'save_dictionary', 'load_dictionary']
+__all__ = ['KINDS', 'NESTED_KINDS', 'LEARNING_RATE_2048', 'DECODER_LR_SCALE', 'AUX_COEF', 'DEAD_STEPS', 'levels_of', 'DictConfig',
+           'paper_block_k', 'paper_repo_config', 'ForwardOutput', 'DictionaryStack', 'PaperRepoTranscoder',
+           'dictionary_model', 'save_dictionary', 'load_dictionary']
 
 # %% ../nbs/05_dictionaries.ipynb #17812212
 KINDS = ('matryoshka_transcoder', 'paper_repo', 'transcoder', 'sae', 'matryoshka_sae', 'skip_transcoder')
@@ -51,6 +51,27 @@ DECODER_LR_SCALE = {
     'matryoshka_sae': 4.0,
     'paper_repo': 1.0,
 }
+# AuxK's weight per kind (Configs, above): about Gao et al.'s 1/32 for the SAEs, whose reconstruction term is
+# 1,280 wide; 1 for the transcoders, whose FVU a heavier AuxK raises
+AUX_COEF = {
+    'matryoshka_transcoder': 1.0,
+    'transcoder': 1.0,
+    'skip_transcoder': 1.0,
+    'sae': 32.0,
+    'matryoshka_sae': 32.0,
+    'paper_repo': 0.0,
+}
+# AuxK's dead window per kind, in steps: a latent silent this long counts as dead (a floor on its firing rate, 1 in
+# 512 samples at 8 steps of 64). 4 for the plain transcoder, whose rare latents it keeps alive at the cost of a
+# hundredth of its FVU (Configs, above); the Matryoshka transcoder loses FVU at 4 and keeps 8
+DEAD_STEPS = {
+    'matryoshka_transcoder': 8,
+    'transcoder': 4,
+    'skip_transcoder': 8,
+    'sae': 8,
+    'matryoshka_sae': 8,
+    'paper_repo': 8,
+}
 
 
 def levels_of(config: dict) -> tuple:
@@ -71,11 +92,11 @@ class DictConfig:
     block_k: tuple = (16, 32, 64, 128, 256)  # paper_repo: top-k inside each disjoint block
     level_weights: tuple | None = None  # loss weight per level; None: equal (paper_repo: 0.1 … 0.3)
     aux_k: int = 512  # AuxK: how many dead latents reconstruct the residual
-    # AuxK loss weight. The reconstruction term is about d_out·FVU, so 1 here is about 1/d_out in Gao et al.'s units
-    # (they use 1/32): lighter than theirs; heavier revives latents and raises the FVU here (benchmarks/peers.py)
-    aux_coef: float = 1.0
-    # a latent silent this many steps counts as dead for AuxK: a floor on firing rate (1/512 samples at batch 64)
-    dead_steps: int = 8
+    # AuxK loss weight; None: AUX_COEF[kind]. The reconstruction term is about d_out·FVU, so d_out/32 is Gao et al.'s
+    # 1/32 (ignored by paper_repo, which has no AuxK)
+    aux_coef: float | None = None
+    # a latent silent this many steps counts as dead for AuxK; None: DEAD_STEPS[kind]
+    dead_steps: int | None = None
     l1_coef: float = 0.01  # paper_repo: weight of mean |z|
     lr: float | None = None  # None: LEARNING_RATE_2048[kind] · sqrt(2048 / d_sae) (paper_repo: 1e-4)
     # the decoder's (W_dec, b_dec) learning rate as a multiple of lr; None: DECODER_LR_SCALE[kind] (paper_repo: 1, as
@@ -117,6 +138,16 @@ class DictConfig:
         return LEARNING_RATE_2048[self.kind] * math.sqrt(2048 / self.d_sae)
 
     @property
+    def aux_weight(self) -> float:
+        "AuxK's loss weight: `aux_coef`, or the kind's AUX_COEF."
+        return AUX_COEF[self.kind] if self.aux_coef is None else self.aux_coef
+
+    @property
+    def dead_window(self) -> int:
+        "Steps of silence after which AuxK counts a latent as dead: `dead_steps`, or the kind's DEAD_STEPS."
+        return DEAD_STEPS[self.kind] if self.dead_steps is None else self.dead_steps
+
+    @property
     def decoder_learning_rate(self) -> float:
         "The rate of W_dec and b_dec: `learning_rate` times `decoder_lr_scale` (default: the kind's DECODER_LR_SCALE)."
         scale = DECODER_LR_SCALE[self.kind] if self.decoder_lr_scale is None else self.decoder_lr_scale
@@ -135,6 +166,8 @@ class DictConfig:
             raise ValueError(
                 "paper_repo trains every weight at one rate, as the paper code: decoder_lr_scale must be 1"
             )
+        if self.aux_weight < 0:
+            raise ValueError(f"aux_coef must be ≥ 0, got {self.aux_coef}")
         if self.kind != 'paper_repo' and not (0 < self.k <= self.d_sae):
             raise ValueError(f"k must lie in (0, d_sae], got {self.k}")
         return self
@@ -290,7 +323,7 @@ class DictionaryStack(torch.nn.Module):
     @property
     def aux_coefs(self):
         "Each model's AuxK weight (M,)."
-        return torch.tensor([c.aux_coef for c in self.cfgs], device=self.W_dec.device)
+        return torch.tensor([c.aux_weight for c in self.cfgs], device=self.W_dec.device)
 
     @torch.no_grad()
     def mark_fired(self, f):
@@ -301,9 +334,9 @@ class DictionaryStack(torch.nn.Module):
         """AuxK (Gao et al.): the top aux_k dead latents reconstruct the full-level residual. Returns their activations
         (M, B, n) over the n = most dead latents of any model (padded with masked live ones), the latents' indices
         (M, n) and which models have dead latents; None when no model has any, or no model weighs AuxK (aux_coef 0)."""
-        if all(c.aux_coef == 0 for c in self.cfgs):
+        if all(c.aux_weight == 0 for c in self.cfgs):
             return None
-        dead = self.since_fired > self.cfgs[0].dead_steps  # (M, d_sae)
+        dead = self.since_fired > self.cfgs[0].dead_window  # (M, d_sae)
         n = int(dead.sum(1).max())
         if n == 0:
             return None
