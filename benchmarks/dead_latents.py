@@ -7,7 +7,9 @@ Trains the canonical model (k from the profile, default 64) on the profile's cac
   B. A with lr 2e-4·sqrt(2048/d_sae) (2e-4 at 2048 latents);   C. B with AuxK weight 1 and 512 auxiliary latents;
   D. the library's defaults: C with lr 3.5e-4·sqrt(2048/d_sae) and dead after 8 silent steps.
 For each: held-out FVU (full level), L0, dead fraction on the held-out split and on the training split.
-A latent alive on train but dead on held-out fires on a handful of training images only (a memoriser).
+A latent alive on train but dead on held-out fires on a handful of training images only (a memoriser). Last
+column: the median, over the latents dead on held-out images, of their largest held-out activation over the
+inference threshold θ (near 1: just under the batch-wide bar, not silent).
 
     .venv/bin/python benchmarks/dead_latents.py [--profile default] [--seeds 0 1 2] [--k 64]
 """
@@ -21,6 +23,16 @@ from mtc_nb.classifier import load_activations
 from mtc_nb.dictionaries import DictConfig
 from mtc_nb.training import train_dictionaries
 from mtc_nb.metrics import fvu, dead_fraction, l0
+
+
+def near_threshold(pre: torch.Tensor, f: torch.Tensor, theta: float) -> float:
+    """Median over the latents that never fire in `f` (n, d_sae) of their largest activation relu(`pre`) over the
+    inference threshold `theta` (nan when none is dead)."""
+    dead = (f > 0).sum(0) == 0
+    if not bool(dead.any()):
+        return float('nan')
+    return float((pre.clamp_min(0).max(0).values[dead] / theta).median())
+
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
@@ -59,7 +71,7 @@ if __name__ == '__main__':
         f"{cfg.name}: {len(tr['h2'])} train / {len(te['h2'])} held-out samples, d_sae={d_sae}, k={k}, "
         f"{cfg.dict_epochs} epochs, seeds {a.seeds}; mean ± std over seeds"
     )
-    print(f"{'settings':<56}{'FVU (full)':>18}{'L0':>8}{'dead held-out':>18}{'dead train':>16}")
+    print(f"{'settings':<56}{'FVU (full)':>18}{'L0':>8}{'dead held-out':>18}{'dead train':>16}{'dead max/θ':>12}")
     for i, name in enumerate(variants):
         rows = []
         for r in res[i * len(a.seeds) : (i + 1) * len(a.seeds)]:
@@ -72,7 +84,11 @@ if __name__ == '__main__':
                     float(l0(o.f[j])[0]),
                     dead_fraction(o.f[j]),
                     dead_fraction(otr.f[j]),
+                    near_threshold(o.pre[j], o.f[j], float(r['model'].theta[j])),
                 )
             )
         m, s = np.mean(rows, 0), np.std(rows, 0)
-        print(f"{name:<56}{m[0]:>10.4f} ± {s[0]:.4f}{m[1]:>8.1f}{m[2]:>11.2%} ± {s[2]:.2%}{m[3]:>9.2%} ± {s[3]:.2%}")
+        print(
+            f"{name:<56}{m[0]:>10.4f} ± {s[0]:.4f}{m[1]:>8.1f}{m[2]:>11.2%} ± {s[2]:.2%}{m[3]:>9.2%} ± {s[3]:.2%}"
+            f"{m[4]:>12.2f}"
+        )
