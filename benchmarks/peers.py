@@ -319,7 +319,11 @@ def parse_variant(text: str) -> dict:
             continue
         if key not in DictConfig.__dataclass_fields__:
             raise ValueError(f"--ours-variant: {key!r} is not a DictConfig field")
-        out[key] = type(getattr(DictConfig, key))(value) if getattr(DictConfig, key) is not None else float(value)
+        default = getattr(DictConfig, key)
+        if default is None:  # a per-kind default (lr, aux_coef, dead_steps, ...): an int when it reads as one
+            out[key] = int(value) if value.lstrip('-').isdigit() else float(value)
+        else:
+            out[key] = type(default)(value)
     return out
 
 

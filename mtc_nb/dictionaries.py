@@ -168,6 +168,8 @@ class DictConfig:
             )
         if self.aux_weight < 0:
             raise ValueError(f"aux_coef must be ≥ 0, got {self.aux_coef}")
+        if self.dead_window < 1:
+            raise ValueError(f"dead_steps must be ≥ 1, got {self.dead_steps}")
         if self.kind != 'paper_repo' and not (0 < self.k <= self.d_sae):
             raise ValueError(f"k must lie in (0, d_sae], got {self.k}")
         return self
@@ -323,7 +325,7 @@ class DictionaryStack(torch.nn.Module):
     @property
     def aux_coefs(self):
         "Each model's AuxK weight (M,)."
-        return torch.tensor([c.aux_weight for c in self.cfgs], device=self.W_dec.device)
+        return torch.tensor([c.aux_weight for c in self.cfgs], dtype=torch.float32, device=self.W_dec.device)
 
     @torch.no_grad()
     def mark_fired(self, f):
