@@ -51,8 +51,8 @@ DECODER_LR_SCALE = {
     'matryoshka_sae': 4.0,
     'paper_repo': 1.0,
 }
-# AuxK's weight per kind (Configs, above): about Gao et al.'s 1/32 for the SAEs, whose reconstruction term is
-# 1,280 wide; 1 for the transcoders, whose FVU a heavier AuxK raises
+# AuxK's weight per kind (Configs, above): for the SAEs about Gao et al.'s 1/32 of a 1,280-wide reconstruction term
+# (measured on EfficientNet-Lite0's h2; CLIP's is 768 wide), 1 for the transcoders, whose FVU a heavier AuxK raises
 AUX_COEF = {
     'matryoshka_transcoder': 1.0,
     'transcoder': 1.0,
@@ -62,8 +62,8 @@ AUX_COEF = {
     'paper_repo': 0.0,
 }
 # AuxK's dead window per kind, in steps: a latent silent this long counts as dead (a floor on its firing rate, 1 in
-# 512 samples at 8 steps of 64). 4 for the plain transcoder, whose rare latents it keeps alive at the cost of a
-# hundredth of its FVU (Configs, above); the Matryoshka transcoder loses FVU at 4 and keeps 8
+# 512 samples at 8 steps of 64). 4 for the plain transcoder, whose rare latents it keeps alive at the cost of 2% of
+# its FVU (Configs, above); the Matryoshka transcoder loses FVU at 4 and keeps 8
 DEAD_STEPS = {
     'matryoshka_transcoder': 8,
     'transcoder': 4,
