@@ -5,11 +5,13 @@ Trains the canonical model (k from the profile, default 64) on the profile's cac
   A. Gao et al.'s settings for billions of tokens: lr 2e-4/sqrt(d_sae/16384), AuxK weight 1/4 (already
      above their 1/32), 256 auxiliary latents, dead after 32 silent steps;
   B. A with lr 2e-4·sqrt(2048/d_sae) (2e-4 at 2048 latents);   C. B with AuxK weight 1 and 512 auxiliary latents;
-  D. the library's defaults: C with lr 3.5e-4·sqrt(2048/d_sae) and dead after 8 silent steps.
+  D. C with lr 3.5e-4·sqrt(2048/d_sae) and dead after 8 silent steps;
+  E. the library's defaults: D with the rate floor (each latent selected on at least half the mean rate k/d_sae).
+A to D run without the rate floor.
 For each: held-out FVU (full level), L0, dead fraction on the held-out split and on the training split.
 A latent alive on train but dead on held-out fires on a handful of training images only (a memoriser). Last
-column: the median, over the latents dead on held-out images, of their largest held-out activation over the
-inference threshold θ (near 1: just under the batch-wide bar, not silent).
+column: the median, over the latents dead on held-out images, of their largest held-out selection score (activation
+plus the floor's bias) over the inference threshold θ (near 1: just under the batch-wide bar, not silent).
 
     .venv/bin/python benchmarks/dead_latents.py [--profile default] [--seeds 0 1 2] [--k 64]
 """
@@ -25,13 +27,13 @@ from mtc_nb.training import train_dictionaries
 from mtc_nb.metrics import fvu, dead_fraction, l0
 
 
-def near_threshold(pre: torch.Tensor, f: torch.Tensor, theta: float) -> float:
-    """Median over the latents that never fire in `f` (n, d_sae) of their largest activation relu(`pre`) over the
-    inference threshold `theta` (nan when none is dead)."""
+def near_threshold(score: torch.Tensor, f: torch.Tensor, theta: float) -> float:
+    """Median over the latents that never fire in `f` (n, d_sae) of their largest selection `score` (n, d_sae) over
+    the inference threshold `theta` (nan when none is dead)."""
     dead = (f > 0).sum(0) == 0
     if not bool(dead.any()):
         return float('nan')
-    return float((pre.clamp_min(0).max(0).values[dead] / theta).median())
+    return float((score.max(0).values[dead] / theta).median())
 
 
 if __name__ == '__main__':
@@ -59,11 +61,12 @@ if __name__ == '__main__':
     lr = 2e-4 * math.sqrt(2048 / d_sae)
     variants = {
         'A  lr 2e-4/sqrt(d_sae/16384), AuxK 1/4, 256, 32 steps': dict(
-            lr=2e-4 / math.sqrt(d_sae / 16384), aux_coef=0.25, aux_k=256, dead_steps=32
+            lr=2e-4 / math.sqrt(d_sae / 16384), aux_coef=0.25, aux_k=256, dead_steps=32, rate_floor=0.0
         ),
-        'B  A + lr 2e-4·sqrt(2048/d_sae)': dict(lr=lr, aux_coef=0.25, aux_k=256, dead_steps=32),
-        'C  B + AuxK weight 1, 512 latents': dict(lr=lr, aux_coef=1.0, aux_k=512, dead_steps=32),
-        'D  defaults (C + lr 3.5e-4, dead after 8 steps)': dict(),
+        'B  A + lr 2e-4·sqrt(2048/d_sae)': dict(lr=lr, aux_coef=0.25, aux_k=256, dead_steps=32, rate_floor=0.0),
+        'C  B + AuxK weight 1, 512 latents': dict(lr=lr, aux_coef=1.0, aux_k=512, dead_steps=32, rate_floor=0.0),
+        'D  C + lr 3.5e-4, dead after 8 steps': dict(rate_floor=0.0),
+        'E  defaults (D + the rate floor)': dict(),
     }
     cfgs = [DictConfig(seed=s, **base, **v) for v in variants.values() for s in a.seeds]
     res = train_dictionaries(cfgs, tr['h2'], tr['h1'], va['h2'], va['h1'])
@@ -84,7 +87,7 @@ if __name__ == '__main__':
                     float(l0(o.f[j])[0]),
                     dead_fraction(o.f[j]),
                     dead_fraction(otr.f[j]),
-                    near_threshold(o.pre[j], o.f[j], float(r['model'].theta[j])),
+                    near_threshold(r['model'].selection_score(o.pre.relu())[j], o.f[j], float(r['model'].theta[j])),
                 )
             )
         m, s = np.mean(rows, 0), np.std(rows, 0)

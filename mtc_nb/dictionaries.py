@@ -61,14 +61,15 @@ AUX_COEF = {
     'matryoshka_sae': 32.0,
     'paper_repo': 0.0,
 }
-# AuxK's dead window per kind, in steps: a latent silent this long counts as dead (a floor on its firing rate, 1 in
-# 512 samples at 8 steps of 64). 4 for the plain transcoder, whose rare latents it keeps alive at the cost of 2% of
-# its FVU (Configs, above); the Matryoshka transcoder loses FVU at 4 and keeps 8
+# AuxK's dead window per kind, in steps: a latent silent this long counts as dead (1 in 512 samples at 8 steps of 64).
+# 4 for the plain transcoder, whose rare latents it kept alive before the rate floor did, and for the SAE, whose
+# latents with no positive pre-activation (which the floor cannot reach) it revives: k = 32, 2.8% → 1.1% dead
+# (Configs, above); the Matryoshka transcoder loses FVU at 4 and keeps 8
 DEAD_STEPS = {
     'matryoshka_transcoder': 8,
     'transcoder': 4,
     'skip_transcoder': 8,
-    'sae': 8,
+    'sae': 4,
     'matryoshka_sae': 8,
     'paper_repo': 8,
 }
@@ -107,6 +108,10 @@ class DictConfig:
     epochs: int = 30  # passes over the training split
     seed: int = 0  # initialisation and shuffling seed
     theta_momentum: float = 0.01  # EMA rate of the inference threshold
+    # each latent's firing rate is held at or above this fraction of the mean rate k/d_sae by a bias on its selection
+    # score (`DictionaryStack.raise_rare`); 0: off (ignored by paper_repo, which has no threshold to bias)
+    rate_floor: float = 0.5
+    rate_floor_step: float = 2.5e-3  # the bias's rise per step of silence, as a fraction of the threshold θ
 
     @property
     def is_transcoder(self) -> bool:
@@ -170,6 +175,14 @@ class DictConfig:
             raise ValueError(f"aux_coef must be ≥ 0, got {self.aux_coef}")
         if self.dead_window < 1:
             raise ValueError(f"dead_steps must be ≥ 1, got {self.dead_steps}")
+        if self.rate_floor < 0 or self.rate_floor_step <= 0:
+            raise ValueError(
+                f"rate_floor must be ≥ 0 and rate_floor_step > 0, got {self.rate_floor}, {self.rate_floor_step}"
+            )
+        if self.kind != 'paper_repo' and self.rate_floor * self.k >= self.d_sae:
+            raise ValueError(
+                f"rate_floor · k must stay under d_sae (a firing rate under 1), got {self.rate_floor} · {self.k}"
+            )
         if self.kind != 'paper_repo' and not (0 < self.k <= self.d_sae):
             raise ValueError(f"k must lie in (0, d_sae], got {self.k}")
         return self
@@ -185,6 +198,7 @@ def paper_block_k(levels) -> tuple:
 def paper_repo_config(d_in: int, d_out: int, **kw) -> DictConfig:
     "The paper code's Matryoshka transcoder, hyper-parameters included."
     kw.setdefault('block_k', paper_block_k(kw.get('levels', DictConfig.levels)))
+    kw.setdefault('rate_floor', 0.0)
     return DictConfig(kind='paper_repo', d_in=d_in, d_out=d_out, weight_decay=1e-5, batch_size=32, **kw).validate()
 
 # %% ../nbs/05_dictionaries.ipynb #4cac9894
@@ -228,6 +242,7 @@ class DictionaryStack(torch.nn.Module):
         self.register_buffer('x_scale', torch.ones(M))
         self.register_buffer('y_scale', torch.ones(M))
         self.register_buffer('theta', torch.zeros(M))
+        self.register_buffer('select_bias', torch.zeros(M, c0.d_sae))  # the rate floor's (`raise_rare`)
         self.register_buffer('k', torch.tensor([c.k for c in cfgs]))
         self.register_buffer('since_fired', torch.zeros(M, c0.d_sae, dtype=torch.long))
         self.levels = list(c0.level_widths)
@@ -253,13 +268,25 @@ class DictionaryStack(torch.nn.Module):
         "Pre-activations (M, B, d_sae) of inputs already `centred`."
         return torch.bmm(xn, self.W_enc).add_(self.b_enc[:, None])  # faster than baddbmm's broadcast bias
 
+    @property
+    def floored(self) -> bool:
+        "Whether any model holds its latents' firing rates above a floor (`rate_floor`)."
+        return any(c.rate_floor > 0 for c in self.cfgs)
+
+    def selection_score(self, acts: torch.Tensor) -> torch.Tensor:
+        "What BatchTopK and θ rank: the positive activations plus each latent's selection bias (zero without a floor)."
+        if not self.floored:
+            return acts
+        return torch.where(acts > 0, acts + self.select_bias[:, None], acts)
+
     def sparsify(self, pre: torch.Tensor) -> torch.Tensor:
         acts = F.relu(pre)
+        score = self.selection_score(acts.detach())
         if not self.training:
-            return acts * (acts > self.theta[:, None, None])
+            return acts * (score > self.theta[:, None, None])
         M, B, D = acts.shape
         with torch.no_grad():  # BatchTopK as a threshold: model m keeps its k_m·B largest activations in the batch
-            flat = acts.detach().reshape(M, B * D)
+            flat = score.reshape(M, B * D)
             kth = torch.empty(M, dtype=acts.dtype, device=acts.device)
             for m in range(M):
                 n_keep = min(int(self.k[m]) * B, B * D)
@@ -268,7 +295,7 @@ class DictionaryStack(torch.nn.Module):
                 ]  # θ ≈ last step's threshold: when n_keep values pass θ/2, the
                 src = cand if len(cand) >= n_keep else flat[m]  # n_keep-th largest is among them (a 10× shorter search)
                 kth[m] = src.kthvalue(len(src) - n_keep + 1).values
-            keep = (acts >= kth[:, None, None]) & (acts > 0)
+            keep = (score >= kth[:, None, None]) & (acts > 0)
             # the inference threshold θ: EMA of the smallest kept activation
             smallest = kth.clone()
             for m in torch.nonzero(kth <= 0).flatten().tolist():  # fewer than k·B positive activations
@@ -276,7 +303,25 @@ class DictionaryStack(torch.nn.Module):
                 smallest[m] = pos.min() if len(pos) else self.theta[m]
             m_ = torch.tensor([c.theta_momentum for c in self.cfgs], device=acts.device)
             self.theta.copy_(torch.where(self.theta == 0, smallest, (1 - m_) * self.theta + m_ * smallest))
+            self.raise_rare(keep)
         return acts * keep
+
+    @torch.no_grad()
+    def raise_rare(self, keep: torch.Tensor):
+        """The rate floor (`rate_floor` ρ > 0): after each training batch, latent i's selection bias b_i rises by
+        η·θ (η = `rate_floor_step`) and falls by η·θ / (B·r) for each of the B samples it fired on, r = ρ·k/d_sae,
+        and stays ≥ 0. Its expected change is zero where the latent fires at rate r: a rarer latent's bias grows until
+        it is selected that often, a commoner one's decays to zero (load balancing by bias, as Wang et al. 2024 route
+        tokens to experts, one-sided). Inference ranks the same score, so the latent fires there as in training."""
+        if not self.floored:
+            return
+        M, B, D = keep.shape
+        rate = torch.tensor([c.rate_floor * c.k / c.d_sae for c in self.cfgs], device=keep.device)  # per sample
+        step = torch.tensor([c.rate_floor_step for c in self.cfgs], device=keep.device) * self.theta
+        fired = keep.sum(1, dtype=torch.float32)  # (M, D)
+        on = rate > 0
+        change = step[:, None] * (1 - fired / (B * rate.clamp_min(1e-12))[:, None])
+        self.select_bias.add_(change * on[:, None]).clamp_(min=0)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         "Latents (M, B, d_sae); in eval mode each sample is encoded alone (threshold θ)."
@@ -464,7 +509,9 @@ def load_dictionary(folder: str | os.PathLike, d_in: int | None = None, d_out: i
     folder = Path(folder)
     redo = 'rerun the dictionaries stage (`mtc reproduce`): it trains a damaged checkpoint again'
     state, record = load_checkpoint(folder, 'dictionary', redo)
-    c = record['config']
+    c = {'rate_floor': 0.0, **record['config']}  # a checkpoint written before the rate floor was trained without one
+    if c['kind'] != 'paper_repo':
+        state.setdefault('select_bias', torch.zeros(1, c['d_sae']))
     c = DictConfig(
         **{
             **c,

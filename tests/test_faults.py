@@ -279,6 +279,25 @@ def test_a_damaged_checkpoint_is_a_clear_error_and_is_trained_again(checkpoint, 
     assert _completed_row(folder, 'fp') is None  # a resumed stage trains it again
 
 
+def test_a_checkpoint_from_before_the_rate_floor_loads_without_one(checkpoint, tmp_path):
+    "Written before `rate_floor` and its selection bias existed: it loads, and encodes as it was trained (no bias)."
+    from safetensors.torch import load_file
+    from mtc_nb.checkpoints import save_checkpoint
+
+    record = json.loads((checkpoint / 'config.json').read_text())
+    old_config = {k: v for k, v in record['config'].items() if k not in ('rate_floor', 'rate_floor_step')}
+    state = load_file(checkpoint / 'weights.safetensors')
+    current = load_dictionary(checkpoint)
+    assert current.cfgs[0].rate_floor > 0 and current.select_bias.abs().sum() > 0
+    del state['select_bias']
+    old = load_dictionary(save_checkpoint(tmp_path / 'old', 'dictionary', state, old_config))
+    assert old.cfgs[0].rate_floor == 0.0 and not old.floored
+    x = torch.randn(20, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        pre = old.pre_acts(x)
+        torch.testing.assert_close(old.encode(x), pre.relu() * (pre.relu() > old.theta[:, None, None]))
+
+
 def test_a_checkpoint_for_other_activations_says_so(checkpoint):
     with pytest.raises(ValueError, match='expects activations 12→6'):
         load_dictionary(checkpoint, d_in=1280)
