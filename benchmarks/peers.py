@@ -31,7 +31,8 @@ from mtc_nb.dictionaries import DictConfig, dictionary_model
 from mtc_nb.training import make_optimizer, train_step, training_loss
 from mtc_nb.metrics import fvu, l0, dead_fraction
 
-TRANSCODER_KINDS = ('matryoshka_transcoder', 'transcoder')
+# h2 -> h1 (ours:skip_transcoder has no peer)
+TRANSCODER_KINDS = ('matryoshka_transcoder', 'transcoder', 'skip_transcoder')
 PEER_MODELS = (
     'saelens:matryoshka_transcoder',
     'saelens:transcoder',

@@ -114,6 +114,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                      'mtc_nb/dictionaries.py'),
                                      'mtc_nb.dictionaries.DictConfig.decoder_learning_rate': ( 'dictionaries.html#dictconfig.decoder_learning_rate',
                                                                                                'mtc_nb/dictionaries.py'),
+                                     'mtc_nb.dictionaries.DictConfig.floor_rate': ( 'dictionaries.html#dictconfig.floor_rate',
+                                                                                    'mtc_nb/dictionaries.py'),
                                      'mtc_nb.dictionaries.DictConfig.is_transcoder': ( 'dictionaries.html#dictconfig.is_transcoder',
                                                                                        'mtc_nb/dictionaries.py'),
                                      'mtc_nb.dictionaries.DictConfig.learning_rate': ( 'dictionaries.html#dictconfig.learning_rate',

@@ -108,9 +108,11 @@ class DictConfig:
     epochs: int = 30  # passes over the training split
     seed: int = 0  # initialisation and shuffling seed
     theta_momentum: float = 0.01  # EMA rate of the inference threshold
-    # each latent's firing rate is held at or above this fraction of the mean rate k/d_sae by a bias on its selection
-    # score (`DictionaryStack.raise_rare`); 0: off (ignored by paper_repo, which has no threshold to bias)
+    # each latent's firing rate is held at or above this fraction of the mean rate k/d_sae, or `rate_floor_cap` when
+    # that is lower (`floor_rate`), by a bias on its selection score (`DictionaryStack.raise_rare`); 0: off (ignored by
+    # paper_repo, which has no threshold to bias)
     rate_floor: float = 0.5
+    rate_floor_cap: float = 1 / 128  # the floor never asks a latent to fire on more than this share of samples
     rate_floor_step: float = 2.5e-3  # the bias's rise per step of silence, as a fraction of the threshold θ
 
     @property
@@ -153,6 +155,11 @@ class DictConfig:
         return DEAD_STEPS[self.kind] if self.dead_steps is None else self.dead_steps
 
     @property
+    def floor_rate(self) -> float:
+        "The share of samples each latent is held to at least: min(`rate_floor`·k/d_sae, `rate_floor_cap`); 0: none."
+        return min(self.rate_floor * self.k / self.d_sae, self.rate_floor_cap)
+
+    @property
     def decoder_learning_rate(self) -> float:
         "The rate of W_dec and b_dec: `learning_rate` times `decoder_lr_scale` (default: the kind's DECODER_LR_SCALE)."
         scale = DECODER_LR_SCALE[self.kind] if self.decoder_lr_scale is None else self.decoder_lr_scale
@@ -179,10 +186,9 @@ class DictConfig:
             raise ValueError(
                 f"rate_floor must be ≥ 0 and rate_floor_step > 0, got {self.rate_floor}, {self.rate_floor_step}"
             )
-        if self.kind != 'paper_repo' and self.rate_floor * self.k >= self.d_sae:
-            raise ValueError(
-                f"rate_floor · k must stay under d_sae (a firing rate under 1), got {self.rate_floor} · {self.k}"
-            )
+        if not 0 < self.rate_floor_cap < 1:
+            raise ValueError(f"rate_floor_cap is a share of samples in (0, 1), got {self.rate_floor_cap}")
+
         if self.kind != 'paper_repo' and not (0 < self.k <= self.d_sae):
             raise ValueError(f"k must lie in (0, d_sae], got {self.k}")
         return self
@@ -309,14 +315,15 @@ class DictionaryStack(torch.nn.Module):
     @torch.no_grad()
     def raise_rare(self, keep: torch.Tensor):
         """The rate floor (`rate_floor` ρ > 0): after each training batch, latent i's selection bias b_i rises by
-        η·θ (η = `rate_floor_step`) and falls by η·θ / (B·r) for each of the B samples it fired on, r = ρ·k/d_sae,
+        η·θ (η = `rate_floor_step`) and falls by η·θ / (B·r) for each of the B samples it fired on, r = `floor_rate`,
         and stays ≥ 0. Its expected change is zero where the latent fires at rate r: a rarer latent's bias grows until
         it is selected that often, a commoner one's decays to zero (load balancing by bias, as Wang et al. 2024 route
         tokens to experts, one-sided). Inference ranks the same score, so the latent fires there as in training."""
         if not self.floored:
             return
         M, B, D = keep.shape
-        rate = torch.tensor([c.rate_floor * c.k / c.d_sae for c in self.cfgs], device=keep.device)  # per sample
+        rate = torch.tensor([c.floor_rate for c in self.cfgs], device=keep.device)  # per sample
+
         step = torch.tensor([c.rate_floor_step for c in self.cfgs], device=keep.device) * self.theta
         fired = keep.sum(1, dtype=torch.float32)  # (M, D)
         on = rate > 0

@@ -373,7 +373,16 @@ def _check_finite(t: torch.Tensor, split: str):
 # %% ../nbs/05b_training.ipynb #3b1158c5
 # what a stack holds per model (lr: via learning_rate). Not the seed: a seed fixes a model's initialisation AND its
 # data order, for every kind alike, so only models of one seed can share batches
-_PER_MODEL = ('k', 'aux_coef', 'theta_momentum', 'level_weights', 'lr', 'rate_floor', 'rate_floor_step')
+_PER_MODEL = (
+    'k',
+    'aux_coef',
+    'theta_momentum',
+    'level_weights',
+    'lr',
+    'rate_floor',
+    'rate_floor_step',
+    'rate_floor_cap',
+)
 
 
 def _group(cfgs):
