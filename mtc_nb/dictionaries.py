@@ -188,7 +188,6 @@ class DictConfig:
             )
         if not 0 < self.rate_floor_cap < 1:
             raise ValueError(f"rate_floor_cap is a share of samples in (0, 1), got {self.rate_floor_cap}")
-
         if self.kind != 'paper_repo' and not (0 < self.k <= self.d_sae):
             raise ValueError(f"k must lie in (0, d_sae], got {self.k}")
         return self
@@ -302,7 +301,7 @@ class DictionaryStack(torch.nn.Module):
                 src = cand if len(cand) >= n_keep else flat[m]  # n_keep-th largest is among them (a 10× shorter search)
                 kth[m] = src.kthvalue(len(src) - n_keep + 1).values
             keep = (score >= kth[:, None, None]) & (acts > 0)
-            # the inference threshold θ: EMA of the smallest kept activation
+            # the inference threshold θ: EMA of the smallest kept score
             smallest = kth.clone()
             for m in torch.nonzero(kth <= 0).flatten().tolist():  # fewer than k·B positive activations
                 pos = flat[m][flat[m] > 0]
@@ -321,9 +320,8 @@ class DictionaryStack(torch.nn.Module):
         tokens to experts, one-sided). Inference ranks the same score, so the latent fires there as in training."""
         if not self.floored:
             return
-        M, B, D = keep.shape
+        B = keep.shape[1]
         rate = torch.tensor([c.floor_rate for c in self.cfgs], device=keep.device)  # per sample
-
         step = torch.tensor([c.rate_floor_step for c in self.cfgs], device=keep.device) * self.theta
         fired = keep.sum(1, dtype=torch.float32)  # (M, D)
         on = rate > 0
