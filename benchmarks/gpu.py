@@ -65,7 +65,7 @@ def check_stack(name: str, cfgs: list[DictConfig], x_cpu, y_cpu, dead: range, de
     rows = [(name, 'autograd', abs(auto_loss - ref_loss) / abs(ref_loss), max_rel_err_all(auto_grads, ref_grads))]
     for sparse in (True, False):
         fused = copy.deepcopy(gpu)
-        loss, _, _, grads = stack_loss_and_grads(fused, x, y, sparse=sparse)
+        loss, _, _, grads, _ = stack_loss_and_grads(fused, x, y, sparse=sparse)
         decode = 'sparse' if sparse else 'dense'
         for what, ref_l, ref_g in (('autograd', auto_loss, auto_grads), ('float64', ref_loss, ref_grads)):
             err = max_rel_err_all(grads, ref_g)

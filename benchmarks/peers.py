@@ -391,7 +391,7 @@ def print_table(results, k, seeds, levels):
         print(
             f"{label:<44}{full[0]:>10.4f} ± {full[1]:.4f}{first_text:>18}{l0_[0]:>8.1f}"
             f"{dead[0]:>8.1%} ± {dead[1]:.1%}{dead_train[0]:>12.1%}{dead_train_n[0]:>8.1%}{speed[0]:>11.0f}  "
-            + ' '.join(f'{v:.4f}' for v in per_level)
+            + ' '.join(f'{v:.5f}' for v in per_level)
         )
 
 

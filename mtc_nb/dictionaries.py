@@ -424,11 +424,14 @@ class DictionaryStack(torch.nn.Module):
         self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8))
 
     @torch.no_grad()
-    def remove_parallel_grad(self):
-        "Remove the gradient component parallel to each decoder row (called before each step)."
+    def remove_parallel_grad(self, row_dots: torch.Tensor | None = None):
+        """Remove the gradient component parallel to each decoder row (called before each step). `row_dots`: each
+        row's dot product with its gradient (M, d_sae), when known already (the fused loss's, from its active
+        entries), else computed here."""
         if self.W_dec.grad is not None:
             w = self.W_dec
-            self.W_dec.grad.addcmul_(torch.linalg.vecdot(self.W_dec.grad, w)[..., None], w, value=-1)
+            dots = torch.linalg.vecdot(self.W_dec.grad, w) if row_dots is None else row_dots
+            self.W_dec.grad.addcmul_(dots[..., None], w, value=-1)
 
 # %% ../nbs/05_dictionaries.ipynb #a2f63fb5
 class PaperRepoTranscoder(torch.nn.Module):
@@ -488,7 +491,7 @@ class PaperRepoTranscoder(torch.nn.Module):
     def constrain(self):
         pass
 
-    def remove_parallel_grad(self):
+    def remove_parallel_grad(self, row_dots=None):
         pass
 
     def init_from_data(self, x, y):

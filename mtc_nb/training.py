@@ -57,27 +57,32 @@ class SparseDecode:
         counts = torch.bincount(torch.cat(bags), minlength=M * B * (G + (aux is not None)))
         self.W = model.W_dec.detach().reshape(M * D, d_out).requires_grad_()
         self.acts = torch.cat(weights).requires_grad_()
+        self.rows = torch.cat(rows)
         with torch.enable_grad():
             self.sums = F.embedding_bag(
-                torch.cat(rows), self.W, counts.cumsum(0) - counts, per_sample_weights=self.acts, mode='sum'
+                self.rows, self.W, counts.cumsum(0) - counts, per_sample_weights=self.acts, mode='sum'
             )
         sums = self.sums.detach()
         self.blocks = sums[: M * B * G].view(M, B, G, d_out).permute(2, 0, 1, 3)  # (G, M, B, d_out)
         self.aux_recon = sums[M * B * G :].view(M, B, d_out) if aux is not None else None  # before the target's scale
 
-    def backward(self, d_blocks: torch.Tensor, d_aux: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(∂/∂W_dec (M, d_sae, d_out), ∂/∂f (M, B, d_sae), zero off the active entries) from ∂/∂blocks (G, M, B, d_out)
-        and, with `aux`, ∂/∂`aux_recon` `d_aux` (M, B, d_out): AuxK's share is in both."""
+    def backward(self, d_blocks: torch.Tensor, d_aux: torch.Tensor | None = None) -> tuple:
+        """(∂/∂W_dec (M, d_sae, d_out), ∂/∂f (M, B, d_sae), zero off the active entries, and each decoder row's dot
+        product with its gradient (M, d_sae)) from ∂/∂blocks (G, M, B, d_out) and, with `aux`, ∂/∂`aux_recon` `d_aux`
+        (M, B, d_out): AuxK's share is in all three. Row i's gradient is Σ_e f_e ∂/∂sum_e over its entries e, and
+        ∂/∂f_e = ⟨∂/∂sum_e, W_dec[i]⟩, so its dot product is Σ_e f_e ∂/∂f_e: a sum over the entries, not over
+        d_sae × d_out products."""
         M, B, D = self.shape
         d_sums = d_blocks.permute(1, 2, 0, 3).reshape(-1, self.W.shape[1])
         if self.aux_entries is not None:
             d_sums = torch.cat([d_sums, d_aux.reshape(M * B, -1)])
         d_W, d_acts = torch.autograd.grad(self.sums, (self.W, self.acts), d_sums)
+        row_dots = d_acts.new_zeros(M * D).index_add_(0, self.rows, self.acts.detach() * d_acts).view(M, D)
         n = len(self.entries[0])
         d_f = d_acts.new_zeros(self.shape).index_put_(self.entries, d_acts[:n])
         if self.aux_entries is not None:  # AuxK's latents are dead, not the decode's: accumulate all the same
             d_f.index_put_(self.aux_entries, d_acts[n:], accumulate=True)
-        return d_W.view(M, D, -1), d_f
+        return d_W.view(M, D, -1), d_f, row_dots
 
 
 def _auxk_error_scale(model, any_dead, denom, B: int) -> torch.Tensor:
@@ -105,8 +110,9 @@ def stack_loss_and_grads(
     model: DictionaryStack, x: torch.Tensor, y: torch.Tensor, out: tuple | None = None, sparse: bool | None = None
 ) -> tuple:
     """(loss summed over the stack's M models, reconstruction term (M,), AuxK term (M,), one gradient per parameter
-    in `model.parameters()` order) of `model.loss(x, y)`, the backward written out by hand. The gradients are
-    written into `out` (tensors shaped as the parameters, e.g. the last step's gradients) when given. `sparse`: decode
+    in `model.parameters()` order, each decoder row's dot product with its gradient (M, d_sae), which
+    `remove_parallel_grad` takes) of `model.loss(x, y)`, the backward written out by hand. The gradients are written
+    into `out` (tensors shaped as the parameters, e.g. the last step's gradients) when given. `sparse`: decode
     through `SparseDecode` (None: when at most SPARSE_DECODE_MAX_DENSITY of the latents are active), else densely.
     AuxK's products run in a sparse decode's pass when at most SPARSE_AUXK_MAX_DENSITY of its selected latents are
     active (always when `sparse` is True), else densely (`auxk_loss_and_grads`)."""
@@ -141,9 +147,10 @@ def stack_loss_and_grads(
         e = (decoded.aux_recon * y_s).sub_(resid)
         aux, denom = model.auxk_of_error(e, resid, any_dead)
         d_aux = e.mul_(_auxk_error_scale(model, any_dead, denom, B) * y_s)
-    if sparse:
-        d_W, dpre = decoded.backward(R_s, d_aux)  # dpre is zero off the kept entries, as the mask and the relu make it
-        grads['W_dec'].copy_(d_W)
+    row_dots = None
+    if sparse:  # dpre is zero off the kept entries, as the mask and the relu make it
+        d_W, dpre, row_dots = decoded.backward(R_s, d_aux)
+        grads['W_dec'].copy_(d_W)  # into recycled memory: handing d_W over costs more in fresh pages than the copy
     else:
         bounds = [0] + model.levels
         df = []
@@ -156,29 +163,33 @@ def stack_loss_and_grads(
         torch.bmm(x.T.expand(M, -1, -1), R[0], out=grads['W_skip'])
     if sel is not None and not fold:  # AuxK not in a sparse decode's pass: dense
         aux = auxk_loss_and_grads(model, sel, resid, grads['W_dec'], dpre)
+        row_dots = None
+    if row_dots is None:  # a dense gradient: its rows' dot products in full
+        row_dots = torch.linalg.vecdot(grads['W_dec'], model.W_dec)
     torch.bmm(xn.transpose(1, 2), dpre, out=grads['W_enc'])
     torch.sum(dpre, 1, out=grads['b_enc'])
     for m in range(M):
         torch.mv(model.W_enc[m], grads['b_enc'][m], out=grads['b_pre'][m])  # per model: the same as alone
     grads['b_pre'].div_(-model.x_scale[:, None])
     total = rec + model.aux_coefs * aux
-    return total.sum(), rec, aux, tuple(grads.values())
+    return total.sum(), rec, aux, tuple(grads.values()), row_dots
 
 
 class StackLoss(torch.autograd.Function):
     """`DictionaryStack.loss` with a fused backward: the forward computes the loss and every gradient
     (`stack_loss_and_grads`), the backward returns them. Call `StackLoss.apply(model, x, y, out, *model.parameters())`
     (`out`: None, or tensors to write the gradients into); returns (loss, reconstruction term per model, AuxK term
-    per model), the last two without gradient."""
+    per model, the decoder rows' dot products with the gradient that a backward of the loss itself hands over), the
+    last three without gradient."""
 
     @staticmethod
     def forward(ctx, model, x, y, out, *params):
-        loss, rec, aux, ctx.grads = stack_loss_and_grads(model, x, y, out)
-        ctx.mark_non_differentiable(rec, aux)
-        return loss, rec, aux
+        loss, rec, aux, ctx.grads, row_dots = stack_loss_and_grads(model, x, y, out)
+        ctx.mark_non_differentiable(rec, aux, row_dots)
+        return loss, rec, aux, row_dots
 
     @staticmethod
-    def backward(ctx, d_loss, d_rec, d_aux):
+    def backward(ctx, d_loss, d_rec, d_aux, d_row_dots):
         return None, None, None, None, *_handed_over(ctx, d_loss)
 
 
@@ -261,15 +272,16 @@ class PaperRepoLoss(torch.autograd.Function):
 def training_loss(model, x: torch.Tensor, y: torch.Tensor, out: tuple | None = None) -> tuple[torch.Tensor, dict]:
     """The training loss of a dictionary model on a batch, through its fused Function: `.backward()` writes the
     gradient (`paper_repo`'s clipped at PAPER_MAX_GRAD_NORM, as the paper code clips), into the tensors `out` when
-    given. Returns (loss, parts)."""
+    given. Returns (loss, parts): a stack's parts include the decoder rows'
+    dot products with the gradient (`decoder_row_dots`), for `remove_parallel_grad`."""
     params = tuple(model.parameters())
     if out is not None and any(o is p.grad for o, p in zip(out, params)):
         raise ValueError("`out` holds gradients still attached to the parameters: take them off first")
     if isinstance(model, PaperRepoTranscoder):
         loss, norm = PaperRepoLoss.apply(model, x, y, PAPER_MAX_GRAD_NORM, out, *params)
         return loss, {'grad_norm': norm}
-    loss, rec, aux = StackLoss.apply(model, x, y, out, *params)
-    return loss, {'recon': rec, 'aux': aux}
+    loss, rec, aux, row_dots = StackLoss.apply(model, x, y, out, *params)
+    return loss, {'recon': rec, 'aux': aux, 'decoder_row_dots': row_dots}
 
 
 def _recycled_grads(model) -> tuple | None:
@@ -422,9 +434,10 @@ def train_step(model, opt, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """One optimizer step on a batch: the fused loss and its gradient (`training_loss`, written over the last step's
     gradient tensors: a stack of 8 models would otherwise take 100 MB of fresh memory per step, which costs a third
     of the step on this CPU), decoder-gradient projection, step, unit-norm rows. Returns the loss."""
-    loss, _ = training_loss(model, x, y, _recycled_grads(model))
+    loss, parts = training_loss(model, x, y, _recycled_grads(model))
     loss.backward()
-    model.remove_parallel_grad()
+    model.remove_parallel_grad(parts.get('decoder_row_dots'))
+
     opt.step()
     model.constrain()
     return loss.detach()
