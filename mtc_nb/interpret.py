@@ -447,9 +447,9 @@ def relevance(table: pd.DataFrame, threshold: float = 0.95) -> dict:
 def accuracy(table: pd.DataFrame, manifest: pd.DataFrame) -> dict:
     """Mean share of a flagged feature's top images that show the planted mode its interpretation names (exact, ground
     truth)."""
-    mode_of = manifest.set_index('id')['mode']
+    mode_of = dict(zip(manifest['id'], manifest['mode']))  # a dict: a `.loc` per feature cost 0.4 s a dictionary
     t = table[~table.skipped & table.flagged & table.error_mode.notna()]
     if not len(t):
         return {'accuracy': float('nan'), 'n_features': 0}
-    acc = [float(np.mean(mode_of.loc[r.top_ids].values == r.error_mode)) for r in t.itertuples()]
+    acc = [float(np.mean([mode_of[i] == r.error_mode for i in r.top_ids])) for r in t.itertuples()]
     return {'accuracy': float(np.mean(acc)), 'accuracy_std': float(np.std(acc)), 'n_features': len(acc)}
