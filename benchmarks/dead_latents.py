@@ -25,6 +25,7 @@ from mtc_nb.classifier import load_activations
 from mtc_nb.dictionaries import DictConfig
 from mtc_nb.training import train_dictionaries
 from mtc_nb.metrics import fvu, dead_fraction, l0
+from peers import BUDGET_EPOCHS  # this folder's comparison budget
 
 
 def near_threshold(score: torch.Tensor, f: torch.Tensor, theta: float) -> float:
@@ -55,7 +56,7 @@ if __name__ == '__main__':
         d_sae=d_sae,
         levels=levels,
         k=k,
-        epochs=cfg.dict_epochs,
+        epochs=BUDGET_EPOCHS,
         batch_size=cfg.dict_batch,
     )
     lr = 2e-4 * math.sqrt(2048 / d_sae)
@@ -72,7 +73,7 @@ if __name__ == '__main__':
     res = train_dictionaries(cfgs, tr['h2'], tr['h1'], va['h2'], va['h1'])
     print(
         f"{cfg.name}: {len(tr['h2'])} train / {len(te['h2'])} held-out samples, d_sae={d_sae}, k={k}, "
-        f"{cfg.dict_epochs} epochs, seeds {a.seeds}; mean ± std over seeds"
+        f"{BUDGET_EPOCHS} epochs, seeds {a.seeds}; mean ± std over seeds"
     )
     print(f"{'settings':<56}{'FVU (full)':>18}{'L0':>8}{'dead held-out':>18}{'dead train':>16}{'dead max/θ':>12}")
     for i, name in enumerate(variants):
