@@ -243,7 +243,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'mtc_nb.encoders.cache_frozen': ('encoders.html#cache_frozen', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.content_hash': ('encoders.html#content_hash', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.fold_symmetric_padding': ('encoders.html#fold_symmetric_padding', 'mtc_nb/encoders.py'),
-                                 'mtc_nb.encoders.folded_trunk': ('encoders.html#folded_trunk', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.frozen_part': ('encoders.html#frozen_part', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.load_encoder': ('encoders.html#load_encoder', 'mtc_nb/encoders.py'),
                                  'mtc_nb.encoders.load_images': ('encoders.html#load_images', 'mtc_nb/encoders.py'),
