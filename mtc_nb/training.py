@@ -437,7 +437,6 @@ def train_step(model, opt, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     loss, parts = training_loss(model, x, y, _recycled_grads(model))
     loss.backward()
     model.remove_parallel_grad(parts.get('decoder_row_dots'))
-
     opt.step()
     model.constrain()
     return loss.detach()
