@@ -5,7 +5,7 @@ generator fails; validated on a panel of simulated generators whose truth is kno
 
 # %% ../nbs/09_benchmark.ipynb #d629ae54
 from __future__ import annotations
-import json, warnings
+import csv, io, json, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,16 +17,18 @@ from scipy.optimize import lsq_linear
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from .scenes import MODES, KINDS, GENERATORS, image_files, Style, draw_attributes, render
+from .scenes import MODES, KINDS, GENERATORS, scan_images, Style, draw_attributes, render
+from .text import is_utf8_name, markdown_text, one_line, printable_name
 from .encoders import cache_frozen, frozen_part
 from .features import latent_codes, level_of
 from .metrics import auroc_matrix
 
 # %% auto #0
-__all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SimGenerator', 'panel_specs', 'make_panel', 'index_generated',
-           'youden_threshold', 'calibrate_features', 'Scorer', 'score_images', 'image_paths', 'rogan_gladen',
-           'confusion', 'correct_prevalence', 'bootstrap_weights', 'prevalence', 'ablation_drop', 'causal_check',
-           'measure', 'ranking', 'validate_panel', 'markdown_summary', 'write_labels']
+__all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SIDE_TABLES', 'LABELS', 'UNNAMED_DETECTORS', 'MIN_FEATURE_AUROC',
+           'SimGenerator', 'panel_specs', 'make_panel', 'index_generated', 'youden_threshold', 'best_detectors',
+           'calibrate_features', 'gate_features', 'Scorer', 'score_images', 'image_paths', 'rogan_gladen', 'confusion',
+           'correct_prevalence', 'bootstrap_weights', 'prevalence', 'ablation_drop', 'causal_check', 'measure',
+           'ranking', 'validate_panel', 'markdown_summary', 'write_labels']
 
 # %% ../nbs/09_benchmark.ipynb #628011ef
 @dataclass(frozen=True)
@@ -129,24 +131,74 @@ def make_panel(folder: Path, n: int, size: int, seed: int = 0, progress: bool = 
     return df
 
 # %% ../nbs/09_benchmark.ipynb #41bd6420
-def _read_side_table(path: Path, columns: tuple) -> pd.DataFrame | None:
-    "An optional prompts.csv / labels.csv, checked for its columns."
+SIDE_TABLES = {'prompts.csv': ('file', 'prompt'), 'labels.csv': ('file', 'label')}  # beside a generator's images
+LABELS = {'plausible': 0, 'implausible': 1}  # a labels.csv label, case and spaces aside
+
+
+def _read_side_table(path: Path, columns: tuple) -> tuple[pd.DataFrame | None, list[str]]:
+    """An optional prompts.csv / labels.csv of a generator folder: (its rows, one per file, or None; the problems
+    found, each a sentence). The separator is sniffed (`,`, `;`, tab); column names are read case-blind; a file listed
+    twice keeps one row when the rows agree and none when they differ. A table that cannot be read, or lacks a
+    column, is ignored with its reason: its generator is measured without it."""
     if not path.exists():
-        return None
-    t = pd.read_csv(path, dtype=str)
+        return None, []
+    try:
+        text = path.read_text(encoding='utf-8-sig')  # a spreadsheet's byte-order mark aside
+        try:
+            sep = csv.Sniffer().sniff(text[:4096], delimiters=',;\t').delimiter
+        except csv.Error:  # one column, or too little to tell
+            sep = ','
+        t = pd.read_csv(io.StringIO(text), dtype=str, sep=sep, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        return None, [f"{path.name}: not a readable CSV table ({type(e).__name__}: {one_line(e, 120)}): ignored"]
+    t.columns = [one_line(c).lower() for c in t.columns]
     missing = [c for c in columns if c not in t]
     if missing:
-        raise ValueError(f"{path}: needs the columns {list(columns)}, missing {missing}")
-    return t
+        return None, [f"{path.name}: needs the columns {list(columns)}, has {list(t.columns)}: ignored"]
+    t = t.apply(lambda col: col.str.strip())
+    problems = []
+    repeated = t[t.file.duplicated(keep=False)]
+    if len(repeated):
+        differing = repeated.groupby('file').filter(lambda g: len(g.drop_duplicates()) > 1).file.unique()
+        differ = ''
+        if len(differing):
+            differ = f"; {len(differing)} with rows that differ, left out of it (e.g. {differing[0]})"
+        problems.append(f"{path.name}: {repeated.file.nunique()} file(s) listed more than once{differ}")
+        t = t[~t.file.isin(differing)].drop_duplicates('file')
+    return t.reset_index(drop=True), problems
 
 
-def index_generated(root: str | Path) -> pd.DataFrame:
-    "One row per image under root/<generator>/: id, generator, file (relative to root), prompt, label, mode."
+def _labels_of(table: pd.DataFrame, name: str) -> tuple[pd.Series, list[str]]:
+    "(0/1 per file of a labels.csv; the problems): `plausible` / `implausible` in any case; other values unlabelled."
+    words = table.label.str.lower()
+    bad = table.label[~words.isin(list(LABELS))]
+    problems = []
+    if len(bad):
+        values = ', '.join(repr(one_line(v, 30)) for v in bad.unique()[:3])
+        problems.append(
+            f"{name}: {len(bad)} row(s) with a label other than plausible or implausible ({values}): left unlabelled"
+        )
+    return words.map(LABELS), problems
+
+
+def index_generated(root: str | Path) -> tuple[pd.DataFrame, list[dict]]:
+    """(one row per image under root/<generator>/: id, generator, file (relative to root), prompt, label, mode;
+    one {'generator', 'problem'} per thing a user should know: files left out, side-table problems, a generator
+    folder with no image). A problem of one generator never stops another."""
     root = Path(root)
-    frames = []
+    frames, problems = [], []
+    note = lambda g, text: problems.append({'generator': printable_name(g.name), 'problem': text})
     for gen_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        files = image_files(gen_dir)
+        if gen_dir.name.startswith('.'):
+            continue
+        if not is_utf8_name(gen_dir.name):
+            note(gen_dir, "the folder's name is not valid UTF-8 (shown with \\x escapes): rename it; left out")
+            continue
+        files, left_out = scan_images(gen_dir, expected=tuple(SIDE_TABLES))
+        for s in left_out:
+            note(gen_dir, f"{s['file']} left out: {s['reason']}")
         if not files:
+            note(gen_dir, "no image file in the folder: left out of the benchmark")
             continue
         rel = [p.relative_to(gen_dir).as_posix() for p in files]
         df = pd.DataFrame(
@@ -157,19 +209,23 @@ def index_generated(root: str | Path) -> pd.DataFrame:
                 'rel': rel,
             }
         )
-        prompts = _read_side_table(gen_dir / 'prompts.csv', ('file', 'prompt'))
-        labels = _read_side_table(gen_dir / 'labels.csv', ('file', 'label'))
+        tables = {}
+        for name, columns in SIDE_TABLES.items():
+            tables[name], found = _read_side_table(gen_dir / name, columns)
+            problems += [{'generator': gen_dir.name, 'problem': p} for p in found]
+            if tables[name] is not None and (unknown := sorted(set(tables[name].file) - set(rel))):
+                note(gen_dir, f"{name}: {len(unknown)} row(s) name no image of the folder (e.g. {unknown[0]!r})")
+        prompts, labels = tables['prompts.csv'], tables['labels.csv']
         df['prompt'] = df.rel.map(prompts.set_index('file').prompt) if prompts is not None else None
         if labels is not None:
-            bad = sorted(set(labels.label) - {'plausible', 'implausible'})
-            if bad:
-                raise ValueError(f"{gen_dir / 'labels.csv'}: label must be plausible or implausible, got {bad}")
-            by_file = labels.set_index('file')
-            df['label'] = df.rel.map(by_file.label.map({'plausible': 0, 'implausible': 1}))
-            df['mode'] = df.rel.map(by_file['mode']) if 'mode' in by_file else None
+            values, found = _labels_of(labels, 'labels.csv')
+            problems += [{'generator': gen_dir.name, 'problem': p} for p in found]
+            df['label'] = df.rel.map(dict(zip(labels.file, values)))
+            df['mode'] = df.rel.map(labels.set_index('file')['mode']) if 'mode' in labels else None
         frames.append(df.drop(columns='rel'))
     cols = ['id', 'generator', 'file', 'prompt', 'label', 'mode']
-    return pd.concat(frames, ignore_index=True).reindex(columns=cols) if frames else pd.DataFrame(columns=cols)
+    out = pd.concat(frames, ignore_index=True).reindex(columns=cols) if frames else pd.DataFrame(columns=cols)
+    return out, problems
 
 # %% ../nbs/09_benchmark.ipynb #cffb2091
 def youden_threshold(scores, truth) -> float:
@@ -195,10 +251,26 @@ def _detection(fire, truth) -> dict:
     }
 
 
+UNNAMED_DETECTORS = 8  # without a named feature, the benchmark reads this many unnamed latents
+
+
+def best_detectors(A_val, man_val, n: int = UNNAMED_DETECTORS, mined=None) -> list[int]:
+    """The `n` latents whose activation best tells implausible from plausible images of the validation split
+    (AUROC, best first; only those above chance, and only latents in `mined` when given: those with contact sheets)."""
+    au = auroc_matrix(A_val, (man_val.label.values == 1)[:, None].astype(float))[:, 0]
+    au = np.where(np.isnan(au), -np.inf, au)
+    if mined is not None:
+        au[np.setdiff1d(np.arange(len(au)), np.asarray(list(mined), int))] = -np.inf
+    order = np.argsort(-au, kind='stable')
+    return [int(j) for j in order[:n] if au[j] > 0.5]
+
+
 def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> pd.DataFrame:
-    """One row per failure feature: its concept, latent, level, threshold (validation split), AUROCs, and TPR/FPR on
-    the test split. Planted modes and categories where the manifests have them; else the flagged latents of
-    `table` (a stage-08 feature table) against the implausible label."""
+    """One row per candidate failure feature: its concept, latent, level, threshold (validation split), AUROCs, and
+    TPR/FPR on the test split. Planted modes and categories where the manifests have them; else the latents of
+    `table` (a stage-08 feature table) that its interpreter flagged, against the implausible label; and where none
+    is flagged (no LMM named them, or the offline interpreter on folders without annotations) the latents that best
+    detect implausibility (`best_detectors`), unnamed."""
     lv = level_of(levels, A_val.shape[1])
     rows = []
     modes = sorted(set(man_val['mode']) - {'none', 'unknown'}) if 'mode' in man_val else []
@@ -213,16 +285,18 @@ def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> 
             name = (MODES[value].description if value in MODES else value) if kind == 'mode' else f"a {value} failure"
             rows.append({'feature': f'{kind}:{value}', 'kind': kind, 'concept': value, 'latent': latent, 'name': name})
     elif table is not None:
-        for r in table[table.flagged & ~table.skipped].itertuples():
-            rows.append(
-                {
-                    'feature': f'latent:{r.latent}',
-                    'kind': 'feature',
-                    'concept': 'implausible',
-                    'latent': int(r.latent),
-                    'name': r.error or r.commonality,
-                }
-            )
+        feature = lambda j, name: {
+            'feature': f'latent:{j}',
+            'kind': 'feature',
+            'concept': 'implausible',
+            'latent': int(j),
+            'name': one_line(name),
+        }
+        named = table[table.flagged & ~table.skipped]
+        rows += [feature(r.latent, r.error or r.commonality or f"latent {r.latent}") for r in named.itertuples()]
+        if named.empty:
+            detectors = best_detectors(A_val, man_val, mined=table.latent[~table.skipped])
+            rows += [feature(j, f"latent {j} (unnamed)") for j in detectors]
     out = []
     for r in rows:
         truth = lambda man: (man[r['kind']] == r['concept']).values if r['kind'] != 'feature' else man.label.values == 1
@@ -256,7 +330,31 @@ def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> 
         'n_pos',
         'n_neg',
     ]
-    return pd.DataFrame(out).reindex(columns=cols)
+    return pd.DataFrame(out).reindex(columns=cols).astype({'latent': int, 'level': int})
+
+
+MIN_FEATURE_AUROC = 0.6  # a failure feature must detect its concept at least this well on both labelled splits
+
+
+def gate_features(features: pd.DataFrame, min_auroc: float = MIN_FEATURE_AUROC) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the features that enter the benchmark, the others with the `reason` each was left out). A feature enters only
+    if it detects its concept on the labelled images: AUROC ≥ `min_auroc` on the validation split (which set its
+    threshold) and on the test split (which measures its errors), and it fires more often on its concept than off it
+    (TPR > FPR), without which no correction of its prevalence exists."""
+    reasons = []
+    for r in features.itertuples():
+        why = []
+        if not np.isfinite(r.threshold):
+            why.append("no threshold separates its concept on the validation split")
+        for split, au in (('validation', r.val_auroc), ('test', r.test_auroc)):
+            if not au >= min_auroc:
+                why.append(f"{split} AUROC {au:.2f} < {min_auroc}")
+        if not r.tpr > r.fpr:
+            why.append(f"it fires no more often on its concept than off it (TPR {r.tpr:.2f}, FPR {r.fpr:.2f})")
+        reasons.append('; '.join(why) or None)
+    keep = np.array([w is None for w in reasons], bool)
+    excluded = features[~keep].assign(reason=[w for w in reasons if w is not None])
+    return features[keep].reset_index(drop=True), excluded.reset_index(drop=True)
 
 # %% ../nbs/09_benchmark.ipynb #b6566b2d
 class Scorer:
@@ -298,7 +396,7 @@ class Scorer:
     def firing(self, A) -> np.ndarray:
         "Which failure feature fires on which image: (n, n_features) bool."
         f = self.features
-        return A[:, f.latent.values] >= f.threshold.values[None]
+        return A[:, f.latent.values.astype(int)] >= f.threshold.values.astype(float)[None]
 
 
 def score_images(scorer: Scorer, paths, batch_size: int = 64, progress: bool = True) -> tuple[list[dict], list]:
@@ -323,26 +421,33 @@ def score_images(scorer: Scorer, paths, batch_size: int = 64, progress: bool = T
         ]
         out.append(
             {
-                'file': str(p),
+                'file': printable_name(p),
                 'implausibility': round(float(h0[i]), 4),
                 'implausible': bool(h0[i] > 0.5),
                 'features': sorted(feats, key=lambda d: -d['activation']),
             }
         )
-    return out, errors
+    return out, [(printable_name(f), reason) for f, reason in errors]
 
 
-def image_paths(targets) -> list[Path]:
-    "The image files among `targets`: files as given, folders searched recursively (hidden files left out)."
-    out = []
+def image_paths(targets) -> tuple[list[Path], list[tuple[str, str]]]:
+    """(the image files among `targets`: files as given, folders searched by `scan_images`; [(file, reason)] of the
+    files a folder holds that are left out). A target that does not exist, or targets with no image at all, are an
+    error that names them."""
+    out, left_out = [], []
     for t in map(Path, targets):
         if t.is_dir():
-            out += image_files(t)
+            found, skipped = scan_images(t, expected=tuple(SIDE_TABLES))  # a generator folder's tables are expected
+            out += found
+            left_out += [(printable_name(t / s['file']), s['reason']) for s in skipped]
         elif t.exists():
             out.append(t)
         else:
-            raise FileNotFoundError(f"{t}: no such file or folder")
-    return out
+            raise FileNotFoundError(f"{printable_name(t)}: no such file or folder")
+    if not out:
+        names = ', '.join(printable_name(t) for t in targets)
+        raise FileNotFoundError(f"no image file in {names} ({len(left_out)} other file(s) left out)")
+    return out, left_out
 
 # %% ../nbs/09_benchmark.ipynb #3c7d1298
 def rogan_gladen(raw, tpr, fpr, clip: bool = True):
@@ -623,10 +728,21 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
     }
 
 # %% ../nbs/09_benchmark.ipynb #9af9d0e6
-def markdown_summary(table: pd.DataFrame, ranks: pd.DataFrame, causal: pd.DataFrame, summary: dict | None) -> str:
-    "The benchmark in a page of Markdown: ranking, each generator's most prevalent failures, validation, causal flags."
+def markdown_summary(
+    table: pd.DataFrame,
+    ranks: pd.DataFrame,
+    causal: pd.DataFrame,
+    summary: dict | None,
+    excluded: pd.DataFrame | None = None,
+    problems: list | None = None,
+    unnamed: dict | None = None,
+    profile: str = 'default',
+) -> str:
+    """The benchmark in a page of Markdown: ranking, each generator's most prevalent failures, validation, causal flags;
+    then the unnamed features (with their contact sheets and how to name them), the features left out and why, and
+    every problem with the generator folders. Every name (a folder's, an LMM's) is escaped (`markdown_text`)."""
     sim = set(table.generator[table.simulated])
-    tag = lambda g: f"{g} (simulated)" if g in sim else g
+    tag = lambda g: markdown_text(g) + (' (simulated)' if g in sim else '')
     corr = table[table.estimate == 'corrected']
     out = ['# How each generator fails', '']
     if sim:
@@ -645,10 +761,15 @@ def markdown_summary(table: pd.DataFrame, ranks: pd.DataFrame, causal: pd.DataFr
         f"| {r.rank} | {tag(r.generator)} | {r.rate:.3f} | {r.rank_low}–{r.rank_high} |" for r in ranks.itertuples()
     ]
     out += ['', '## Most prevalent failures (corrected prevalence, 95% interval)', '']
-    for g, d in corr[corr.level != 'overall'].groupby('generator'):
+    failures = corr[corr.level != 'overall']
+    for g, d in failures.groupby('generator'):
         top = d.sort_values('prevalence', ascending=False).head(3)
-        items = [f"{r.feature} {r.prevalence:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in top.itertuples()]
+        items = [
+            f"{markdown_text(r.feature)} {r.prevalence:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in top.itertuples()
+        ]
         out.append(f"- **{tag(g)}**: " + '; '.join(items))
+    if failures.empty:
+        out.append('No failure feature entered the benchmark: the rates above are all it measures (see below).')
     if summary:
         num = lambda k, spec='.3f': 'n/a' if summary.get(k) is None else format(summary[k], spec)
         out += [
@@ -662,7 +783,7 @@ def markdown_summary(table: pd.DataFrame, ranks: pd.DataFrame, causal: pd.DataFr
             f"- the truth inside the 95% interval: {num('ci_coverage', '.0%')} of {summary['n_cells']} cells",
             f"- style-only control not measured as failing more than the clean generator: {summary['control_ok']}",
         ]
-    flagged = causal[causal.no_effect | ~causal.beyond_random]
+    flagged = causal[causal.no_effect | ~causal.beyond_random] if len(causal) else causal
     out += [
         '',
         '## Causal check',
@@ -671,9 +792,29 @@ def markdown_summary(table: pd.DataFrame, ranks: pd.DataFrame, causal: pd.DataFr
         "random latents of their level when ablated.",
     ]
     out += [
-        f"- flagged: {r.feature} (drop {r.ablation_drop:.3f}, random p95 {r.random_drop_p95:.3f})"
+        f"- flagged: {markdown_text(r.feature)} (drop {r.ablation_drop:.3f}, random p95 {r.random_drop_p95:.3f})"
         for r in flagged.itertuples()
     ]
+    if unnamed:
+        out += [
+            '',
+            '## Unnamed features',
+            '',
+            'No feature has a name yet (no LMM named one, and your images carry no concept annotations), so the '
+            'benchmark reads the latents that best tell implausible from plausible images of the validation split. '
+            'Look at their contact sheets, or have an LMM name them: '
+            f"`mtc reproduce --profile {markdown_text(profile)} -p lmm_base_url URL -p lmm_model MODEL` "
+            '(the key in the environment variable of `lmm_api_key_env`).',
+            '',
+        ]
+        out += [f"- latent {j}: {markdown_text(s) if s else 'no contact sheet'}" for j, s in unnamed.items()]
+    if excluded is not None and len(excluded):
+        out += ['', '## Features left out', '', 'A feature enters only if it detects its concept on labelled images.']
+        out.append('')
+        out += [f"- {markdown_text(r.name)} ({markdown_text(r.feature)}): {r.reason}" for r in excluded.itertuples()]
+    if problems:
+        out += ['', '## Your generator folders: what was left out', '']
+        out += [f"- {markdown_text(p['generator'])}: {markdown_text(p['problem'])}" for p in problems]
     return '\n'.join(out) + '\n'
 
 # %% ../nbs/09_benchmark.ipynb #d06a190c

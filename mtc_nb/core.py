@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_core.ipynb #0f2c3c71
 from __future__ import annotations
-import ast, configparser, contextlib, functools, hashlib, json, math, os, random, re, tempfile, time
+import ast, configparser, contextlib, functools, hashlib, json, math, os, random, re, shutil, tempfile, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,10 +14,11 @@ import numpy as np
 # %% auto #0
 __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'STAGE_MODULES',
            'MANIFEST_SCHEMA_VERSION', 'COMMAND_CELL', 'SELF_CHECK_TAG', 'find_root', 'Profile', 'load_profile',
-           'seed_everything', 'resolve_device', 'machine_info', 'write_json', 'update_results', 'build_readme',
-           'StaleStageError', 'stage_layer_cells', 'code_of', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest',
-           'stage_state', 'require_stage', 'open_stage', 'close_stage', 'timed', 'headline_numbers', 'check_results',
-           'headline_table', 'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'run_stages',
+           'settings_problems', 'validate_settings', 'seed_everything', 'resolve_device', 'machine_info', 'write_json',
+           'update_results', 'build_readme', 'StaleStageError', 'stage_layer_cells', 'code_of', 'stage_specs',
+           'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'settings_changed', 'open_stage',
+           'swap_in', 'close_stage', 'timed', 'headline_numbers', 'check_results', 'headline_table', 'stage_notebook',
+           'check_inputs', 'tidy_streams', 'render_html', 'RunLockedError', 'run_lock', 'run_stages',
            'kernel_transport', 'embed_command', 'main']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
@@ -95,6 +96,9 @@ class Profile:
         "The torch device the stages run on: the `device` setting, resolved (`resolve_device`)."
         return resolve_device(self.values.get('device', 'auto'))
 
+    def __post_init__(self):
+        validate_settings(self.name, self.values)  # a profile with a bad setting is never made
+
     def replace(self, **kw) -> 'Profile':
         "A copy with some values changed (unknown names are an error)."
         return Profile(self.name, {**self.values, **_checked(self.values, kw)}, self.root)
@@ -143,6 +147,91 @@ def load_profile(name: str = 'default', settings: str | os.PathLike | None = Non
     values.update({k: os.environ[env] for k, env in ENV_SETTINGS.items() if os.environ.get(env)})
     kw = {k: as_list(k, v) for k, v in overrides.items() if v is not None}
     return Profile(name, {**values, **_checked(values, kw)}, path.parent.resolve())
+
+# %% ../nbs/90_core.ipynb #a5d91f74
+_DEVICE = re.compile(r'(auto|cpu|cuda(:\d+)?)')
+
+
+def _int_at_least(v: dict, name: str, low: int) -> str | None:
+    x = v.get(name)
+    if isinstance(x, bool) or not isinstance(x, int) or x < low:
+        return f"{name} = {x!r}: a whole number ≥ {low}"
+    return None
+
+
+def settings_problems(v: dict) -> list[str]:
+    "Every problem with the settings `v` of a profile, each naming its setting (empty: they are fine)."
+    from mtc_nb.dictionaries import KINDS
+    from mtc_nb.scenes import MODES
+
+    minimum = {
+        **dict.fromkeys(('seed', 'workers', 'finetune_epochs', 'feature_min_images', 'lmm_judged_features'), 0),
+        **dict.fromkeys(('n_images', 'trunk_blocks', 'batch_size', 'head_hidden', 'head_epochs', 'head_batch'), 1),
+        **dict.fromkeys(('dict_k', 'dict_epochs', 'dict_batch', 'paper_epochs', 'feature_top_n', 'lmm_max_workers'), 1),
+        'image_size': 32,  # the encoder's input: a smaller image has no spatial extent left after its strides
+        'benchmark_images': 0,
+        'benchmark_bootstrap': 100,  # a 95% percentile interval needs a hundred resamples at the least
+    }
+    out = [p for name, low in minimum.items() if name in v and (p := _int_at_least(v, name, low))]
+    choices = {'dataset': ('scenes', 'folders'), 'encoder': ('efficientnet-lite0', 'clip')}
+    out += [f"{k} = {v[k]!r}: one of {list(c)}" for k, c in choices.items() if k in v and v[k] not in c]
+    for name in ('finetune_lr', 'head_lr'):
+        if name in v and not (isinstance(v[name], (int, float)) and v[name] > 0):
+            out.append(f"{name} = {v[name]!r}: a learning rate > 0")
+    if not (isinstance(v.get('violation_rate'), (int, float)) and 0 <= v['violation_rate'] <= 1):
+        out.append(f"violation_rate = {v.get('violation_rate')!r}: a share of images between 0 and 1")
+    modes = v.get('modes')
+    unknown = [m for m in ([modes] if isinstance(modes, str) else modes or []) if m not in MODES]
+    if modes != 'all' and unknown:
+        out.append(f"modes = {modes!r}: 'all' or planted modes of {list(MODES)} (unknown: {unknown})")
+    splits = v.get('splits')
+    fractions = isinstance(splits, list) and len(splits) == 3 and all(isinstance(s, (int, float)) for s in splits)
+    if not fractions or min(splits) <= 0 or abs(sum(splits) - 1) > 1e-6:
+        out.append(f"splits = {splits!r}: three fractions > 0 (train, val, test) that add up to 1")
+    seeds = v.get('seeds')
+    if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        out.append(f"seeds = {seeds!r}: one or more whole numbers")
+    models = v.get('dict_models') or []
+    if not models or [m for m in models if m not in KINDS] or len(set(models)) < len(models):
+        out.append(f"dict_models = {models!r}: one or more of {list(KINDS)}, each once")
+    levels = v.get('dict_levels') or []
+    ints = all(isinstance(x, int) and not isinstance(x, bool) for x in levels)
+    if not levels or not ints or levels[0] < 1 or any(b <= a for a, b in zip(levels, levels[1:])):
+        out.append(f"dict_levels = {levels!r}: widths ≥ 1 that increase strictly (the last is the dictionary's width)")
+    elif 'matryoshka_transcoder' in models:  # the canonical model, trained at every k of the sweep
+        sweep = v.get('dict_k_sweep') or []
+        if not sweep or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= levels[-1] for k in sweep):
+            out.append(f"dict_k_sweep = {sweep!r}: one or more k between 1 and the width {levels[-1]}")
+        elif isinstance(v.get('dict_k'), int) and v['dict_k'] not in sweep:
+            out.append(
+                f"dict_k = {v['dict_k']}: one of dict_k_sweep {sweep} (the canonical model, which the features and "
+                "benchmark read, is trained at each k of the sweep)"
+            )
+    if levels and isinstance(v.get('dict_k'), int) and isinstance(levels[-1], int) and v['dict_k'] > levels[-1]:
+        out.append(f"dict_k = {v['dict_k']}: at most the dictionary's width {levels[-1]}")
+    workers = v.get('dict_workers', 'auto')
+    if workers != 'auto' and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        out.append(f"dict_workers = {workers!r}: a number of processes (1, 2, …) or auto")
+    sheets = v.get('feature_sheets', 'all')
+    if sheets != 'all' and (isinstance(sheets, bool) or not isinstance(sheets, int) or sheets < 0):
+        out.append(f"feature_sheets = {sheets!r}: all, or how many contact sheets (a whole number ≥ 0)")
+    if v.get('device') is not None and not _DEVICE.fullmatch(str(v['device'])):
+        out.append(f"device = {v['device']!r}: auto, cpu, cuda or cuda:N")
+    url = v.get('lmm_base_url')
+    if url is not None and not re.match(r'https?://[^\s/]+', str(url)):
+        out.append(f"lmm_base_url = {url!r}: an http:// or https:// address of an OpenAI-compatible endpoint, or empty")
+    if url and not v.get('lmm_model'):
+        out.append("lmm_model is empty: the endpoint of lmm_base_url needs a model name")
+    if v.get('lmm_api_key_env') is not None and not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', str(v['lmm_api_key_env'])):
+        out.append(f"lmm_api_key_env = {v['lmm_api_key_env']!r}: the name of an environment variable (the key's)")
+    return out
+
+
+def validate_settings(name: str, values: dict) -> None:
+    "Raise a ValueError listing every problem of profile `name`'s settings (`settings_problems`)."
+    problems = settings_problems(values)
+    if problems:
+        raise ValueError(f"profile {name!r}: " + '; '.join(problems))
 
 # %% ../nbs/90_core.ipynb #deff75de
 def seed_everything(seed: int) -> None:
@@ -435,9 +524,12 @@ def stage_state(cfg: Profile, stage: str, specs: dict | None = None) -> tuple[bo
     man = read_manifest(cfg, stage)
     if man is None:
         return False, 'not run yet, or interrupted before it completed'
-    if man['fingerprint'] == spec['fingerprint']:
-        return True, f"unchanged (fingerprint {spec['fingerprint']})"
-    return False, _what_changed(man, spec)
+    if man['fingerprint'] != spec['fingerprint']:
+        return False, _what_changed(man, spec)
+    for u, created in (man.get('upstream_outputs') or {}).items():  # the outputs it read were made again since
+        if (read_manifest(cfg, u) or {}).get('created') != created:
+            return False, f"stale (upstream stage {u} was run again since)"
+    return True, f"unchanged (fingerprint {spec['fingerprint']})"
 
 
 def require_stage(cfg: Profile, stage: str, specs: dict | None = None, reader: str | None = None) -> dict:
@@ -452,22 +544,53 @@ def require_stage(cfg: Profile, stage: str, specs: dict | None = None, reader: s
     return read_manifest(cfg, stage)
 
 
-def open_stage(cfg: Profile, stage: str, force: bool = False) -> tuple[dict, dict | None]:
+def settings_changed(cfg: Profile) -> dict:
+    """{setting: (the value the completed stages of `cfg`'s data folder were made with, `cfg`'s value)} for every
+    setting that differs: why a run's outputs do not fit this profile, in the user's words."""
+    specs, out = stage_specs(cfg), {}
+    for stage in UPSTREAM:
+        man = read_manifest(cfg, stage)
+        for k, v in specs[stage]['settings'].items() if man else ():
+            if man['settings'].get(k) != _jsonable(v) and k not in out:
+                out[k] = (man['settings'].get(k), v)
+    return out
+
+
+def open_stage(cfg: Profile, stage: str, force: bool = False, in_place: bool = True) -> tuple[dict, dict | None]:
     """Begin `stage`: every stage upstream must be complete and current (else `StaleStageError`, naming what changed).
-    Returns (the stage's spec, its manifest when its outputs are current and may be reused, else None). When the stage
-    is to run, its old manifest is removed first, so a run killed from here on leaves it incomplete."""
+    Returns (the stage's spec, its manifest when its outputs are current and may be reused, else None). A stage whose
+    manifest asks for a `retry` (part of its work failed, e.g. LMM requests) runs again. When a stage that writes its
+    outputs `in_place` is to run, its old manifest is removed first, so a run killed from here on leaves it
+    incomplete (a stage that writes elsewhere and swaps them in complete, `swap_in`, keeps the last run's until
+    then). The spec it returns records which upstream outputs it reads (`upstream_outputs`), so that a stage run again
+    makes those after it stale."""
     specs = stage_specs(cfg)
     for u in reversed(ancestors(stage)):  # the earliest stale one is the cause
         require_stage(cfg, u, specs, reader=stage)
     current, _ = stage_state(cfg, stage, specs)
-    if current and not force:
-        return specs[stage], read_manifest(cfg, stage)
-    (stage_dir(cfg, stage) / 'stage.json').unlink(missing_ok=True)
-    return {**specs[stage], 'opened': time.perf_counter()}, None
+    manifest = read_manifest(cfg, stage)
+    if current and not force and not manifest.get('retry'):
+        return specs[stage], manifest
+    if in_place:
+        (stage_dir(cfg, stage) / 'stage.json').unlink(missing_ok=True)
+    upstream_outputs = {u: read_manifest(cfg, u)['created'] for u in UPSTREAM[stage]}
+    return {**specs[stage], 'opened': time.perf_counter(), 'upstream_outputs': upstream_outputs}, None
+
+
+def swap_in(fresh: Path, folder: Path) -> None:
+    """Put the complete outputs in folder `fresh` where `folder` was: the old folder is moved aside first and removed
+    last, so at every moment one complete set of outputs (or the old one beside the new) is on disk."""
+    old = folder.with_name(folder.name + '.old')
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(fresh, folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def close_stage(cfg: Profile, stage: str, spec: dict, **record) -> dict:
-    "Mark `stage` complete: its manifest (spec, machine, and `record`: what it produced) is written last, atomically."
+    """Mark `stage` complete: its manifest (spec, machine, and `record`: what it produced) is written last, atomically.
+    A `retry` in `record` (a sentence) says part of the work failed: readers take the outputs, a next run redoes it."""
     seconds = time.perf_counter() - spec['opened'] if 'opened' in spec else None
     spec = {k: v for k, v in spec.items() if k != 'opened'}
     man = {
@@ -658,11 +781,48 @@ def render_html(executed: Path) -> Path:
     return html_file
 
 
+class RunLockedError(RuntimeError):
+    "Another process is running the stages of the same data folder."
+
+
+@contextlib.contextmanager
+def run_lock(cfg: Profile):
+    """Hold the lock of `cfg`'s data folder (data/<profile>/.lock) while stages run in it: a second `mtc reproduce`
+    of the same folder is refused at once, naming the process that holds it. The lock is the operating system's, so a
+    killed run leaves none behind. (Where there are no such locks, as on Windows, runs are not locked.)"""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(cfg.run_dir / '.lock', 'a+') as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or 'another process'
+            raise RunLockedError(
+                f"{cfg.run_dir} is in use by {holder}: wait for that run to end (or stop it), then run again"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"`mtc reproduce` (process {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_stages(profile: str = 'default', stages: list[str] | None = None, force: bool = False, **params) -> list[Path]:
     """Execute the stage notebooks with papermill (`params` override the profile's settings); executed copies go to
     data/<profile>/runs/, each with its static HTML rendering beside it (`render_html`, drawn in a thread while the
     next stage runs). A stage whose outputs and executed notebook are current is skipped (`force` reruns it); after a
-    kill, the chain resumes at the first stage that had not completed."""
+    kill, the chain resumes at the first stage that had not completed. One run at a time per data folder
+    (`run_lock`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     cfg = load_profile(profile, **params)  # unknown or malformed overrides fail here, before any stage runs
@@ -677,8 +837,9 @@ def run_stages(profile: str = 'default', stages: list[str] | None = None, force:
     os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'  # the kernels draw figures into the copies
     renders = ThreadPoolExecutor(1)
     try:
-        for name in stages or STAGES:
-            done.append(_run_stage(cfg, name, out, force, params, renders))
+        with run_lock(cfg):
+            for name in stages or STAGES:
+                done.append(_run_stage(cfg, name, out, force, params, renders))
     finally:
         renders.shutdown(wait=True)  # the renderings of the stages that completed
         if backend is None:
@@ -717,6 +878,9 @@ def _run_stage(cfg, name: str, out: Path, force: bool, params: dict, renders) ->
     record_file, executed = out / f'{name}.json', out / f'{name}.ipynb'
     record = _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint'])
     old = json.loads(record_file.read_text()) if record_file.exists() else None
+    retry = (read_manifest(cfg, stage) or {}).get('retry')
+    if retry:
+        current, why = False, f"asked to run again: {retry}"
     if current and not force and old == record and executed.exists():
         print(f"[mtc] {name}: skipped, {why}; --force reruns it", flush=True)
         if not executed.with_suffix('.html').exists():
@@ -824,7 +988,14 @@ def main(argv: list[str] | None = None) -> None:
     m = sub.add_parser('readme', help='build README.md from nbs/index.ipynb')
     m.add_argument('--check', action='store_true', help='exit 1 if README.md is out of date')
     a = ap.parse_args(argv)
-    root = find_root()
+    try:
+        _dispatch(a, find_root())
+    except (StaleStageError, RunLockedError, FileNotFoundError, ValueError) as e:  # the user's to fix: no traceback
+        raise SystemExit(f"mtc {a.cmd}: {e}") from None
+
+
+def _dispatch(a, root: Path) -> None:
+    "Run the command the parsed arguments `a` name."
     if a.cmd == 'reproduce':
         run_stages(a.profile, a.stages, force=a.force, **{k: _parse(v) for k, v in a.param})
     elif a.cmd == 'embed':

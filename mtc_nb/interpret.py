@@ -18,10 +18,12 @@ from tqdm import tqdm
 
 from .features import concept_matrix, iou
 from .scenes import read_image
+from .text import one_line
 
 # %% auto #0
-__all__ = ['OFFLINE', 'UNNAMED', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS', 'MODE_CUES', 'describe_concept',
-           'offline_interpret', 'parse_reply', 'error_mode_of', 'LMMConfig', 'image_part', 'AnswerCache',
+__all__ = ['OFFLINE', 'UNNAMED', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS', 'MAX_REPLY_CHARS', 'MAX_PHRASE_CHARS',
+           'MODE_CUES', 'FATAL_STATUS', 'RETRY_STATUS', 'describe_concept', 'offline_interpret', 'parse_reply',
+           'error_mode_of', 'LMMConfig', 'image_part', 'AnswerCache', 'LMMFatalError', 'LMMRequestError',
            'LMMInterpreter', 'relevance', 'accuracy']
 
 # %% ../nbs/07_interpret.ipynb #48fea9e4
@@ -144,18 +146,24 @@ PROMPTS = {
 }
 
 
+MAX_REPLY_CHARS = 2000  # of a reply, what is kept (parsed, cached, shown): a longer one is cut here
+MAX_PHRASE_CHARS = 160  # a commonality or an error description: one line of at most this many characters
+
+
 def parse_reply(kind: str, text: str | None):
-    "Parse an answer: commonality → str; error → (flagged, description | None); judge → bool. None when malformed."
+    """Parse an answer: commonality → str; error → (flagged, description | None); judge → bool. None when malformed.
+    A phrase comes back on one line, cut to `MAX_PHRASE_CHARS` (it names a feature and goes into the judge's prompt)."""
     if not text:
         return None
+    phrase = lambda m: one_line(m.group(1), MAX_PHRASE_CHARS) or None
     if kind == 'commonality':
         m = re.search(r'\[\s*Commonality\s*:\s*(.+?)\s*\]', text, re.I | re.S)
-        return m.group(1) if m else None
+        return phrase(m) if m else None
     if kind == 'error':
         if re.search(r'\[\s*No common errors?\s*\]', text, re.I):
             return (False, None)
         m = re.search(r'\[\s*Error\s*:\s*(.+?)\s*\]', text, re.I | re.S)
-        return (True, m.group(1)) if m else None
+        return (True, phrase(m)) if m and phrase(m) else None
     if kind == 'judge':
         m = re.search(r'\[\s*(Yes|No)\s*\]', text, re.I)
         return (m.group(1).lower() == 'yes') if m else None
@@ -196,7 +204,9 @@ class LMMConfig:
     temperature: float = 0.0  # sampling temperature (recorded)
     seed: int = 0  # sampling seed sent to the server (recorded)
     max_workers: int = 4  # requests in flight at once
-    max_retries: int = 5  # retries with exponential backoff on 408/409/429/5xx, connection errors, timeouts
+    max_retries: int = 5  # retries of one request on 408/409/429/5xx, connection errors, timeouts, torn bodies
+    max_failures_in_a_row: int = 12  # failed requests in a row (every try counts) after which the run stops asking
+    backoff: float = 0.5  # seconds before the first retry, doubled for each next one (at most 8)
     timeout: float = 60.0  # seconds per request
     max_image_px: int = 800  # images are downsized to fit this square
     max_tokens: int = 200  # answer length cap
@@ -252,6 +262,27 @@ class AnswerCache:
             self.rows[row['key']] = row
 
 # %% ../nbs/07_interpret.ipynb #1e66e922
+class LMMFatalError(RuntimeError):
+    "An endpoint's answer that no retry can change (a refused key, a missing model): the run stops."
+
+
+class LMMRequestError(RuntimeError):
+    "A request that failed after its retries, or that was not sent because the run stopped asking."
+
+
+FATAL_STATUS = {401: 'refused the API key', 403: 'refused access', 404: 'has no such model or address'}
+RETRY_STATUS = {408, 409, 429}  # and every 5xx
+
+
+def _retry_after(response) -> float | None:
+    "The seconds a `Retry-After` header asks a client to wait (at most 60), else None."
+    value = response.headers.get('retry-after') if response is not None else None
+    try:
+        return min(max(float(value), 0.0), 60.0)
+    except (TypeError, ValueError):
+        return None
+
+
 class LMMInterpreter:
     "The paper's two-pass interpretation, plus a per-image judge, through an OpenAI-compatible endpoint."
 
@@ -259,9 +290,10 @@ class LMMInterpreter:
         import openai
 
         self.cfg, self.cache = cfg, AnswerCache(cache_path)
-        self.client = client or openai.OpenAI(
-            base_url=cfg.base_url, api_key=cfg.api_key(), max_retries=cfg.max_retries, timeout=cfg.timeout
+        self.client = client or openai.OpenAI(  # the retries are this class's: each try is counted
+            base_url=cfg.base_url, api_key=cfg.api_key(), max_retries=0, timeout=cfg.timeout
         )
+        self.failures_in_a_row, self.stopped, self.fatal = 0, None, None  # why the run stopped asking, if it did
         self.stats = {
             'requests': 0,
             'cache_hits': 0,
@@ -282,30 +314,72 @@ class LMMInterpreter:
             for k, v in kw.items():
                 self.stats[k] += v
 
-    def _create(self, content):
-        """One chat completion. The client retries HTTP errors itself; a body that is not JSON (a connection torn
-        mid-reply) raises a ValueError past those retries, so it is retried here the same number of times."""
-        for attempt in range(self.cfg.max_retries + 1):
-            try:
-                self._count(requests=1)
-                messages = [{'role': 'user', 'content': content}]
-                return self.client.chat.completions.create(
-                    model=self.cfg.model,
-                    messages=messages,
-                    temperature=self.cfg.temperature,
-                    seed=self.cfg.seed,
-                    max_tokens=self.cfg.max_tokens,
+    def _failed(self, detail: str) -> None:
+        "Count a failed try; after `max_failures_in_a_row` of them the run stops asking (said once)."
+        with self._lock:
+            self.failures_in_a_row += 1
+            if self.failures_in_a_row >= self.cfg.max_failures_in_a_row and self.stopped is None:
+                self.stopped = (
+                    f"stopped asking {self.cfg.base_url} after {self.failures_in_a_row} failed requests in a row "
+                    f"(the last: {detail})"
                 )
-            except ValueError:
-                if attempt == self.cfg.max_retries:
-                    raise
-                time.sleep(min(0.5 * 2**attempt, 8))
+                print(f"[mtc] LMM: {self.stopped}; what was not asked is asked on the next run", flush=True)
+
+    def _try(self, content):
+        "(a chat completion or None, whether a retry may help, what failed) of one request."
+        import openai
+
+        try:
+            r = self.client.chat.completions.create(
+                model=self.cfg.model,
+                messages=[{'role': 'user', 'content': content}],
+                temperature=self.cfg.temperature,
+                seed=self.cfg.seed,
+                max_tokens=self.cfg.max_tokens,
+            )
+        except openai.APIStatusError as e:
+            code = e.status_code
+            if code in FATAL_STATUS:
+                self.fatal = (
+                    f"the LMM endpoint {self.cfg.base_url} {FATAL_STATUS[code]} (HTTP {code}, model "
+                    f"{self.cfg.model!r}): check lmm_base_url, lmm_model and the key in ${self.cfg.api_key_env}"
+                )
+                raise LMMFatalError(self.fatal) from None
+            retry = code in RETRY_STATUS or code >= 500
+            return None, (retry, _retry_after(e.response)), f"HTTP {code}: {one_line(e.message, 200)}"
+        except openai.APIConnectionError as e:  # a refused connection, a time-out
+            return None, (True, None), f"{type(e).__name__}: {one_line(e, 200)}"
+        except ValueError as e:  # a body that is not JSON (a connection torn mid-reply)
+            return None, (True, None), f"a reply that is not JSON ({one_line(e, 120)})"
+        if not hasattr(r, 'choices'):  # a 200 whose body is not a chat completion: a proxy's or a web server's page
+            return None, (False, None), f"a reply that is not a chat completion (it begins {one_line(r, 80)!r})"
+        return r, (False, None), None
+
+    def _create(self, content):
+        """One chat completion, tried at most 1 + `max_retries` times while a retry may help (`_try`), waiting as the
+        endpoint asks or with exponential backoff. Raises `LMMRequestError` when it fails, or when the run has
+        stopped asking; `LMMFatalError` when the endpoint refuses the key, access or the model."""
+        detail = None
+        for attempt in range(self.cfg.max_retries + 1):
+            if self.fatal:
+                raise LMMFatalError(self.fatal)
+            if self.stopped:
+                raise LMMRequestError(f"not asked: {self.stopped}")
+            self._count(requests=1)
+            r, (retry, wait), detail = self._try(content)
+            if r is not None:
+                with self._lock:
+                    self.failures_in_a_row = 0
+                return r
+            self._failed(detail)
+            if not retry or attempt == self.cfg.max_retries:
+                break
+            time.sleep(wait if wait is not None else min(self.cfg.backoff * 2**attempt, 8))
+        raise LMMRequestError(detail)
 
     def ask(self, kind: str, item, image_ids, path_of, **fill) -> dict:
         """Ask prompt `kind` about images `image_ids` (files from `path_of(id)`); cached by (item, images, prompt,
         model)."""
-        import openai
-
         key = AnswerCache.key(item, list(image_ids), kind, PROMPT_VERSION, self.cfg.model, fill)
         hit = self.cache.get(key)
         if hit is not None and hit['status'] in ('ok', 'refused'):  # answers; a malformed reply is asked again
@@ -327,15 +401,16 @@ class LMMInterpreter:
         }
         try:
             r = self._create(content)
-        except (openai.OpenAIError, ValueError) as e:  # failed after every retry: report, do not cache, do not crash
+        except LMMRequestError as e:  # failed after every retry, or not asked: report, do not cache, go on
             self._count(errors=1)
-            return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': f"{type(e).__name__}: {e}"[:300]}
+            return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': one_line(e, 300)}
         if not r.choices:  # the endpoint answered nothing: its error, not a refusal; not cached, so a rerun asks again
             self._count(errors=1)
             return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': 'a reply without choices'}
         ch = r.choices[0]
         msg = ch.message if ch else None
         reply = msg.content if msg else None
+        reply = reply[:MAX_REPLY_CHARS] if isinstance(reply, str) else None  # kept, parsed and cached: bounded
         if r.usage:
             self._count(prompt_tokens=r.usage.prompt_tokens or 0, completion_tokens=r.usage.completion_tokens or 0)
         parsed = parse_reply(kind, reply)

@@ -5,7 +5,7 @@ purpose and recorded as ground truth."""
 
 # %% ../nbs/01_scenes.ipynb #3bb5b42a
 from __future__ import annotations
-import hashlib, io, json, os
+import errno, hashlib, io, json, os
 from dataclasses import dataclass
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
@@ -17,11 +17,12 @@ from PIL import Image, ImageDraw, ImageFilter, ImageEnhance, ImageOps, Unidentif
 from tqdm import tqdm
 
 from .core import write_json
+from .text import is_utf8_name, printable_name
 
 # %% auto #0
-__all__ = ['MODES', 'CATEGORIES', 'KINDS', 'GENERATORS', 'IMAGE_EXTS', 'MIN_IMAGE_SIDE', 'Mode', 'Style', 'draw_attributes',
-           'render', 'twins', 'gallery', 'assign_splits', 'sample_specs', 'make_dataset', 'ImageReadError',
-           'read_image', 'image_files', 'check_images', 'index_folders', 'images_per_class_needed']
+__all__ = ['MODES', 'CATEGORIES', 'KINDS', 'GENERATORS', 'IMAGE_EXTS', 'UNDECODABLE_EXTS', 'MIN_IMAGE_SIDE', 'Mode', 'Style',
+           'draw_attributes', 'render', 'twins', 'gallery', 'assign_splits', 'sample_specs', 'make_dataset',
+           'ImageReadError', 'read_image', 'scan_images', 'check_images', 'index_folders', 'images_per_class_needed']
 
 # %% ../nbs/01_scenes.ipynb #c8cb07b7
 @dataclass(frozen=True)
@@ -580,7 +581,8 @@ def make_dataset(
     return df
 
 # %% ../nbs/01_scenes.ipynb #f2221100
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
+IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff')  # what PIL decodes (GIF: 1st frame)
+UNDECODABLE_EXTS = ('.heic', '.heif', '.avif', '.jxl', '.raw', '.cr2', '.nef', '.dng', '.psd', '.svg')  # PIL cannot
 MIN_IMAGE_SIDE = 8  # below this an encoder's processor cannot even tell the channel axis
 
 
@@ -629,56 +631,101 @@ def read_image(path: str | os.PathLike | io.BytesIO) -> Image.Image:
     return rgb
 
 
-def image_files(folder: Path) -> list[Path]:
-    "Image files under `folder` by extension, hidden files (and macOS `._` resource forks) left out."
-    return sorted(
-        p
-        for p in folder.rglob('*')
-        if p.suffix.lower() in IMAGE_EXTS
-        and p.is_file()
-        and not any(part.startswith('.') for part in p.relative_to(folder).parts)
-    )
+def _why_not_an_image(path: Path) -> str | None:
+    "Why a file found in a folder of images is not one to read (None: it is), by its name and link alone."
+    if not is_utf8_name(path):
+        return "its name is not valid UTF-8 (shown with \\x escapes): rename it"
+    if path.is_symlink() and not path.exists():
+        try:
+            os.stat(path)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return "a symbolic link that leads back to itself (a loop)"
+        return f"a symbolic link to nothing ({printable_name(os.readlink(path))})"
+    suffix = path.suffix.lower()
+    if suffix in UNDECODABLE_EXTS:
+        return f"a {suffix} image, which this project cannot decode: convert it to PNG or JPEG"
+    if suffix not in IMAGE_EXTS:
+        return f"not an image file by its extension ({suffix or 'none'}; images are {', '.join(IMAGE_EXTS)})"
+    return None
+
+
+def scan_images(folder: Path, expected: tuple = ()) -> tuple[list[Path], list[dict]]:
+    """(the image files under `folder`, by extension and sorted; one {'file', 'reason'} per other file, left out).
+    Hidden files and folders (macOS `._` resource forks among them) are passed over silently, and so are the names of
+    `expected` at the top of `folder` (a generator's `prompts.csv`). Links are followed; a link to nothing, a loop, or
+    a name that is not UTF-8 is left out with its reason. One policy for every reader of image folders."""
+    folder = Path(folder)
+    found, left_out, searched = [], [], set()
+    leave = lambda p, reason: left_out.append({'file': printable_name(p.relative_to(folder)), 'reason': reason})
+    for here, dirs, files in os.walk(folder, followlinks=True):
+        here = Path(here)
+        if os.path.realpath(here) in searched:  # a link back to a folder searched already
+            leave(here, "a link to a folder searched already (a loop): not searched again")
+            dirs[:] = []
+            continue
+        searched.add(os.path.realpath(here))
+        dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+        for name in sorted(files):
+            if name.startswith('.') or (here == folder and name in expected):
+                continue
+            why = _why_not_an_image(here / name)
+            if why:
+                leave(here / name, why)
+            else:
+                found.append(here / name)
+    return sorted(found), left_out
 
 
 def check_images(root: Path, files: list[Path], labels: list[int]) -> tuple[list[int], list[dict]]:
     """Read every file once (`read_image`): (indices of the usable ones, one {'file', 'reason'} per file left out).
-    A byte-identical copy inside one class is left out; one in both classes is an error, since no label is right."""
-    keep, skipped, first_of = [], [], {}
+    A byte-identical copy inside one class is left out; copies in both classes are all left out, as no label is
+    right for them."""
+    keep, skipped, first_of, in_both = [], [], {}, set()
+    both = "which cannot be both plausible and implausible: every copy left out (keep one, in its class)"
     for i, p in enumerate(tqdm(files, desc='checking images', unit='image', mininterval=2)):
-        name, data = str(p.relative_to(root)), p.read_bytes()  # read once: decoded and hashed from memory
+        name = str(p.relative_to(root))
         try:
+            data = p.read_bytes()  # read once: decoded and hashed from memory
             read_image(io.BytesIO(data))
         except ImageReadError as e:
             skipped.append({'file': name, 'reason': e.reason})
+            continue
+        except OSError as e:  # a file that vanished or that this user may not read
+            skipped.append({'file': name, 'reason': f"cannot be read ({type(e).__name__}: {e.strerror or e})"})
             continue
         digest = hashlib.sha1(data).hexdigest()
         if digest in first_of:
             j = first_of[digest]
             if labels[j] != labels[i]:
-                raise ValueError(
-                    f"{name} and {files[j].relative_to(root)} are the same file in both classes: "
-                    "remove one of them (a duplicate cannot be both plausible and implausible)"
-                )
+                in_both.add(j)
+                skipped.append({'file': name, 'reason': f"the same file as {files[j].relative_to(root)}, {both}"})
+                continue
             skipped.append({'file': name, 'reason': f"duplicate of {files[j].relative_to(root)}"})
             continue
         first_of[digest] = i
         keep.append(i)
-    return keep, skipped
+    for j in sorted(in_both):
+        copy = {'file': str(files[j].relative_to(root)), 'reason': f"a copy of it is in the other class, {both}"}
+        skipped.append(copy)
+    return [i for i in keep if i not in in_both], skipped
 
 
 def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
     """A manifest for images in `root/human_correct` (label 0) and `root/human_error` (label 1), each file read once
     (`check_images`): (manifest of the usable images, the files left out with their reasons)."""
     root = Path(root).expanduser()
-    files, labels = [], []
+    files, labels, not_images = [], [], []
     for sub, label in (('human_correct', 0), ('human_error', 1)):
         d = root / sub
         if not d.is_dir():
             raise FileNotFoundError(f"Expected a folder of images at {d} (label {label}); see data/README.md")
-        found = image_files(d)
+        found, left_out = scan_images(d)
+        not_images += [{**s, 'file': f"{sub}/{s['file']}"} for s in left_out]
         files += found
         labels += [label] * len(found)
-    keep, skipped = check_images(root, files, labels)
+    keep, unusable = check_images(root, files, labels)
+    skipped = not_images + unusable
     rows = []
     for i in keep:
         sub = files[i].relative_to(root).parts[0]

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from .core import open_stage, close_stage, require_stage, stage_dir, write_json
 
 # %% auto #0
-__all__ = ['scenes_stage', 'load_scenes', 'adapt_encoder', 'trunk_maps', 'stage_encoder', 'encoder_stage', 'load_embeddings', 'embed_profile_images', 'classifier_stage', 'stage_configs', 'checkpoint_name', 'dictionary_workers', 'dictionaries_stage', 'stage_dictionaries', 'lmm_config', 'analyse_dictionary', 'features_stage', 'summarise_features', 'profile_scorer', 'canonical_checkpoint', 'run_benchmark', 'benchmark_stage', 'benchmark_image', 'load_benchmark', 'label']
+__all__ = ['scenes_stage', 'load_scenes', 'adapt_encoder', 'trunk_maps', 'stage_encoder', 'encoder_stage', 'load_embeddings', 'embed_profile_images', 'classifier_stage', 'stage_configs', 'checkpoint_name', 'dictionary_workers', 'dictionaries_stage', 'stage_dictionaries', 'lmm_config', 'analyse_dictionary', 'features_stage', 'lmm_retry', 'summarise_features', 'profile_scorer', 'canonical_checkpoint', 'run_benchmark', 'benchmark_stage', 'benchmark_image', 'load_benchmark', 'label']
 
 # %% ../nbs/01_scenes.ipynb #e8cc902a
 from .scenes import index_folders, make_dataset
@@ -191,7 +191,7 @@ def embed_profile_images(
     )
     manifest, image_dir = load_scenes(cfg)
     paths = [Path(image_dir) / f for f in manifest.file]
-    generated = index_generated(cfg.path('generated_root'))
+    generated = index_generated(cfg.path('generated_root'))[0]
     paths += [cfg.path('generated_root') / f for f in generated.file] if len(generated) else []
     cache, ok, errors = cache_frozen(
         cfg.run_dir / 'cache', enc, paths, cfg.batch_size, part, num_workers, device, progress, shard_rows
@@ -572,8 +572,24 @@ def features_stage(cfg, force: bool = False, progress: bool = True) -> tuple[lis
             name, folder, c, cfg, acts, ids, manifest, path_of, lmm, sheets=name == first
         )
         rows.append(row)
-    close_stage(cfg, 'features', spec, rows=rows)
+    close_stage(cfg, 'features', spec, rows=rows, retry=lmm_retry(lmm, tables))
     return rows, tables
+
+
+def lmm_retry(lmm, tables: dict) -> str | None:
+    """Why the features stage must ask its LMM again on the next run (printed), or None: requests that failed or
+    came back malformed (neither is cached, so a rerun asks for exactly those)."""
+    if lmm is None or not (lmm.stats['errors'] or lmm.stats['malformed']):
+        return None
+    statuses = pd.concat([t.status for t in tables.values() if 'status' in t]).value_counts()
+    failed = statuses[[s for s in statuses.index if s != 'ok' and not str(s).endswith('refused')]]
+    why = (
+        f"{lmm.stats['errors']} LMM request(s) failed and {lmm.stats['malformed']} came back malformed"
+        f" ({', '.join(f'{n} {s}' for s, n in failed.items()) or 'in the judge passes'})"
+        + (f"; {lmm.stopped}" if lmm.stopped else '')
+    )
+    print(f"[mtc] features: {why}. The stage completes with what it has; the next run asks again.", flush=True)
+    return why
 
 # %% ../nbs/08_failure_modes.ipynb #0466b172
 def summarise_features(d: pd.DataFrame) -> dict:
@@ -620,7 +636,7 @@ def summarise_features(d: pd.DataFrame) -> dict:
     return out
 
 # %% ../nbs/09_benchmark.ipynb #7e335eb2
-from .core import StaleStageError
+from .core import StaleStageError, settings_changed
 from .benchmark import Scorer
 
 
@@ -629,7 +645,17 @@ def profile_scorer(cfg) -> Scorer:
     try:
         require_stage(cfg, 'benchmark')
     except StaleStageError as e:
-        raise StaleStageError(f"labelling needs the trained artifacts of profile {cfg.name!r}: {e}") from None
+        differ = settings_changed(cfg)
+        if not differ:
+            raise StaleStageError(f"labelling needs the trained artifacts of profile {cfg.name!r}: {e}") from None
+        said = '; '.join(f"{k}: {run!r} in the run, {now!r} here" for k, (run, now) in differ.items())
+        as_option = lambda v: ','.join(map(str, v)) if isinstance(v, list) else v
+        again = ' '.join(f"-p {k} {as_option(run)}" for k, (run, _) in differ.items())
+        raise StaleStageError(
+            f"the trained artifacts in {cfg.run_dir} were made with other settings than this call's ({said}). "
+            f"Label with the run's settings (`mtc label ... --profile {cfg.name} {again}`), or train for these first "
+            f"(`mtc reproduce --profile {cfg.name}` with the same -p options)"
+        ) from None
     folder = stage_dir(cfg, 'benchmark')
     meta = json.loads((folder / 'scorer.json').read_text())
     dictionary = load_dictionary(stage_dir(cfg, 'dictionaries') / meta['dictionary'])
@@ -646,8 +672,9 @@ def profile_scorer(cfg) -> Scorer:
     )
 
 # %% ../nbs/09_benchmark.ipynb #112fe586
-from .benchmark import make_panel, calibrate_features, measure, ranking, validate_panel
+from .benchmark import make_panel, calibrate_features, gate_features, measure, ranking, validate_panel
 from .benchmark import causal_check, markdown_summary
+from .core import swap_in
 
 
 def canonical_checkpoint(cfg, seed: int | None = None) -> tuple[str, Path, dict]:
@@ -663,7 +690,9 @@ def canonical_checkpoint(cfg, seed: int | None = None) -> tuple[str, Path, dict]
 def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: bool = True) -> dict:
     """Calibrate the failure features of one dictionary `checkpoint` (name, folder, config), score the simulated panel
     (rendered with `seed` into `folder`/panel) and the generator folders, and measure them. Returns every output of
-    the stage: {'table', 'features', 'causal', 'ranking', 'images', 'summary', 'unreadable', 'error_ratio', 'name'}."""
+    the stage: {'table', 'features', 'excluded', 'unnamed', 'causal', 'ranking', 'images', 'summary', 'unreadable',
+    'problems', 'error_ratio', 'name'}: `excluded` the candidate features left out (`gate_features`), `unnamed` the
+    contact sheets of unnamed features, `problems` what a user should know of the generator folders."""
     manifest, _ = load_scenes(cfg)
     name, dict_dir, c = checkpoint
     dictionary, head = load_dictionary(dict_dir), load_head(stage_dir(cfg, 'classifier'))
@@ -673,7 +702,14 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
     man_val, man_test = by_id.loc[val_ids].reset_index(), by_id.loc[test_ids].reset_index()
     A_val, A_test = (latent_codes(dictionary, s['h2'], device=cfg.torch_device).numpy() for s in (val, test))
     table08 = pd.read_parquet(stage_dir(cfg, 'features') / name / 'features.parquet')
-    features = calibrate_features(A_val, man_val, A_test, man_test, levels, table08)
+    features, excluded = gate_features(calibrate_features(A_val, man_val, A_test, man_test, levels, table08))
+    sheets = stage_dir(cfg, 'features') / name / 'sheets'
+    flagged = set(table08.latent[table08.flagged])
+    unnamed = {
+        int(j): str(sheets / f'latent_{j:05d}.png') if (sheets / f'latent_{j:05d}.png').exists() else None
+        for j, kind in zip(features.latent, features.kind)
+        if kind == 'feature' and j not in flagged
+    }
     error_ratio = {int(k): float(v) for k, v in zip(table08.latent, table08.error_ratio) if k in set(features.latent)}
     scorer = Scorer(
         stage_encoder(cfg), head, dictionary, features, error_ratio, cfg.run_dir / 'cache', cfg.torch_device
@@ -682,7 +718,7 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
     if int(cfg.benchmark_images) > 0:
         panel = make_panel(folder / 'panel', int(cfg.benchmark_images), int(cfg.image_size), seed, progress)
         frames.append(panel.assign(simulated=True, path=[str(folder / 'panel' / f) for f in panel.file]))
-    real = index_generated(cfg.path('generated_root'))
+    real, problems = index_generated(cfg.path('generated_root'))
     if len(real):
         frames.append(real.assign(simulated=False, path=[str(cfg.path('generated_root') / f) for f in real.file]))
     if not frames:
@@ -691,7 +727,14 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
         )
     images = pd.concat(frames, ignore_index=True)
     h0, A, h2, unreadable, ok = scorer.codes([Path(p) for p in images.path], progress=progress)
-    images = images[images.path.isin({str(p) for p in ok})].reset_index(drop=True)
+    readable = images.path.isin({str(p) for p in ok})
+    for g, n_read in readable.groupby(images.generator).sum().items():
+        if n_read == 0:  # a generator none of whose images reads is named, not dropped in silence
+            n = int((images.generator == g).sum())
+            problems.append({'generator': g, 'problem': f"none of its {n} image(s) could be read: left out"})
+    images = images[readable].reset_index(drop=True)
+    if images.empty:
+        raise ValueError(f"no readable image to benchmark under {cfg.path('generated_root')}: {problems}")
     fire = np.c_[h0 > 0.5, scorer.firing(A)]
     cal_fire = np.c_[test['h0'].numpy() > 0.5, scorer.firing(A_test)]
     B = int(cfg.benchmark_bootstrap)
@@ -705,11 +748,14 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
     return {
         'table': table,
         'features': features,
+        'excluded': excluded,
+        'unnamed': unnamed,
         'causal': causal,
         'ranking': ranks,
         'images': images,
         'summary': validate_panel(table, features),
         'unreadable': unreadable,
+        'problems': problems,
         'error_ratio': error_ratio,
         'name': name,
     }
@@ -717,19 +763,24 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
 
 def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
     """Score every generator (the simulated panel, and the folders under `generated_root`) with the calibrated failure
-    features of the canonical dictionary of the first seed; returns what `load_benchmark` returns."""
-    spec, done = open_stage(cfg, 'benchmark', force)
+    features of the canonical dictionary of the first seed; returns what `load_benchmark` returns. The outputs are
+    written beside the stage's folder and swapped in complete (`swap_in`): a run that fails leaves the last one's."""
+    spec, done = open_stage(cfg, 'benchmark', force, in_place=False)
     folder = stage_dir(cfg, 'benchmark')
     if done:
         return load_benchmark(cfg)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    out = run_benchmark(cfg, canonical_checkpoint(cfg), folder, int(cfg.seed), progress)
-    for stem in ('table', 'features', 'causal', 'ranking', 'images'):
-        out[stem].to_parquet(folder / f'{stem}.parquet', index=False)
-    out['table'].to_csv(folder / 'table.csv', index=False)
-    write_json(folder / 'scorer.json', {'dictionary': out['name'], 'error_ratio': out['error_ratio']})
-    (folder / 'summary.md').write_text(markdown_summary(out['table'], out['ranking'], out['causal'], out['summary']))
+    fresh = folder.with_name(folder.name + '.new')
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
+    out = run_benchmark(cfg, canonical_checkpoint(cfg), fresh, int(cfg.seed), progress)
+    for stem in ('table', 'features', 'excluded', 'causal', 'ranking', 'images'):
+        out[stem].to_parquet(fresh / f'{stem}.parquet', index=False)
+    out['table'].to_csv(fresh / 'table.csv', index=False)
+    write_json(fresh / 'scorer.json', {'dictionary': out['name'], 'error_ratio': out['error_ratio']})
+    notes = {'excluded': out['excluded'], 'problems': out['problems'], 'unnamed': out['unnamed'], 'profile': cfg.name}
+    summary = markdown_summary(out['table'], out['ranking'], out['causal'], out['summary'], **notes)
+    (fresh / 'summary.md').write_text(summary, encoding='utf-8')
+    swap_in(fresh, folder)
     close_stage(
         cfg,
         'benchmark',
@@ -738,6 +789,9 @@ def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
         summary=out['summary'],
         n_images=len(out['images']),
         unreadable=[{'file': f, 'reason': r} for f, r in out['unreadable']],
+        problems=out['problems'],
+        n_excluded=len(out['excluded']),
+        unnamed=out['unnamed'],
     )
     return load_benchmark(cfg)
 
@@ -758,8 +812,11 @@ def load_benchmark(cfg) -> dict:
         'causal': read('causal'),
         'ranking': read('ranking'),
         'images': read('images'),
+        'excluded': read('excluded') if (folder / 'excluded.parquet').exists() else None,
         'summary': done['summary'],
         'unreadable': done['unreadable'],
+        'problems': done.get('problems', []),
+        'unnamed': {int(j): sheet for j, sheet in done.get('unnamed', {}).items()},
     }
 
 # %% ../nbs/09_benchmark.ipynb #e26241d1
@@ -771,6 +828,7 @@ def label(paths, profile: str = 'default', **overrides) -> tuple[list[dict], lis
     "(per readable image: h0 and the failure features that fire; [(file, reason)] of the unreadable) for `paths`."
     from mtc_nb.core import load_profile
 
-    files = image_paths(paths)  # bad paths fail before any model is loaded
+    files, left_out = image_paths(paths)  # bad paths fail before any model is loaded
     scorer = profile_scorer(load_profile(profile, **overrides))
-    return score_images(scorer, files, progress=False)
+    rows, unreadable = score_images(scorer, files, progress=False)
+    return rows, left_out + unreadable

@@ -77,7 +77,8 @@ class LocalChatServer:
                 data = (json.dumps(payload) if not isinstance(payload, str) else payload).encode()
                 try:
                     self.send_response(code)
-                    self.send_header('Content-Type', 'application/json')
+                    if 'Content-Type' not in headers:  # a reply may name another type (a proxy's HTML page)
+                        self.send_header('Content-Type', 'application/json')
                     self.send_header('Content-Length', str(len(data)))
                     for name, value in headers.items():
                         self.send_header(name, value)

@@ -338,24 +338,25 @@ class BenchmarkExplorer(Inspector):
         g = self.generator.value
         t = self.bench['table']
         t = t[(t.generator == g) & (t.estimate == 'corrected')].reset_index(drop=True)
-        fig, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1))
-        y = np.arange(len(t))
-        ax.errorbar(
-            t.prevalence,
-            y,
-            # a corrected estimate can fall outside its bootstrap percentile interval: no negative bar
-            xerr=np.clip([t.prevalence - t.ci_low, t.ci_high - t.prevalence], 0, None),
-            fmt='o',
-            capsize=3,
-            label='estimate, 95% CI',
-        )
-        if t['true'].notna().any():
-            ax.plot(t['true'], y, 'x', color='red', label='truth (simulated)')
-        ax.set_yticks(y, [f"{m} ({lvl})" for m, lvl in zip(t['mode'], t.level)], fontsize=8)
-        ax.invert_yaxis()
-        ax.set(xlabel='share of images', xlim=(-0.02, 1.02), title=f'failure profile of {g}')
-        ax.legend(fontsize=7, loc='lower right')
-        self.profile.value = png_bytes(fig)
+        with plt.rc_context({'text.parse_math': False}):  # a folder's or an LMM's name is drawn as typed
+            fig, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1))
+            y = np.arange(len(t))
+            ax.errorbar(
+                t.prevalence,
+                y,
+                # a corrected estimate can fall outside its bootstrap percentile interval: no negative bar
+                xerr=np.clip([t.prevalence - t.ci_low, t.ci_high - t.prevalence], 0, None),
+                fmt='o',
+                capsize=3,
+                label='estimate, 95% CI',
+            )
+            if t['true'].notna().any():
+                ax.plot(t['true'], y, 'x', color='red', label='truth (simulated)')
+            ax.set_yticks(y, [f"{m} ({lvl})" for m, lvl in zip(t['mode'], t.level)], fontsize=8)
+            ax.invert_yaxis()
+            ax.set(xlabel='share of images', xlim=(-0.02, 1.02), title=f'failure profile of {g}')
+            ax.legend(fontsize=7, loc='lower right')
+            self.profile.value = png_bytes(fig)
         images = self.bench['images']
         images = images[images.generator == g]
         parts = []

@@ -1,6 +1,7 @@
 """The paper's setting at its boundaries: the user's image folders + CLIP weights on disk (a tiny random CLIP)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -120,8 +121,10 @@ def test_paper_profile_through_dictionaries_and_an_lmm_endpoint(paper_cfg, monke
             Image.fromarray(render(draw_attributes(rng, 'road'), mode, 48)).save(generated / gen / f'{i}.png')
     bench = benchmark_stage(lmm_cfg.replace(generated_root=str(generated)), progress=False)
     assert set(bench['table'].generator) == {'genP', 'genQ'} and not bench['table'].simulated.any()
-    assert bench['summary'] is None and set(bench['features'].kind) == {'feature'}  # the LMM-flagged latents
-    assert set(bench['features'].name) == {'the road widens toward the horizon'}
+    candidates = pd.concat([bench['features'], bench['excluded']])  # kept, and left out for detecting nothing
+    assert bench['summary'] is None and set(candidates.kind) == {'feature'}  # the LMM-flagged latents
+    assert set(candidates.name) == {'the road widens toward the horizon'} and bench['excluded'].reason.notna().all()
+    assert (bench['features'].val_auroc >= 0.6).all() and (bench['features'].test_auroc >= 0.6).all()
 
 
 def test_splice_fidelity_of_folders_uses_the_true_labels(paper_cfg, monkeypatch):

@@ -65,7 +65,7 @@ def test_stage_notebooks_have_a_parameters_cell():
 def test_mtc_command_rejects_unknown_profile():
     from mtc_nb.core import main
 
-    with pytest.raises(ValueError, match='Unknown profile'):
+    with pytest.raises(SystemExit, match='Unknown profile'):  # a message, not a traceback
         main(['reproduce', '--profile', 'no_such_profile'])
 
 
