@@ -452,7 +452,7 @@ def cache_frozen(
             hashes.append(None)
             errors.append((str(p), f"cannot be read ({type(e).__name__}: {e.strerror or e})"))
     ok = [(p, h) for p, h in zip(paths, hashes) if h is not None]
-    errors += cache.fill(
+    unreadable = cache.fill(
         [p for p, _ in ok],
         fn,
         batch_size,
@@ -464,5 +464,7 @@ def cache_frozen(
         progress=progress,
         shard_rows=shard_rows,
     )
-    bad = {p for p, _ in errors}
-    return cache, [p for p, _ in ok if str(p) not in bad], errors
+    hash_of = {str(p): h for p, h in ok}
+    reason = {hash_of[f]: why for f, why in unreadable}  # by content: every copy of an unreadable file is reported
+    errors += [(str(p), reason[h]) for p, h in ok if h in reason]
+    return cache, [p for p, h in ok if h not in reason], errors

@@ -142,3 +142,34 @@ def test_the_static_html_shows_the_preview(run, browser, tmp_path):
     widths = page.locator('.mtc-preview img').evaluate_all('images => images.map(i => i.naturalWidth)')
     assert len(widths) == 2 and min(widths) > 100  # the contact sheet and the histogram, decoded
     page.screenshot(path=str(tmp_path / 'static_preview.png'), full_page=True)
+
+
+def pages_of(own_run) -> list:
+    """Every HTML page the own-folders run wrote (each stage's, offline and after the LMM), and the benchmark summary
+    as nbconvert renders Markdown."""
+    from nbconvert.filters import markdown2html
+
+    root = own_run['root']
+    pages = sorted((own_run['offline'] / 'runs').glob('*.html')) + sorted(
+        (root / 'data' / 'paper' / 'runs').glob('*.html')
+    )
+    summary = root / 'summary.html'
+    summary.write_text(markdown2html((root / 'fig' / 'benchmark_summary.md').read_text()), encoding='utf-8')
+    return pages + [summary]
+
+
+def test_no_name_runs_in_a_readers_browser(own_run, browser):
+    "Folder and file names, CSV cells and LMM replies full of markup: opening every page opens no dialog, runs nothing."
+    pages = pages_of(own_run)
+    assert len(pages) >= 9
+    for page_file in pages:
+        page = browser.new_page()
+        dialogs = []
+        page.on('dialog', lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(page_file.as_uri(), wait_until='load')
+        page.wait_for_timeout(300)  # an onerror handler fires once its image has failed to load
+        assert dialogs == [], (page_file.name, dialogs)
+        assert page.evaluate('window.__mtc_pwned') is None, page_file.name
+        if page_file.name in ('09_benchmark.html', 'summary.html'):
+            assert 'onerror=alert(1)' in page.inner_text('body')  # the name is there, as text
+        page.close()
