@@ -13,12 +13,12 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'STAGE_MODULES',
-           'MANIFEST_SCHEMA_VERSION', 'COMMAND_CELL', 'SELF_CHECK_TAG', 'find_root', 'Profile', 'load_profile',
-           'settings_problems', 'validate_settings', 'seed_everything', 'resolve_device', 'machine_info', 'write_json',
-           'update_results', 'build_readme', 'StaleStageError', 'stage_layer_cells', 'code_of', 'stage_specs',
-           'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'settings_changed', 'open_stage',
-           'swap_in', 'close_stage', 'timed', 'headline_numbers', 'check_results', 'headline_table', 'stage_notebook',
-           'check_inputs', 'tidy_streams', 'render_html', 'RunLockedError', 'run_lock', 'run_stages',
+           'MANIFEST_SCHEMA_VERSION', 'COMMAND_CELL', 'SELF_CHECK_TAG', 'find_root', 'settings_problems',
+           'validate_settings', 'Profile', 'load_profile', 'seed_everything', 'resolve_device', 'machine_info',
+           'write_json', 'update_results', 'build_readme', 'StaleStageError', 'stage_layer_cells', 'code_of',
+           'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'settings_changed',
+           'open_stage', 'swap_in', 'close_stage', 'timed', 'headline_numbers', 'check_results', 'headline_table',
+           'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'RunLockedError', 'run_lock', 'run_stages',
            'kernel_transport', 'embed_command', 'main']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
@@ -53,6 +53,91 @@ def _parse(v: str) -> Any:
         except ValueError:
             pass
     return v
+
+# %% ../nbs/90_core.ipynb #a5d91f74
+_DEVICE = re.compile(r'(auto|cpu|cuda(:\d+)?)')
+
+
+def _int_at_least(v: dict, name: str, low: int) -> str | None:
+    x = v.get(name)
+    if isinstance(x, bool) or not isinstance(x, int) or x < low:
+        return f"{name} = {x!r}: a whole number ≥ {low}"
+    return None
+
+
+def settings_problems(v: dict) -> list[str]:
+    "Every problem with the settings `v` of a profile, each naming its setting (empty: they are fine)."
+    from mtc_nb.dictionaries import KINDS
+    from mtc_nb.scenes import MODES
+
+    minimum = {
+        **dict.fromkeys(('seed', 'workers', 'finetune_epochs', 'feature_min_images', 'lmm_judged_features'), 0),
+        **dict.fromkeys(('n_images', 'trunk_blocks', 'batch_size', 'head_hidden', 'head_epochs', 'head_batch'), 1),
+        **dict.fromkeys(('dict_k', 'dict_epochs', 'dict_batch', 'paper_epochs', 'feature_top_n', 'lmm_max_workers'), 1),
+        'image_size': 32,  # the encoder's input: a smaller image has no spatial extent left after its strides
+        'benchmark_images': 0,
+        'benchmark_bootstrap': 100,  # a 95% percentile interval needs a hundred resamples at the least
+    }
+    out = [p for name, low in minimum.items() if name in v and (p := _int_at_least(v, name, low))]
+    choices = {'dataset': ('scenes', 'folders'), 'encoder': ('efficientnet-lite0', 'clip')}
+    out += [f"{k} = {v[k]!r}: one of {list(c)}" for k, c in choices.items() if k in v and v[k] not in c]
+    for name in ('finetune_lr', 'head_lr'):
+        if name in v and not (isinstance(v[name], (int, float)) and v[name] > 0):
+            out.append(f"{name} = {v[name]!r}: a learning rate > 0")
+    if not (isinstance(v.get('violation_rate'), (int, float)) and 0 <= v['violation_rate'] <= 1):
+        out.append(f"violation_rate = {v.get('violation_rate')!r}: a share of images between 0 and 1")
+    modes = v.get('modes')
+    unknown = [m for m in ([modes] if isinstance(modes, str) else modes or []) if m not in MODES]
+    if modes != 'all' and unknown:
+        out.append(f"modes = {modes!r}: 'all' or planted modes of {list(MODES)} (unknown: {unknown})")
+    splits = v.get('splits')
+    fractions = isinstance(splits, list) and len(splits) == 3 and all(isinstance(s, (int, float)) for s in splits)
+    if not fractions or min(splits) <= 0 or abs(sum(splits) - 1) > 1e-6:
+        out.append(f"splits = {splits!r}: three fractions > 0 (train, val, test) that add up to 1")
+    seeds = v.get('seeds')
+    if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        out.append(f"seeds = {seeds!r}: one or more whole numbers")
+    models = v.get('dict_models') or []
+    if not models or [m for m in models if m not in KINDS] or len(set(models)) < len(models):
+        out.append(f"dict_models = {models!r}: one or more of {list(KINDS)}, each once")
+    levels = v.get('dict_levels') or []
+    ints = all(isinstance(x, int) and not isinstance(x, bool) for x in levels)
+    if not levels or not ints or levels[0] < 1 or any(b <= a for a, b in zip(levels, levels[1:])):
+        out.append(f"dict_levels = {levels!r}: widths ≥ 1 that increase strictly (the last is the dictionary's width)")
+    elif 'matryoshka_transcoder' in models:  # the canonical model, trained at every k of the sweep
+        sweep = v.get('dict_k_sweep') or []
+        if not sweep or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= levels[-1] for k in sweep):
+            out.append(f"dict_k_sweep = {sweep!r}: one or more k between 1 and the width {levels[-1]}")
+        elif isinstance(v.get('dict_k'), int) and v['dict_k'] not in sweep:
+            out.append(
+                f"dict_k = {v['dict_k']}: one of dict_k_sweep {sweep} (the canonical model, which the features and "
+                "benchmark read, is trained at each k of the sweep)"
+            )
+    if levels and isinstance(v.get('dict_k'), int) and isinstance(levels[-1], int) and v['dict_k'] > levels[-1]:
+        out.append(f"dict_k = {v['dict_k']}: at most the dictionary's width {levels[-1]}")
+    workers = v.get('dict_workers', 'auto')
+    if workers != 'auto' and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        out.append(f"dict_workers = {workers!r}: a number of processes (1, 2, …) or auto")
+    sheets = v.get('feature_sheets', 'all')
+    if sheets != 'all' and (isinstance(sheets, bool) or not isinstance(sheets, int) or sheets < 0):
+        out.append(f"feature_sheets = {sheets!r}: all, or how many contact sheets (a whole number ≥ 0)")
+    if v.get('device') is not None and not _DEVICE.fullmatch(str(v['device'])):
+        out.append(f"device = {v['device']!r}: auto, cpu, cuda or cuda:N")
+    url = v.get('lmm_base_url')
+    if url is not None and not re.match(r'https?://[^\s/]+', str(url)):
+        out.append(f"lmm_base_url = {url!r}: an http:// or https:// address of an OpenAI-compatible endpoint, or empty")
+    if url and not v.get('lmm_model'):
+        out.append("lmm_model is empty: the endpoint of lmm_base_url needs a model name")
+    if v.get('lmm_api_key_env') is not None and not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', str(v['lmm_api_key_env'])):
+        out.append(f"lmm_api_key_env = {v['lmm_api_key_env']!r}: the name of an environment variable (the key's)")
+    return out
+
+
+def validate_settings(name: str, values: dict) -> None:
+    "Raise a ValueError listing every problem of profile `name`'s settings (`settings_problems`)."
+    problems = settings_problems(values)
+    if problems:
+        raise ValueError(f"profile {name!r}: " + '; '.join(problems))
 
 # %% ../nbs/90_core.ipynb #7ba6d5c5
 @dataclass(frozen=True)
@@ -147,91 +232,6 @@ def load_profile(name: str = 'default', settings: str | os.PathLike | None = Non
     values.update({k: os.environ[env] for k, env in ENV_SETTINGS.items() if os.environ.get(env)})
     kw = {k: as_list(k, v) for k, v in overrides.items() if v is not None}
     return Profile(name, {**values, **_checked(values, kw)}, path.parent.resolve())
-
-# %% ../nbs/90_core.ipynb #a5d91f74
-_DEVICE = re.compile(r'(auto|cpu|cuda(:\d+)?)')
-
-
-def _int_at_least(v: dict, name: str, low: int) -> str | None:
-    x = v.get(name)
-    if isinstance(x, bool) or not isinstance(x, int) or x < low:
-        return f"{name} = {x!r}: a whole number ≥ {low}"
-    return None
-
-
-def settings_problems(v: dict) -> list[str]:
-    "Every problem with the settings `v` of a profile, each naming its setting (empty: they are fine)."
-    from mtc_nb.dictionaries import KINDS
-    from mtc_nb.scenes import MODES
-
-    minimum = {
-        **dict.fromkeys(('seed', 'workers', 'finetune_epochs', 'feature_min_images', 'lmm_judged_features'), 0),
-        **dict.fromkeys(('n_images', 'trunk_blocks', 'batch_size', 'head_hidden', 'head_epochs', 'head_batch'), 1),
-        **dict.fromkeys(('dict_k', 'dict_epochs', 'dict_batch', 'paper_epochs', 'feature_top_n', 'lmm_max_workers'), 1),
-        'image_size': 32,  # the encoder's input: a smaller image has no spatial extent left after its strides
-        'benchmark_images': 0,
-        'benchmark_bootstrap': 100,  # a 95% percentile interval needs a hundred resamples at the least
-    }
-    out = [p for name, low in minimum.items() if name in v and (p := _int_at_least(v, name, low))]
-    choices = {'dataset': ('scenes', 'folders'), 'encoder': ('efficientnet-lite0', 'clip')}
-    out += [f"{k} = {v[k]!r}: one of {list(c)}" for k, c in choices.items() if k in v and v[k] not in c]
-    for name in ('finetune_lr', 'head_lr'):
-        if name in v and not (isinstance(v[name], (int, float)) and v[name] > 0):
-            out.append(f"{name} = {v[name]!r}: a learning rate > 0")
-    if not (isinstance(v.get('violation_rate'), (int, float)) and 0 <= v['violation_rate'] <= 1):
-        out.append(f"violation_rate = {v.get('violation_rate')!r}: a share of images between 0 and 1")
-    modes = v.get('modes')
-    unknown = [m for m in ([modes] if isinstance(modes, str) else modes or []) if m not in MODES]
-    if modes != 'all' and unknown:
-        out.append(f"modes = {modes!r}: 'all' or planted modes of {list(MODES)} (unknown: {unknown})")
-    splits = v.get('splits')
-    fractions = isinstance(splits, list) and len(splits) == 3 and all(isinstance(s, (int, float)) for s in splits)
-    if not fractions or min(splits) <= 0 or abs(sum(splits) - 1) > 1e-6:
-        out.append(f"splits = {splits!r}: three fractions > 0 (train, val, test) that add up to 1")
-    seeds = v.get('seeds')
-    if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
-        out.append(f"seeds = {seeds!r}: one or more whole numbers")
-    models = v.get('dict_models') or []
-    if not models or [m for m in models if m not in KINDS] or len(set(models)) < len(models):
-        out.append(f"dict_models = {models!r}: one or more of {list(KINDS)}, each once")
-    levels = v.get('dict_levels') or []
-    ints = all(isinstance(x, int) and not isinstance(x, bool) for x in levels)
-    if not levels or not ints or levels[0] < 1 or any(b <= a for a, b in zip(levels, levels[1:])):
-        out.append(f"dict_levels = {levels!r}: widths ≥ 1 that increase strictly (the last is the dictionary's width)")
-    elif 'matryoshka_transcoder' in models:  # the canonical model, trained at every k of the sweep
-        sweep = v.get('dict_k_sweep') or []
-        if not sweep or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= levels[-1] for k in sweep):
-            out.append(f"dict_k_sweep = {sweep!r}: one or more k between 1 and the width {levels[-1]}")
-        elif isinstance(v.get('dict_k'), int) and v['dict_k'] not in sweep:
-            out.append(
-                f"dict_k = {v['dict_k']}: one of dict_k_sweep {sweep} (the canonical model, which the features and "
-                "benchmark read, is trained at each k of the sweep)"
-            )
-    if levels and isinstance(v.get('dict_k'), int) and isinstance(levels[-1], int) and v['dict_k'] > levels[-1]:
-        out.append(f"dict_k = {v['dict_k']}: at most the dictionary's width {levels[-1]}")
-    workers = v.get('dict_workers', 'auto')
-    if workers != 'auto' and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        out.append(f"dict_workers = {workers!r}: a number of processes (1, 2, …) or auto")
-    sheets = v.get('feature_sheets', 'all')
-    if sheets != 'all' and (isinstance(sheets, bool) or not isinstance(sheets, int) or sheets < 0):
-        out.append(f"feature_sheets = {sheets!r}: all, or how many contact sheets (a whole number ≥ 0)")
-    if v.get('device') is not None and not _DEVICE.fullmatch(str(v['device'])):
-        out.append(f"device = {v['device']!r}: auto, cpu, cuda or cuda:N")
-    url = v.get('lmm_base_url')
-    if url is not None and not re.match(r'https?://[^\s/]+', str(url)):
-        out.append(f"lmm_base_url = {url!r}: an http:// or https:// address of an OpenAI-compatible endpoint, or empty")
-    if url and not v.get('lmm_model'):
-        out.append("lmm_model is empty: the endpoint of lmm_base_url needs a model name")
-    if v.get('lmm_api_key_env') is not None and not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', str(v['lmm_api_key_env'])):
-        out.append(f"lmm_api_key_env = {v['lmm_api_key_env']!r}: the name of an environment variable (the key's)")
-    return out
-
-
-def validate_settings(name: str, values: dict) -> None:
-    "Raise a ValueError listing every problem of profile `name`'s settings (`settings_problems`)."
-    problems = settings_problems(values)
-    if problems:
-        raise ValueError(f"profile {name!r}: " + '; '.join(problems))
 
 # %% ../nbs/90_core.ipynb #deff75de
 def seed_everything(seed: int) -> None:

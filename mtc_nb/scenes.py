@@ -682,7 +682,7 @@ def check_images(root: Path, files: list[Path], labels: list[int]) -> tuple[list
     A byte-identical copy inside one class is left out; copies in both classes are all left out, as no label is
     right for them."""
     keep, skipped, first_of, in_both = [], [], {}, set()
-    both = "which cannot be both plausible and implausible: every copy left out (keep one, in its class)"
+    both = "no label is right for it, so every copy is left out (keep one, in its class)"
     for i, p in enumerate(tqdm(files, desc='checking images', unit='image', mininterval=2)):
         name = str(p.relative_to(root))
         try:
@@ -699,14 +699,18 @@ def check_images(root: Path, files: list[Path], labels: list[int]) -> tuple[list
             j = first_of[digest]
             if labels[j] != labels[i]:
                 in_both.add(j)
-                skipped.append({'file': name, 'reason': f"the same file as {files[j].relative_to(root)}, {both}"})
+                other = {
+                    'file': name,
+                    'reason': f"the same file as {files[j].relative_to(root)}, in the other class: {both}",
+                }
+                skipped.append(other)
                 continue
             skipped.append({'file': name, 'reason': f"duplicate of {files[j].relative_to(root)}"})
             continue
         first_of[digest] = i
         keep.append(i)
     for j in sorted(in_both):
-        copy = {'file': str(files[j].relative_to(root)), 'reason': f"a copy of it is in the other class, {both}"}
+        copy = {'file': str(files[j].relative_to(root)), 'reason': f"a copy of it is in the other class: {both}"}
         skipped.append(copy)
     return [i for i in keep if i not in in_both], skipped
 
