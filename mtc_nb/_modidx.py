@@ -65,6 +65,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'mtc_nb.core.Profile.run_dir': ('core.html#profile.run_dir', 'mtc_nb/core.py'),
                              'mtc_nb.core.Profile.torch_device': ('core.html#profile.torch_device', 'mtc_nb/core.py'),
                              'mtc_nb.core.RunLockedError': ('core.html#runlockederror', 'mtc_nb/core.py'),
+                             'mtc_nb.core.StageFailedError': ('core.html#stagefailederror', 'mtc_nb/core.py'),
                              'mtc_nb.core.StaleStageError': ('core.html#stalestageerror', 'mtc_nb/core.py'),
                              'mtc_nb.core._add_param_option': ('core.html#_add_param_option', 'mtc_nb/core.py'),
                              'mtc_nb.core._checked': ('core.html#_checked', 'mtc_nb/core.py'),

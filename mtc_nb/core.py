@@ -18,8 +18,8 @@ __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPST
            'write_json', 'update_results', 'build_readme', 'StaleStageError', 'stage_layer_cells', 'code_of',
            'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'settings_changed',
            'open_stage', 'swap_in', 'close_stage', 'timed', 'headline_numbers', 'check_results', 'headline_table',
-           'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'RunLockedError', 'run_lock', 'run_stages',
-           'kernel_transport', 'embed_command', 'main']
+           'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'RunLockedError', 'StageFailedError',
+           'run_lock', 'run_stages', 'kernel_transport', 'embed_command', 'main']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -785,6 +785,10 @@ class RunLockedError(RuntimeError):
     "Another process is running the stages of the same data folder."
 
 
+class StageFailedError(RuntimeError):
+    "A stage notebook raised: its error in one line, and where its executed copy (with the traceback) lies."
+
+
 @contextlib.contextmanager
 def run_lock(cfg: Profile):
     """Hold the lock of `cfg`'s data folder (data/<profile>/.lock) while stages run in it: a second `mtc reproduce`
@@ -890,15 +894,18 @@ def _run_stage(cfg, name: str, out: Path, force: bool, params: dict, renders) ->
     record_file.unlink(missing_ok=True)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix='mtc-kernel-') as sockets:
-        pm.execute_notebook(
-            stage_notebook(cfg.root / 'nbs' / f'{name}.ipynb'),
-            str(executed),
-            parameters={'profile': cfg.name, 'overrides': params, 'force': force},
-            kernel_name='python3',
-            cwd=str(cfg.root / 'nbs'),
-            progress_bar=False,
-            config=kernel_transport(sockets),
-        )
+        try:
+            pm.execute_notebook(
+                stage_notebook(cfg.root / 'nbs' / f'{name}.ipynb'),
+                str(executed),
+                parameters={'profile': cfg.name, 'overrides': params, 'force': force},
+                kernel_name='python3',
+                cwd=str(cfg.root / 'nbs'),
+                progress_bar=False,
+                config=kernel_transport(sockets),
+            )
+        except pm.PapermillExecutionError as e:  # the error in a line; the executed copy holds its traceback
+            raise StageFailedError(f"stage {name} failed: {e.ename}: {e.evalue} (the traceback: {executed})") from None
     tidy_streams(executed)
     renders.submit(_render_or_warn, executed)
     write_json(record_file, _run_record(cfg, name, stage_specs(cfg)[stage]['fingerprint']))
@@ -990,7 +997,7 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     try:
         _dispatch(a, find_root())
-    except (StaleStageError, RunLockedError, FileNotFoundError, ValueError) as e:  # the user's to fix: no traceback
+    except (StaleStageError, RunLockedError, StageFailedError, FileNotFoundError, ValueError) as e:  # no traceback
         raise SystemExit(f"mtc {a.cmd}: {e}") from None
 
 

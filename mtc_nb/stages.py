@@ -675,6 +675,7 @@ def profile_scorer(cfg) -> Scorer:
 from .benchmark import make_panel, calibrate_features, gate_features, measure, ranking, validate_panel
 from .benchmark import causal_check, markdown_summary
 from .core import swap_in
+from .text import printable_name
 
 
 def canonical_checkpoint(cfg, seed: int | None = None) -> tuple[str, Path, dict]:
@@ -727,6 +728,7 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
         )
     images = pd.concat(frames, ignore_index=True)
     h0, A, h2, unreadable, ok = scorer.codes([Path(p) for p in images.path], progress=progress)
+    unreadable = [(printable_name(f), reason) for f, reason in unreadable]
     readable = images.path.isin({str(p) for p in ok})
     for g, n_read in readable.groupby(images.generator).sum().items():
         if n_read == 0:  # a generator none of whose images reads is named, not dropped in silence
@@ -734,7 +736,8 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
             problems.append({'generator': g, 'problem': f"none of its {n} image(s) could be read: left out"})
     images = images[readable].reset_index(drop=True)
     if images.empty:
-        raise ValueError(f"no readable image to benchmark under {cfg.path('generated_root')}: {problems}")
+        said = '; '.join(f"{p['generator']}: {p['problem']}" for p in problems)
+        raise ValueError(f"no readable image to benchmark under {cfg.path('generated_root')} ({said})")
     fire = np.c_[h0 > 0.5, scorer.firing(A)]
     cal_fire = np.c_[test['h0'].numpy() > 0.5, scorer.firing(A_test)]
     B = int(cfg.benchmark_bootstrap)

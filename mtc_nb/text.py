@@ -37,4 +37,4 @@ _MARKDOWN_PUNCTUATION = re.compile(r'([\\`*_\[\]()#!|~$])')
 
 def markdown_text(text, limit: int | None = None) -> str:
     "Untrusted `text` as Markdown that shows it literally: one line, Markdown's punctuation escaped, HTML as entities."
-    return html.escape(_MARKDOWN_PUNCTUATION.sub(r'\\\1', one_line(text, limit)), quote=True)
+    return html.escape(_MARKDOWN_PUNCTUATION.sub(r'\\\1', one_line(text, limit)), quote=False)

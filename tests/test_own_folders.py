@@ -379,3 +379,11 @@ def test_failed_interpretations_are_asked_again_and_the_benchmark_follows(folder
     assert read_manifest(cfg, 'features').get('retry') is None and 0 < asked_again < n_first
     current, why = stage_state(cfg, 'benchmark')
     assert not current and 'run again' in why  # the benchmark follows the features it read
+
+
+def test_a_failing_stage_is_one_line_naming_its_error_and_traceback(tmp_path):
+    "`mtc reproduce` out of order: the stage's error in one line, and where its executed copy keeps the traceback."
+    args = ['reproduce', '--profile', 'smoke', '--stages', '02_encoders', '-p', 'data_dir', str(tmp_path / 'data')]
+    args += ['-p', 'figures_dir', str(tmp_path / 'fig')]
+    with pytest.raises(SystemExit, match=r"stage 02_encoders failed: StaleStageError: .*02_encoders\.ipynb"):
+        main(args)
