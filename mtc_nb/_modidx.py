@@ -114,6 +114,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'mtc_nb.core.stage_notebook': ('core.html#stage_notebook', 'mtc_nb/core.py'),
                              'mtc_nb.core.stage_specs': ('core.html#stage_specs', 'mtc_nb/core.py'),
                              'mtc_nb.core.stage_state': ('core.html#stage_state', 'mtc_nb/core.py'),
+                             'mtc_nb.core.stage_threads': ('core.html#stage_threads', 'mtc_nb/core.py'),
                              'mtc_nb.core.swap_in': ('core.html#swap_in', 'mtc_nb/core.py'),
                              'mtc_nb.core.tidy_streams': ('core.html#tidy_streams', 'mtc_nb/core.py'),
                              'mtc_nb.core.timed': ('core.html#timed', 'mtc_nb/core.py'),

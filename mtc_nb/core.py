@@ -14,12 +14,12 @@ import numpy as np
 # %% auto #0
 __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'STAGE_MODULES',
            'MANIFEST_SCHEMA_VERSION', 'COMMAND_CELL', 'SELF_CHECK_TAG', 'find_root', 'settings_problems',
-           'validate_settings', 'Profile', 'load_profile', 'seed_everything', 'resolve_device', 'machine_info',
-           'write_json', 'update_results', 'build_readme', 'StaleStageError', 'stage_layer_cells', 'code_of',
-           'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'settings_changed',
-           'open_stage', 'swap_in', 'close_stage', 'timed', 'headline_numbers', 'check_results', 'headline_table',
-           'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'RunLockedError', 'StageFailedError',
-           'run_lock', 'run_stages', 'kernel_transport', 'embed_command', 'main']
+           'validate_settings', 'Profile', 'load_profile', 'seed_everything', 'stage_threads', 'resolve_device',
+           'machine_info', 'write_json', 'update_results', 'build_readme', 'StaleStageError', 'stage_layer_cells',
+           'code_of', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage',
+           'settings_changed', 'open_stage', 'swap_in', 'close_stage', 'timed', 'headline_numbers', 'check_results',
+           'headline_table', 'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'RunLockedError',
+           'StageFailedError', 'run_lock', 'run_stages', 'kernel_transport', 'embed_command', 'main']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -115,9 +115,10 @@ def settings_problems(v: dict) -> list[str]:
             )
     if levels and isinstance(v.get('dict_k'), int) and isinstance(levels[-1], int) and v['dict_k'] > levels[-1]:
         out.append(f"dict_k = {v['dict_k']}: at most the dictionary's width {levels[-1]}")
-    workers = v.get('dict_workers', 'auto')
-    if workers != 'auto' and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        out.append(f"dict_workers = {workers!r}: a number of processes (1, 2, …) or auto")
+    for name, what in (('dict_workers', 'processes'), ('threads', 'threads')):
+        value = v.get(name, 'auto')
+        if value != 'auto' and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            out.append(f"{name} = {value!r}: a number of {what} (1, 2, …) or auto")
     sheets = v.get('feature_sheets', 'all')
     if sheets != 'all' and (isinstance(sheets, bool) or not isinstance(sheets, int) or sheets < 0):
         out.append(f"feature_sheets = {sheets!r}: all, or how many contact sheets (a whole number ≥ 0)")
@@ -241,6 +242,20 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def stage_threads(cfg) -> int:
+    """The torch threads of every stage of `cfg` (its `threads` setting; `auto`: one per CPU of the machine), set for
+    this process and returned. torch's own default follows the CPUs a process may run on and `OMP_NUM_THREADS`, and
+    floats depend on the thread count (a GEMM sums in another order): fine-tuned with one thread, the encoder is
+    another encoder. Fixed per machine, a run pinned to fewer CPUs, or run beside other work, is the same run."""
+    import torch
+
+    value = cfg.values.get('threads', 'auto')
+    threads = (os.cpu_count() or 1) if value in (None, 'auto') else int(value)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
 
 
 def resolve_device(name: str | None = 'auto') -> str:
@@ -565,6 +580,7 @@ def open_stage(cfg: Profile, stage: str, force: bool = False, in_place: bool = T
     then). The spec it returns records which upstream outputs it reads (`upstream_outputs`), so that a stage run again
     makes those after it stale."""
     specs = stage_specs(cfg)
+    stage_threads(cfg)  # every stage computes with the profile's threads, whatever the process was given
     for u in reversed(ancestors(stage)):  # the earliest stale one is the cause
         require_stage(cfg, u, specs, reader=stage)
     current, _ = stage_state(cfg, stage, specs)

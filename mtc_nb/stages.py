@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .core import open_stage, close_stage, require_stage, stage_dir, write_json
+from .core import open_stage, close_stage, require_stage, stage_dir, stage_threads, write_json
 
 # %% auto #0
 __all__ = ['scenes_stage', 'load_scenes', 'adapt_encoder', 'trunk_maps', 'stage_encoder', 'encoder_stage', 'load_embeddings', 'embed_profile_images', 'classifier_stage', 'stage_configs', 'checkpoint_name', 'dictionary_workers', 'dictionaries_stage', 'stage_dictionaries', 'lmm_config', 'analyse_dictionary', 'features_stage', 'lmm_retry', 'summarise_features', 'profile_scorer', 'canonical_checkpoint', 'run_benchmark', 'benchmark_stage', 'benchmark_image', 'load_benchmark', 'label']
@@ -307,10 +307,10 @@ def _completed_row(folder: Path, fingerprint: str) -> dict | None:
 
 def dictionary_workers(cfg) -> tuple[int, int]:
     """(processes that train dictionary groups side by side, torch threads each), from the `dict_workers` setting.
-    `auto`: one process on a GPU; on the CPU one per core of torch's thread budget, at most 4, each with the budget
-    shared out. Where, not what: not part of any fingerprint (a 1-thread process and a 2-thread one round floats
-    differently, as two machines do)."""
-    cores = torch.get_num_threads()
+    `auto`: one process on a GPU; on the CPU one per thread of the profile's budget (`stage_threads`), at most 4,
+    each with the budget shared out. Where, not what: not part of any fingerprint (a 1-thread process and a 2-thread
+    one round floats differently, as two machines do)."""
+    cores = stage_threads(cfg)
     value = cfg.values.get('dict_workers', 'auto')
     if value == 'auto':
         workers = 1 if cfg.torch_device != 'cpu' else min(4, cores)

@@ -140,7 +140,9 @@ def test_reproduce_checks_its_inputs_before_any_stage(tmp_path, monkeypatch):
 def test_dictionary_workers_share_the_thread_budget(tmp_path):
     from mtc_nb.stages import dictionary_workers
 
-    cores = torch.get_num_threads()
+    import os
+
+    cores = os.cpu_count()  # the profile's threads (auto: one per CPU), whatever torch was given
     cfg = load_profile('smoke', device='cpu')
     assert dictionary_workers(cfg) == (min(4, cores), max(1, cores // min(4, cores)))  # auto on the CPU
     assert dictionary_workers(cfg.replace(dict_workers=3)) == (3, max(1, cores // 3))

@@ -181,3 +181,50 @@ def test_the_device_setting_places_the_work_not_the_results(base, tmp_path):
         # retrained on another MKL code path (COMPATIBLE, AVX2, SSE4_2) these dictionaries' FVU moved by under 1e-8
         # of itself; a GPU sums in other orders and may break a BatchTopK tie the other way: 1% allows for that
         assert a['fvu'] == pytest.approx(b['fvu'], rel=0.01, abs=1e-5), (a['name'], a['fvu'], b['fvu'])
+
+
+LOADED_RUN = """
+import json, multiprocessing as mp, os, sys
+os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}})  # pinned to one CPU, as a scheduler or taskset may do
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+
+
+def burn(stop):
+    while not stop.is_set():
+        sum(range(10000))
+
+
+if __name__ == '__main__':
+    stop = mp.Event()
+    burners = [mp.Process(target=burn, args=(stop,)) for _ in range(2)]  # and two busy processes beside it
+    for b in burners:
+        b.start()
+    try:
+        from conftest import run_chain, tiny_profile
+
+        run_chain(tiny_profile(Path({folder!r}), **json.loads({kw!r})), upto='classifier')
+    finally:
+        stop.set()
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__('os'), 'sched_setaffinity'), reason='no CPU affinity on this system')
+def test_a_run_under_load_and_pinned_to_one_cpu_is_the_same_run(tmp_path):
+    "torch picks its threads from the CPUs a process may use: a stage fixes them (`threads`), so floats do not move."
+    from safetensors.torch import load_file
+
+    clean = tiny_profile(tmp_path / 'clean')
+    run_chain(clean, upto='classifier')
+    script = LOADED_RUN.format(tests=str(Path(__file__).parent), folder=str(tmp_path / 'loaded'), kw='{}')
+    subprocess.run([sys.executable, '-c', script], check=True, timeout=600)
+    loaded = tiny_profile(tmp_path / 'loaded')
+    for part in ('encoder/weights.safetensors', 'encoder/h2.safetensors', 'classifier/weights.safetensors'):
+        a, b = load_file(clean.run_dir / part), load_file(loaded.run_dir / part)
+        assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a), part  # one machine, one code path
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
