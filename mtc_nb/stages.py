@@ -258,6 +258,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from .dictionaries import DictConfig, paper_repo_config, save_dictionary, load_dictionary
 from .training import train_dictionaries, _group
+from .core import stage_threads
 from .evaluation import evaluate_dictionary
 
 
