@@ -17,7 +17,7 @@ from scipy.optimize import lsq_linear
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from .scenes import MODES, KINDS, GENERATORS, scan_images, Style, draw_attributes, render
+from .scenes import MODES, KINDS, GENERATORS, scan_images, Style, apply_style, draw_attributes, read_image, render
 from .text import is_utf8_name, markdown_text, one_line, printable_name
 from .encoders import cache_frozen, frozen_part
 from .features import latent_codes, level_of
@@ -27,8 +27,8 @@ from .metrics import auroc_matrix
 __all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SIDE_TABLES', 'LABELS', 'UNNAMED_DETECTORS', 'MIN_FEATURE_AUROC',
            'SimGenerator', 'panel_specs', 'make_panel', 'index_generated', 'youden_threshold', 'best_detectors',
            'calibrate_features', 'gate_features', 'Scorer', 'score_images', 'image_paths', 'rogan_gladen', 'confusion',
-           'correct_prevalence', 'bootstrap_weights', 'prevalence', 'ablation_drop', 'causal_check', 'measure',
-           'ranking', 'validate_panel', 'markdown_summary', 'write_labels']
+           'correct_prevalence', 'bootstrap_weights', 'nuisance_style', 'calibration_styles', 'prevalence',
+           'ablation_drop', 'causal_check', 'measure', 'ranking', 'validate_panel', 'markdown_summary', 'write_labels']
 
 # %% ../nbs/09_benchmark.ipynb #628011ef
 @dataclass(frozen=True)
@@ -49,6 +49,10 @@ def _rates(base: float, **by_mode) -> dict:
 UNSEEN_STYLES = {
     'sepia': Style(saturation=0.3, contrast=0.9, tint=(1.1, 0.98, 0.78)),
     'hazy': Style(blur=1.3, contrast=0.7, grain=5.0, zoom=1.15),
+    'compressed': Style(jpeg=18, tint=(1.04, 1.0, 0.94)),
+    'low-res': Style(downscale=0.4, contrast=1.1),
+    'noisy': Style(grain=16.0, blur=0.5, saturation=0.8),
+    'tight-cool': Style(zoom=1.35, tint=(0.9, 1.0, 1.12), saturation=1.25),
 }
 PANEL = (
     SimGenerator('sim-A', _rates(0.03), GENERATORS['gen_crisp'], True, 'nearly clean: every mode rare'),
@@ -84,6 +88,28 @@ PANEL = (
     SimGenerator('sim-G', _rates(0.15), UNSEEN_STYLES['hazy'], False, 'a little of everything, in an unseen style'),
     SimGenerator(
         'sim-H', _rates(0.03), GENERATORS['gen_grainy'], True, "style-only control: sim-A's profile, restyled"
+    ),
+    SimGenerator(
+        'sim-I',
+        _rates(0.04, floating=0.4, shading_mirrored=0.3),
+        UNSEEN_STYLES['compressed'],
+        False,
+        'floating objects and mirrored shading, heavily compressed',
+    ),
+    SimGenerator(
+        'sim-J',
+        _rates(0.04, reverse_perspective=0.5, unstable_stack=0.4),
+        UNSEEN_STYLES['low-res'],
+        False,
+        'perspective and stacks, at a low resolution',
+    ),
+    SimGenerator('sim-K', _rates(0.1), UNSEEN_STYLES['noisy'], False, 'a little of everything, noisy'),
+    SimGenerator(
+        'sim-L',
+        _rates(0.04, shadow_toward_light=0.4, finger_count=0.5),
+        UNSEEN_STYLES['tight-cool'],
+        False,
+        'shadows and hands, framed tight in a cool cast',
     ),
 )
 CLEAN, CONTROL = 'sim-A', 'sim-H'
@@ -505,28 +531,74 @@ def bootstrap_weights(n: int, B: int, rng, groups=None) -> np.ndarray:
     return picks[:, inverse]
 
 
+def nuisance_style(rng) -> Style:
+    """A random rendering nuisance, one generator's worth: a palette (saturation, contrast, colour cast) and some of
+    blur, noise, JPEG compression, a tighter frame, a lower resolution. Not the panel's styles: random draws of the
+    nuisances any generator varies in."""
+    some = lambda p, draw, none: draw() if rng.random() < p else none
+    return Style(
+        saturation=float(rng.uniform(0.4, 1.4)),
+        contrast=float(rng.uniform(0.7, 1.2)),
+        tint=tuple(float(x) for x in rng.uniform(0.86, 1.14, 3)),
+        blur=some(0.4, lambda: float(rng.uniform(0.3, 1.5)), 0.0),
+        grain=some(0.4, lambda: float(rng.uniform(2, 15)), 0.0),
+        jpeg=some(0.4, lambda: int(rng.integers(12, 70)), 0),
+        zoom=some(0.3, lambda: float(rng.uniform(1.05, 1.4)), 1.0),
+        downscale=some(0.3, lambda: float(rng.uniform(0.3, 0.8)), 1.0),
+    )
+
+
+def calibration_styles(paths, folder: Path, n_styles: int, seed: int = 0, progress: bool = True) -> list[list[Path]]:
+    """The labelled images `paths` drawn again in each of `n_styles` random nuisance styles (`nuisance_style`), one
+    folder a style under `folder`: the paths of each style's copies, in the order of `paths`. Calibrating on them
+    tells how a detector's errors move with a generator's style."""
+    rng = np.random.default_rng([seed, 17])
+    out = []
+    for k in range(n_styles):
+        style, copies = nuisance_style(rng), []
+        (folder / f'style_{k}').mkdir(parents=True, exist_ok=True)
+        for i, p in enumerate(tqdm(paths, desc=f'calibration style {k + 1}/{n_styles}', disable=not progress)):
+            copies.append(folder / f'style_{k}' / f'{i:05d}.png')
+            apply_style(read_image(p), style, seed=i).save(copies[-1])
+        out.append(copies)
+    return out
+
+
 def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=None) -> dict:
     """Raw firing rates of the features (columns of `fire`, images × features; feature i stands for class i + 1) and
     the prevalence of their classes corrected by `correct_prevalence`, each with a percentile 95% interval over
-    `B` resamples of both the images (whole `groups` when given) and the labelled images of `cal_class`. The
-    corrected intervals come from the draws' unconstrained solutions, then cut to [0, 1]: draws clipped at 0 would
-    collapse the interval of a rare failure to [0, 0]."""
-    fire, cal_fire = np.asarray(fire, float), np.asarray(cal_fire, float)
-    n_classes = fire.shape[1]
+    `B` resamples of both the images (whole `groups` when given) and the labelled images of `cal_class`.
+
+    `cal_fire` is the firing of the labelled images (images × features), or of the same labelled images seen in
+    several styles (styles × images × features: the first as they are, the others restyled, `calibration_styles`).
+    With several, each draw calibrates with one style picked at random, so the interval holds the detector's errors
+    as they vary from style to style, and the estimate calibrates with all of them. The corrected intervals come from
+    the draws' unconstrained solutions, then cut to [0, 1] (draws clipped at 0 would collapse the interval of a rare
+    failure to [0, 0]), and reach the estimate wherever it lies outside them."""
+    fire, cal = np.asarray(fire, float), np.asarray(cal_fire, float)
+    cal = cal[None] if cal.ndim == 2 else cal  # (styles, images, features)
+    n_classes, n_styles = fire.shape[1], len(cal)
     rng = np.random.default_rng(seed)
-    W, Wc = bootstrap_weights(len(fire), B, rng, groups), bootstrap_weights(len(cal_fire), B, rng)
+    W, Wc = bootstrap_weights(len(fire), B, rng, groups), bootstrap_weights(cal.shape[1], B, rng)
+    style_of_draw = rng.integers(n_styles, size=B) if n_styles > 1 else np.zeros(B, int)
     raw_b = (W @ fire) / W.sum(1, keepdims=True)
-    corr_b = _unclipped_draws(raw_b, confusion(cal_fire, cal_class, n_classes, Wc))
+    Ms = np.empty((B, n_classes, n_classes + 1))
+    for s in range(n_styles):
+        draws = style_of_draw == s
+        Ms[draws] = confusion(cal[s], cal_class, n_classes, Wc[draws]) if draws.any() else Ms[draws]
+    corr_b = _unclipped_draws(raw_b, Ms)
+    M = confusion(cal.reshape(-1, cal.shape[2]), np.tile(np.asarray(cal_class), n_styles), n_classes)
+    raw = fire.mean(0)
+    corrected = correct_prevalence(raw, M)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # an all-NaN column: a feature no better than chance
         ci = lambda x: (np.nanpercentile(x, 2.5, axis=0), np.nanpercentile(x, 97.5, axis=0))
-        raw_ci, corr_ci = ci(raw_b), tuple(np.clip(bound, 0, 1) for bound in ci(corr_b))
-    M = confusion(cal_fire, cal_class, n_classes)
-    raw = fire.mean(0)
+        raw_ci, (lo, hi) = ci(raw_b), tuple(np.clip(bound, 0, 1) for bound in ci(corr_b))
+        corr_ci = (np.fmin(lo, corrected), np.fmax(hi, corrected))  # an estimate always lies in its interval
     return {
         'raw': raw,
         'raw_ci': raw_ci,
-        'corrected': correct_prevalence(raw, M),
+        'corrected': corrected,
         'corrected_ci': corr_ci,
         'corrected_draws': np.clip(corr_b, 0, 1),
         'confusion': M,
@@ -625,7 +697,7 @@ def measure(images: pd.DataFrame, fire, cal_fire, man_test, features: pd.DataFra
             for k in ('raw', 'corrected', 'raw_lo', 'raw_hi', 'corrected_lo', 'corrected_hi')
         }
         for cols, cal_class in families:
-            part = prevalence(fire[idx][:, cols], cal_fire[:, cols], cal_class, B, seed, prompts)
+            part = prevalence(fire[idx][:, cols], cal_fire[..., cols], cal_class, B, seed, prompts)
             for k in ('raw', 'corrected'):
                 est[k][cols] = part[k]
                 est[f'{k}_lo'][cols], est[f'{k}_hi'][cols] = part[f'{k}_ci']
@@ -663,7 +735,7 @@ def ranking(images: pd.DataFrame, fire, cal_fire, man_test, B: int, seed: int) -
     draws, point = [], []
     for g in gens:
         idx = np.flatnonzero(images.generator.values == g)
-        est = prevalence(fire[idx, :1], cal_fire[:, :1], (man_test.label.values == 1).astype(int), B, seed)
+        est = prevalence(fire[idx, :1], cal_fire[..., :1], (man_test.label.values == 1).astype(int), B, seed)
         draws.append(est['corrected_draws'][:, 0])
         point.append(float(est['corrected'][0]))
     D = np.nan_to_num(np.stack(draws, 1), nan=0.0)  # (B, generators)
@@ -703,6 +775,12 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
     seen = {g.name: g.seen_style for g in PANEL}
     is_seen = cells.generator.map(seen).fillna(True).astype(bool)
     inside = (cells.ci_low <= cells.true + 1e-9) & (cells.true <= cells.ci_high + 1e-9)
+    own = (cells.ci_low <= cells.prevalence + 1e-9) & (cells.prevalence <= cells.ci_high + 1e-9)
+    share = lambda mask: float(mask.mean()) if len(mask) else None
+    per_generator = {
+        g: {'seen_style': bool(seen.get(g, True)), 'mae': float(e.mean()), 'ci_coverage': share(inside[e.index])}
+        for g, e in err.groupby(cells.generator)
+    }
     return {
         'generators': sorted(overall.index),
         'simulated': True,
@@ -714,6 +792,10 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
         'control_ok': _control_ok(overall),
         'seen_style_mae': float(err[is_seen.values].mean()) if is_seen.any() else None,
         'unseen_style_mae': float(err[~is_seen.values].mean()) if (~is_seen).any() else None,
+        'seen_style_ci_coverage': share(inside[is_seen.values]),
+        'unseen_style_ci_coverage': share(inside[~is_seen.values]),
+        'estimates_inside_own_ci': share(own),
+        'per_generator': per_generator,
         'recovered_modes': sorted(recovered),
         'n_cells': int(len(cells)),
         'rates': {

@@ -13,13 +13,13 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'STAGE_MODULES',
-           'MANIFEST_SCHEMA_VERSION', 'COMMAND_CELL', 'SELF_CHECK_TAG', 'find_root', 'settings_problems',
-           'validate_settings', 'Profile', 'load_profile', 'seed_everything', 'stage_threads', 'resolve_device',
-           'machine_info', 'write_json', 'update_results', 'build_readme', 'StaleStageError', 'stage_layer_cells',
-           'code_of', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage',
-           'settings_changed', 'open_stage', 'swap_in', 'close_stage', 'timed', 'headline_numbers', 'check_results',
-           'headline_table', 'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'RunLockedError',
-           'StageFailedError', 'run_lock', 'run_stages', 'kernel_transport', 'embed_command', 'main']
+           'MANIFEST_SCHEMA_VERSION', 'COMMAND_CELL', 'BENCHMARK_FLOORS', 'SELF_CHECK_TAG', 'find_root',
+           'settings_problems', 'validate_settings', 'Profile', 'load_profile', 'seed_everything', 'stage_threads',
+           'resolve_device', 'machine_info', 'write_json', 'update_results', 'build_readme', 'StaleStageError',
+           'stage_layer_cells', 'code_of', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state',
+           'require_stage', 'settings_changed', 'open_stage', 'swap_in', 'close_stage', 'timed', 'headline_numbers',
+           'check_results', 'headline_table', 'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html',
+           'RunLockedError', 'StageFailedError', 'run_lock', 'run_stages', 'kernel_transport', 'embed_command', 'main']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -76,6 +76,7 @@ def settings_problems(v: dict) -> list[str]:
         **dict.fromkeys(('dict_k', 'dict_epochs', 'dict_batch', 'paper_epochs', 'feature_top_n', 'lmm_max_workers'), 1),
         'image_size': 32,  # the encoder's input: a smaller image has no spatial extent left after its strides
         'benchmark_images': 0,
+        'benchmark_calibration_styles': 0,
         'benchmark_bootstrap': 100,  # a 95% percentile interval needs a hundred resamples at the least
     }
     out = [p for name, low in minimum.items() if name in v and (p := _int_at_least(v, name, low))]
@@ -402,7 +403,14 @@ STAGE_SETTINGS = {  # the settings each stage reads (settings of earlier stages 
         'lmm_judged_features',
         'seed',
     ),
-    'benchmark': ('benchmark_images', 'benchmark_bootstrap', 'generated_root', 'image_size', 'seed'),
+    'benchmark': (
+        'benchmark_images',
+        'benchmark_bootstrap',
+        'benchmark_calibration_styles',
+        'generated_root',
+        'image_size',
+        'seed',
+    ),
 }
 STAGE_MODULES = {
     'scenes': ('scenes',),
@@ -642,6 +650,16 @@ def _rate_tolerance(p: float, n: int) -> float:
     return 3 * math.sqrt(p_adjusted * (1 - p_adjusted) / (n + 4)) + 1 / n
 
 
+# the benchmark's validation figures move with the encoder: three standard deviations over seeds on one encoder
+# (benchmarks/benchmark_seeds.py) plus the difference between encoders tuned on two CPUs, as the floors above
+BENCHMARK_FLOORS = {
+    'spearman_rate': 0.05,
+    'prevalence_mae': 0.05,
+    'seen_style_mae': 0.04,
+    'unseen_style_mae': 0.08,
+}
+
+
 def headline_numbers(results: dict) -> dict:
     "Headline numbers of a results.json document with their tolerances: {key: (value, tolerance or 0 for exact)}."
     out = {}
@@ -686,6 +704,16 @@ def headline_numbers(results: dict) -> dict:
         ):
             if v.get(k) is not None:
                 out[f'features.{model}.{k}'] = (v[k], 3 * (v.get(f'{k}_std') or 0) + floor)
+    bench = results.get('benchmark') or {}
+    for k, floor in BENCHMARK_FLOORS.items():  # the benchmark's validation on the simulated panel
+        if bench.get(k) is not None:
+            out[f'benchmark.{k}'] = (bench[k], floor)
+    n_cells = max(int(bench.get('n_cells') or 0), 1)
+    for k in ('ci_coverage', 'seen_style_ci_coverage', 'unseen_style_ci_coverage'):
+        if bench.get(k) is not None:
+            out[f'benchmark.{k}'] = (bench[k], _rate_tolerance(bench[k], n_cells // (1 if k == 'ci_coverage' else 2)))
+    if bench.get('control_ok') is not None:
+        out['benchmark.control_ok'] = (int(bench['control_ok']), 0)
     return out
 
 

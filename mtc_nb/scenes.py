@@ -20,9 +20,10 @@ from .core import write_json
 from .text import is_utf8_name, printable_name
 
 # %% auto #0
-__all__ = ['MODES', 'CATEGORIES', 'KINDS', 'GENERATORS', 'IMAGE_EXTS', 'UNDECODABLE_EXTS', 'MIN_IMAGE_SIDE', 'Mode', 'Style',
-           'draw_attributes', 'render', 'twins', 'gallery', 'assign_splits', 'sample_specs', 'make_dataset',
-           'ImageReadError', 'read_image', 'scan_images', 'check_images', 'index_folders', 'images_per_class_needed']
+__all__ = ['MODES', 'CATEGORIES', 'KINDS', 'GENERATORS', 'MIN_STYLED_SIDE', 'IMAGE_EXTS', 'UNDECODABLE_EXTS', 'MIN_IMAGE_SIDE',
+           'Mode', 'Style', 'draw_attributes', 'apply_style', 'render', 'twins', 'gallery', 'assign_splits',
+           'sample_specs', 'make_dataset', 'ImageReadError', 'read_image', 'scan_images', 'check_images',
+           'index_folders', 'images_per_class_needed']
 
 # %% ../nbs/01_scenes.ipynb #c8cb07b7
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class Style:
     grain: float = 0.0  # std of per-pixel noise, in 0-255 units
     tint: tuple = (1.0, 1.0, 1.0)  # per-channel colour cast
     zoom: float = 1.0  # framing: >1 crops the centre 1/zoom of the frame and scales it back up
+    downscale: float = 1.0  # resolution: <1 draws the image at this fraction of its size, then scales it back up
+    jpeg: int = 0  # compression: a JPEG quality (1-95) the image goes through; 0: none
 
 
 GENERATORS = {
@@ -374,7 +377,11 @@ def _road(img, a, mode, W):
     return _paint(img, posts, W, (60, 50, 40))
 
 
-def _apply_style(im: Image.Image, style: Style, seed: int) -> Image.Image:
+MIN_STYLED_SIDE = 8  # a lower resolution never draws an image smaller than this a side
+
+
+def apply_style(im: Image.Image, style: Style, seed: int) -> Image.Image:
+    "RGB image `im` as a generator of `style` would have drawn it (its noise drawn with `seed`), at its own size."
     if style.zoom != 1:
         w, h = im.size
         cw, ch = w / style.zoom, h / style.zoom
@@ -388,7 +395,15 @@ def _apply_style(im: Image.Image, style: Style, seed: int) -> Image.Image:
     x = np.asarray(im, float) * np.array(style.tint)
     if style.grain:
         x = x + np.random.default_rng(seed).normal(0, style.grain, x.shape)
-    return Image.fromarray(np.clip(x, 0, 255).round().astype(np.uint8))
+    im = Image.fromarray(np.clip(x, 0, 255).round().astype(np.uint8))
+    if style.downscale != 1:
+        small = [max(MIN_STYLED_SIDE, round(side * style.downscale)) for side in im.size]
+        im = im.resize(small, Image.BILINEAR).resize((im.width, im.height), Image.BILINEAR)
+    if style.jpeg:
+        buffer = io.BytesIO()
+        im.save(buffer, format='JPEG', quality=int(style.jpeg))
+        im = Image.open(buffer).convert('RGB')
+    return im
 
 
 def render(
@@ -402,7 +417,7 @@ def render(
     draw = {'hand': _hand, 'road': _road}.get(attrs['kind'], _sunlit)
     img = draw(img, attrs, mode, W)
     im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).resize((size, size), Image.BOX)
-    return np.asarray(_apply_style(im, style or GENERATORS[generator], attrs['grain_seed']))
+    return np.asarray(apply_style(im, style or GENERATORS[generator], attrs['grain_seed']))
 
 # %% ../nbs/01_scenes.ipynb #24f2a9a5
 def twins(seed: int = 0, size: int = 128) -> list[tuple[str, np.ndarray, np.ndarray]]:
