@@ -777,8 +777,14 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
     inside = (cells.ci_low <= cells.true + 1e-9) & (cells.true <= cells.ci_high + 1e-9)
     own = (cells.ci_low <= cells.prevalence + 1e-9) & (cells.prevalence <= cells.ci_high + 1e-9)
     share = lambda mask: float(mask.mean()) if len(mask) else None
+    rate_error = (overall.prevalence - overall.true).abs()
     per_generator = {
-        g: {'seen_style': bool(seen.get(g, True)), 'mae': float(e.mean()), 'ci_coverage': share(inside[e.index])}
+        g: {
+            'seen_style': bool(seen.get(g, True)),
+            'mae': float(e.mean()),
+            'ci_coverage': share(inside[e.index]),
+            'rate_error': float(rate_error[g]),
+        }
         for g, e in err.groupby(cells.generator)
     }
     return {
@@ -786,6 +792,8 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
         'simulated': True,
         'spearman_rate': float(rho),
         'spearman_rate_raw': float(spearmanr(raw_overall.true, raw_overall.prevalence).statistic),
+        'rate_mae': float(rate_error.mean()),
+        'rate_max_error': float(rate_error.max()),
         'prevalence_mae': float(err.mean()) if len(err) else None,
         'prevalence_mae_raw': float((raw_cells.prevalence - raw_cells.true).abs().mean()) if len(cells) else None,
         'ci_coverage': float(inside.mean()) if len(inside) else None,
