@@ -3,10 +3,12 @@ canonical Matryoshka transcoder of that seed calibrates the failure features, th
 that seed, and the same measurement as the benchmark stage runs; each validation figure is printed per seed,
 with its mean and spread, beside the goal.
 
-    .venv/bin/python benchmarks/benchmark_seeds.py [--profile default] [--calibration-styles N]
+    .venv/bin/python benchmarks/benchmark_seeds.py [--profile default] [--calibration-styles N] [--record]
 
 `--calibration-styles 0` measures the benchmark calibrated on the labelled images as they are (no nuisance styles),
-beside the profile's setting.
+beside the profile's setting. `--record` writes the table into the profile's results.json, under
+`benchmark_seeds` → `calibration_styles_<N>` (mean, std and the seeds' values of each figure), where the README reads
+it.
 """
 
 import argparse, tempfile
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtc_nb.core import load_profile
+from mtc_nb.core import load_profile, update_results
 from mtc_nb.stages import canonical_checkpoint, run_benchmark
 
 GOALS = {
@@ -30,6 +32,8 @@ GOALS = {
     'unseen_over_seen_mae': '≤ 1.5',
     'seen_style_ci_coverage': '≥ 0.90',
     'unseen_style_ci_coverage': '≥ 0.90',
+    'seen_style_ci_width': '(median; beside coverage)',
+    'unseen_style_ci_width': '(median; beside coverage)',
     'estimates_inside_own_ci': '1.0',
     'n_recovered': '(8 planted)',
 }
@@ -39,6 +43,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--profile', default='default')
     ap.add_argument('--calibration-styles', type=int, default=None, help='benchmark_calibration_styles for this run')
+    ap.add_argument('--record', action='store_true', help="write the table into the profile's results.json")
     a = ap.parse_args()
     cfg = load_profile(a.profile)
     if a.calibration_styles is not None:
@@ -61,9 +66,19 @@ def main():
         print(f"seed {seed} done: recovered modes {s['recovered_modes']}")
         print(f"  per generator, mode MAE / interval coverage / rate error: {styles}", flush=True)
     print(f"\n{'figure':<22}" + ''.join(f"{'seed ' + str(s):>10}" for s in rows) + f"{'mean':>10}{'std':>9}   goal")
+    table = {}
     for k, goal in GOALS.items():
         vals = np.array([np.nan if r.get(k) is None else float(r[k]) for r in rows.values()])
         print(f"{k:<22}" + ''.join(f"{v:>10.3f}" for v in vals) + f"{vals.mean():>10.3f}{vals.std():>9.3f}   {goal}")
+        table[k] = {'mean': float(vals.mean()), 'std': float(vals.std()), 'seeds': vals.tolist(), 'goal': goal}
+    if a.record:
+        import json
+
+        path = cfg.fig_dir / 'results.json'
+        recorded = json.loads(path.read_text()).get('benchmark_seeds', {}) if path.exists() else {}
+        variant = f"calibration_styles_{cfg.benchmark_calibration_styles}"
+        update_results(cfg, benchmark_seeds={**recorded, variant: table})
+        print(f"recorded in {path} under benchmark_seeds → {variant}")
 
 
 if __name__ == '__main__':

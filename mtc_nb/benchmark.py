@@ -27,8 +27,9 @@ from .metrics import auroc_matrix
 __all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SIDE_TABLES', 'LABELS', 'UNNAMED_DETECTORS', 'MIN_FEATURE_AUROC',
            'SimGenerator', 'panel_specs', 'make_panel', 'index_generated', 'youden_threshold', 'best_detectors',
            'calibrate_features', 'gate_features', 'Scorer', 'score_images', 'image_paths', 'rogan_gladen', 'confusion',
-           'correct_prevalence', 'bootstrap_weights', 'nuisance_style', 'calibration_styles', 'prevalence',
-           'ablation_drop', 'causal_check', 'measure', 'ranking', 'validate_panel', 'markdown_summary', 'write_labels']
+           'correct_prevalence', 'bootstrap_weights', 'nuisance_style', 'calibration_styles', 'style_weights',
+           'prevalence', 'ablation_drop', 'causal_check', 'measure', 'ranking', 'validate_panel', 'markdown_summary',
+           'write_labels']
 
 # %% ../nbs/09_benchmark.ipynb #628011ef
 @dataclass(frozen=True)
@@ -564,15 +565,34 @@ def calibration_styles(paths, folder: Path, n_styles: int, seed: int = 0, progre
     return out
 
 
-def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=None) -> dict:
+def style_weights(h2_generator, h2_styles) -> np.ndarray:
+    """How much each calibration style stands for a generator's style: weights (summing to 1) that fall with the
+    distance between the mean embedding of the generator's images and that of each style's copies of the labelled
+    split (`h2_styles`: one array a style, the first as the images are), in units of the labelled split's spread. The
+    scale is half the median distance of a nuisance style from the first: a generator as far from every style as the
+    styles are from each other weighs them about alike."""
+    ref = np.asarray(h2_styles[0], float)
+    mu, sd = ref.mean(0), ref.std(0) + 1e-6
+    centre = lambda h: ((np.asarray(h, float) - mu) / sd).mean(0)
+    styles = np.stack([centre(h) for h in h2_styles])
+    d = np.linalg.norm(styles - centre(h2_generator), axis=1) / np.sqrt(len(mu))
+    spread = np.linalg.norm(styles[1:] - styles[0], axis=1) / np.sqrt(len(mu)) if len(styles) > 1 else np.ones(1)
+    tau = max(float(np.median(spread)) / 2, 1e-6)
+    w = np.exp(-0.5 * ((d - d.min()) / tau) ** 2)
+    return w / w.sum()
+
+
+def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=None, weights=None) -> dict:
     """Raw firing rates of the features (columns of `fire`, images × features; feature i stands for class i + 1) and
     the prevalence of their classes corrected by `correct_prevalence`, each with a percentile 95% interval over
     `B` resamples of both the images (whole `groups` when given) and the labelled images of `cal_class`.
 
     `cal_fire` is the firing of the labelled images (images × features), or of the same labelled images seen in
     several styles (styles × images × features: the first as they are, the others restyled, `calibration_styles`).
-    With several, each draw calibrates with one style picked at random, so the interval holds the detector's errors
-    as they vary from style to style, and the estimate calibrates with all of them. The corrected intervals come from
+    With several, the estimate calibrates with all of them, each style weighing `weights` (`style_weights`: the
+    styles the generator resembles; default alike), and each draw with one style picked with those weights, so the
+    interval holds how the detector's errors vary among the styles like the generator's. The corrected intervals
+    come from
     the draws' unconstrained solutions, then cut to [0, 1] (draws clipped at 0 would collapse the interval of a rare
     failure to [0, 0]), and reach the estimate wherever it lies outside them."""
     fire, cal = np.asarray(fire, float), np.asarray(cal_fire, float)
@@ -580,14 +600,15 @@ def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=N
     n_classes, n_styles = fire.shape[1], len(cal)
     rng = np.random.default_rng(seed)
     W, Wc = bootstrap_weights(len(fire), B, rng, groups), bootstrap_weights(cal.shape[1], B, rng)
-    style_of_draw = rng.integers(n_styles, size=B) if n_styles > 1 else np.zeros(B, int)
+    w = np.full(n_styles, 1 / n_styles) if weights is None else np.asarray(weights, float)
+    style_of_draw = rng.choice(n_styles, size=B, p=w) if n_styles > 1 else np.zeros(B, int)
     raw_b = (W @ fire) / W.sum(1, keepdims=True)
     Ms = np.empty((B, n_classes, n_classes + 1))
     for s in range(n_styles):
         draws = style_of_draw == s
         Ms[draws] = confusion(cal[s], cal_class, n_classes, Wc[draws]) if draws.any() else Ms[draws]
     corr_b = _unclipped_draws(raw_b, Ms)
-    M = confusion(cal.reshape(-1, cal.shape[2]), np.tile(np.asarray(cal_class), n_styles), n_classes)
+    M = np.einsum('s,sfc->fc', w, np.stack([confusion(c, cal_class, n_classes) for c in cal]))
     raw = fire.mean(0)
     corrected = correct_prevalence(raw, M)
     with warnings.catch_warnings():
@@ -681,9 +702,13 @@ def _families(features: pd.DataFrame, man_test: pd.DataFrame) -> list[tuple[np.n
     return out
 
 
-def measure(images: pd.DataFrame, fire, cal_fire, man_test, features: pd.DataFrame, B: int, seed: int) -> pd.DataFrame:
+def measure(
+    images: pd.DataFrame, fire, cal_fire, man_test, features: pd.DataFrame, B: int, seed: int, weights=None
+) -> pd.DataFrame:
     """The tidy table: per generator, the implausibility rate (column 0 of `fire`: h0 > 0.5) and each feature's
-    prevalence, raw and corrected, with 95% intervals and (on simulated generators) the truth."""
+    prevalence, raw and corrected, with 95% intervals and (on simulated generators) the truth. `weights`: per
+    generator, its calibration styles' weights (`style_weights`)."""
+    weights = weights or {}
     families = _families(features, man_test)
     names = ['implausible', *features.concept]
     levels = ['overall', *features.kind]
@@ -697,7 +722,7 @@ def measure(images: pd.DataFrame, fire, cal_fire, man_test, features: pd.DataFra
             for k in ('raw', 'corrected', 'raw_lo', 'raw_hi', 'corrected_lo', 'corrected_hi')
         }
         for cols, cal_class in families:
-            part = prevalence(fire[idx][:, cols], cal_fire[..., cols], cal_class, B, seed, prompts)
+            part = prevalence(fire[idx][:, cols], cal_fire[..., cols], cal_class, B, seed, prompts, weights.get(g))
             for k in ('raw', 'corrected'):
                 est[k][cols] = part[k]
                 est[f'{k}_lo'][cols], est[f'{k}_hi'][cols] = part[f'{k}_ci']
@@ -729,13 +754,15 @@ def measure(images: pd.DataFrame, fire, cal_fire, man_test, features: pd.DataFra
     return pd.DataFrame(rows)
 
 
-def ranking(images: pd.DataFrame, fire, cal_fire, man_test, B: int, seed: int) -> pd.DataFrame:
+def ranking(images: pd.DataFrame, fire, cal_fire, man_test, B: int, seed: int, weights=None) -> pd.DataFrame:
     "Generators ranked by corrected implausibility rate (1 = fails most), with each rank's 95% interval."
+    weights = weights or {}
     gens = sorted(images.generator.unique())
     draws, point = [], []
     for g in gens:
         idx = np.flatnonzero(images.generator.values == g)
-        est = prevalence(fire[idx, :1], cal_fire[..., :1], (man_test.label.values == 1).astype(int), B, seed)
+        implausible = (man_test.label.values == 1).astype(int)
+        est = prevalence(fire[idx, :1], cal_fire[..., :1], implausible, B, seed, weights=weights.get(g))
         draws.append(est['corrected_draws'][:, 0])
         point.append(float(est['corrected'][0]))
     D = np.nan_to_num(np.stack(draws, 1), nan=0.0)  # (B, generators)
@@ -776,6 +803,7 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
     is_seen = cells.generator.map(seen).fillna(True).astype(bool)
     inside = (cells.ci_low <= cells.true + 1e-9) & (cells.true <= cells.ci_high + 1e-9)
     own = (cells.ci_low <= cells.prevalence + 1e-9) & (cells.prevalence <= cells.ci_high + 1e-9)
+    width = cells.ci_high - cells.ci_low  # an interval that holds the truth says something only when it is narrow
     share = lambda mask: float(mask.mean()) if len(mask) else None
     rate_error = (overall.prevalence - overall.true).abs()
     per_generator = {
@@ -802,6 +830,8 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
         'unseen_style_mae': float(err[~is_seen.values].mean()) if (~is_seen).any() else None,
         'seen_style_ci_coverage': share(inside[is_seen.values]),
         'unseen_style_ci_coverage': share(inside[~is_seen.values]),
+        'seen_style_ci_width': float(width[is_seen.values].median()) if is_seen.any() else None,
+        'unseen_style_ci_width': float(width[~is_seen.values].median()) if (~is_seen).any() else None,
         'estimates_inside_own_ci': share(own),
         'per_generator': per_generator,
         'recovered_modes': sorted(recovered),

@@ -15,11 +15,12 @@ import numpy as np
 __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'STAGE_MODULES',
            'MANIFEST_SCHEMA_VERSION', 'COMMAND_CELL', 'BENCHMARK_FLOORS', 'SELF_CHECK_TAG', 'find_root',
            'settings_problems', 'validate_settings', 'Profile', 'load_profile', 'seed_everything', 'stage_threads',
-           'resolve_device', 'machine_info', 'write_json', 'update_results', 'build_readme', 'StaleStageError',
-           'stage_layer_cells', 'code_of', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state',
-           'require_stage', 'settings_changed', 'open_stage', 'swap_in', 'close_stage', 'timed', 'headline_numbers',
-           'check_results', 'headline_table', 'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html',
-           'RunLockedError', 'StageFailedError', 'run_lock', 'run_stages', 'kernel_transport', 'embed_command', 'main']
+           'resolve_device', 'machine_info', 'write_json', 'update_results', 'result_text', 'build_readme',
+           'StaleStageError', 'stage_layer_cells', 'code_of', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest',
+           'stage_state', 'require_stage', 'settings_changed', 'open_stage', 'swap_in', 'close_stage', 'timed',
+           'headline_numbers', 'check_results', 'headline_table', 'stage_notebook', 'check_inputs', 'tidy_streams',
+           'render_html', 'RunLockedError', 'StageFailedError', 'run_lock', 'run_stages', 'kernel_transport',
+           'embed_command', 'main']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -349,15 +350,40 @@ def update_results(cfg: Profile, **sections) -> dict:
 README_HEADER = "<!-- Built from nbs/index.ipynb by `mtc readme`: edit the notebook, not this file. -->\n\n"
 
 
-def build_readme(index_nb: str | os.PathLike) -> str:
-    "README.md text from the cells of `index_nb`."
+_RESULT = re.compile(r'\{\{\s*([\w.\-]+)\s*(?:\|\s*([^}]*?)\s*)?\}\}')
+
+
+def result_text(results: dict, key: str, spec: str | None = None) -> str:
+    """The number at dotted `key` (dict keys, list indices) of a results.json document as prose shows it: `spec` is a
+    format spec (`.3f`, `.0%`), or `points` (a rate in percentage points, one decimal); a missing key is an error
+    that names it."""
+    value = results
+    for part in key.split('.'):  # a dict's key, or a list's index (`fvu.0`, `fvu.-1`)
+        if isinstance(value, list) and re.fullmatch(r'-?\d+', part) and -len(value) <= int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            raise KeyError(f"README cites {key!r}, which results.json does not hold")
+    if spec == 'points':
+        return f"{100 * value:.1f}"
+    return format(value, spec) if spec else str(value)
+
+
+def build_readme(index_nb: str | os.PathLike, results: dict | None = None) -> str:
+    """README.md text from the cells of `index_nb`; every `{{key|spec}}` in a markdown cell is the number at `key`
+    of `results` (the committed figures/results.json), so no figure in the README is typed by hand (`result_text`)."""
     nb = json.loads(Path(index_nb).read_text())
+    if results is None:
+        found = Path(index_nb).resolve().parent.parent / 'figures' / 'results.json'
+        results = json.loads(found.read_text()) if found.exists() else {}
+    fill = lambda m: result_text(results, m.group(1), m.group(2))
     parts = []
     for c in nb['cells']:
         src = ''.join(c['source']).strip()
         if not src or src.startswith('#| hide'):
             continue
-        parts.append(src if c['cell_type'] == 'markdown' else f"```python\n{src}\n```")
+        parts.append(_RESULT.sub(fill, src) if c['cell_type'] == 'markdown' else f"```python\n{src}\n```")
     return README_HEADER + '\n\n'.join(parts) + '\n'
 
 # %% ../nbs/90_core.ipynb #c6139732

@@ -674,7 +674,7 @@ def profile_scorer(cfg) -> Scorer:
 
 # %% ../nbs/09_benchmark.ipynb #112fe586
 from .benchmark import make_panel, calibrate_features, gate_features, measure, ranking, validate_panel
-from .benchmark import calibration_styles
+from .benchmark import calibration_styles, style_weights
 from .benchmark import causal_check, markdown_summary
 from .core import swap_in
 from .text import printable_name
@@ -742,18 +742,22 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
         raise ValueError(f"no readable image to benchmark under {cfg.path('generated_root')} ({said})")
     fire = np.c_[h0 > 0.5, scorer.firing(A)]
     cal_fire = [np.c_[test['h0'].numpy() > 0.5, scorer.firing(A_test)]]  # the labelled test split, as it is
+    h2_styles = [test['h2'].numpy()]
     test_paths = [Path(image_dir) / f for f in man_test.file]
     n_styles = int(cfg.values.get('benchmark_calibration_styles', 0))
     for copies in calibration_styles(test_paths, folder / 'calibration', n_styles, seed, progress):
-        h0_s, A_s, _, bad, _ = scorer.codes(copies, progress=progress)
+        h0_s, A_s, h2_s, bad, _ = scorer.codes(copies, progress=progress)
         if bad:  # the project's own PNGs: a copy that does not read is a bug, not a user's file
             raise RuntimeError(f"a restyled calibration image does not read: {bad[0]}")
         cal_fire.append(np.c_[h0_s > 0.5, scorer.firing(A_s)])
+        h2_styles.append(h2_s.numpy())
     shutil.rmtree(folder / 'calibration', ignore_errors=True)  # encoded into the cache: the copies are not kept
     cal_fire = np.stack(cal_fire)  # (styles, test images, 1 + features)
     B = int(cfg.benchmark_bootstrap)
-    table = measure(images, fire, cal_fire, man_test, features, B, seed)
-    ranks = ranking(images, fire, cal_fire, man_test, B, seed)
+    h2_of = lambda g: h2.numpy()[(images.generator == g).values]
+    weights = {g: style_weights(h2_of(g), h2_styles) for g in images.generator.unique()} if n_styles else None
+    table = measure(images, fire, cal_fire, man_test, features, B, seed, weights)
+    ranks = ranking(images, fire, cal_fire, man_test, B, seed, weights)
     causal = causal_check(dictionary, head, h2, A, features, levels, seed=seed)
     images['implausibility'] = h0
     for j, f in enumerate(features.feature):

@@ -55,6 +55,20 @@ def tiny_profile(folder, **kw):
     return load_profile('smoke', data_dir=str(folder / 'data'), figures_dir=str(folder / 'fig'), **{**TINY, **kw})
 
 
+PAPER_TINY = dict(  # the paper profile's dictionaries and features, shrunk to seconds
+    dict_models=['matryoshka_transcoder', 'paper_repo'],
+    dict_levels=[8, 16],
+    dict_k=4,
+    dict_k_sweep=[4],
+    dict_epochs=2,
+    paper_epochs=2,
+    seeds=[0],
+    feature_min_images=0,
+    feature_top_n=5,
+    lmm_judged_features=1,
+)
+
+
 def paper_profile(folder):
     "Test fixture: the paper profile on the image folders under `folder/images`, with a tiny random CLIP."
     from mtc_nb.core import load_profile
@@ -170,16 +184,7 @@ def own_settings(root, clip) -> dict:
         head_epochs=8,
         head_batch=8,
         splits=[0.6, 0.2, 0.2],
-        dict_models=['matryoshka_transcoder', 'paper_repo'],
-        dict_levels=[8, 16],
-        dict_k=4,
-        dict_k_sweep=[4],
-        dict_epochs=2,
-        paper_epochs=2,
-        seeds=[0],
-        feature_min_images=0,
-        feature_top_n=5,
-        lmm_judged_features=1,
+        **PAPER_TINY,
         dict_workers=1,
         workers=1,
         benchmark_bootstrap=100,

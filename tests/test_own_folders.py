@@ -14,6 +14,7 @@ from mtc_nb.core import load_profile, read_manifest, run_lock, run_stages, RunLo
 from mtc_nb.interpret import LMMConfig, LMMInterpreter, LMMFatalError, MAX_PHRASE_CHARS, MAX_REPLY_CHARS
 from mtc_nb.scenes import index_folders
 from mtc_nb.testing import LocalChatServer
+from test_lmm import images, table  # noqa: F401 (the LMM tests' images fixture and feature table)
 
 pytestmark = pytest.mark.faults
 
@@ -236,19 +237,6 @@ def test_label_writes_a_name_that_is_not_utf8(chain, tmp_path):
 
 
 # ---- the LMM: loud, bounded, never sticky ----
-
-
-@pytest.fixture
-def images(tmp_path):
-    for i in range(3):
-        Image.new('RGB', (40, 30), (60 * i, 100, 20)).save(tmp_path / f'im{i}.png')
-    return tmp_path
-
-
-def table(latents=(0,), n=3):
-    return pd.DataFrame(
-        {'latent': list(latents), 'skipped': False, 'top_ids': [[f'im{i}' for i in range(n)]] * len(latents)}
-    )
 
 
 @pytest.mark.parametrize('code, says', [(401, 'refused the API key'), (403, 'refused access'), (404, 'no such')])

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from conftest import run_chain, paper_profile
+from conftest import run_chain, paper_profile, PAPER_TINY
 from mtc_nb.core import StaleStageError, _jsonable
 from mtc_nb.encoders import ClipEncoder, load_images
 from mtc_nb.classifier import load_activations
@@ -68,18 +68,7 @@ def test_paper_profile_through_dictionaries_and_an_lmm_endpoint(paper_cfg, monke
     from mtc_nb.testing import LocalChatServer
 
     monkeypatch.delenv('MTC_CLIP_PATH', raising=False)
-    cfg = paper_cfg.replace(
-        dict_models=['matryoshka_transcoder', 'paper_repo'],
-        dict_levels=[8, 16],
-        dict_k=4,
-        dict_k_sweep=[4],
-        dict_epochs=2,
-        paper_epochs=2,
-        seeds=[0],
-        feature_min_images=0,
-        feature_top_n=5,
-        lmm_judged_features=1,
-    )
+    cfg = paper_cfg.replace(**PAPER_TINY)
     run_chain(cfg, upto='dictionaries')
 
     def respond(req, n):
