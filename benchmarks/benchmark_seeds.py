@@ -4,6 +4,7 @@ that seed, and the same measurement as the benchmark stage runs; each validation
 with its mean and spread, beside the goal.
 
     .venv/bin/python benchmarks/benchmark_seeds.py [--profile default] [--calibration-styles N] [--record]
+                                                   [-p NAME VALUE ...]
 
 `--calibration-styles 0` measures the benchmark calibrated on the labelled images as they are (no nuisance styles),
 beside the profile's setting. `--record` writes the table into the profile's results.json, under
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtc_nb.core import load_profile, update_results
+from mtc_nb.core import _parse, load_profile, update_results
 from mtc_nb.stages import canonical_checkpoint, run_benchmark
 
 GOALS = {
@@ -44,8 +45,9 @@ def main():
     ap.add_argument('--profile', default='default')
     ap.add_argument('--calibration-styles', type=int, default=None, help='benchmark_calibration_styles for this run')
     ap.add_argument('--record', action='store_true', help="write the table into the profile's results.json")
+    ap.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'), help='a setting')
     a = ap.parse_args()
-    cfg = load_profile(a.profile)
+    cfg = load_profile(a.profile, **{k: _parse(v) for k, v in a.param})
     if a.calibration_styles is not None:
         cfg = cfg.replace(benchmark_calibration_styles=a.calibration_styles)
     print(f"profile {cfg.name}, calibration styles {cfg.benchmark_calibration_styles}", flush=True)
