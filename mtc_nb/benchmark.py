@@ -604,9 +604,9 @@ def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=N
     style_of_draw = rng.choice(n_styles, size=B, p=w) if n_styles > 1 else np.zeros(B, int)
     raw_b = (W @ fire) / W.sum(1, keepdims=True)
     Ms = np.empty((B, n_classes, n_classes + 1))
-    for s in range(n_styles):
+    for s in np.unique(style_of_draw):  # the draws that calibrate with style s
         draws = style_of_draw == s
-        Ms[draws] = confusion(cal[s], cal_class, n_classes, Wc[draws]) if draws.any() else Ms[draws]
+        Ms[draws] = confusion(cal[s], cal_class, n_classes, Wc[draws])
     corr_b = _unclipped_draws(raw_b, Ms)
     M = np.einsum('s,sfc->fc', w, np.stack([confusion(c, cal_class, n_classes) for c in cal]))
     raw = fire.mean(0)

@@ -754,7 +754,8 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
     shutil.rmtree(folder / 'calibration', ignore_errors=True)  # encoded into the cache: the copies are not kept
     cal_fire = np.stack(cal_fire)  # (styles, test images, 1 + features)
     B = int(cfg.benchmark_bootstrap)
-    h2_of = lambda g: h2.numpy()[(images.generator == g).values]
+    h2_images = h2.numpy()
+    h2_of = lambda g: h2_images[(images.generator == g).values]
     weights = {g: style_weights(h2_of(g), h2_styles) for g in images.generator.unique()} if n_styles else None
     table = measure(images, fire, cal_fire, man_test, features, B, seed, weights)
     ranks = ranking(images, fire, cal_fire, man_test, B, seed, weights)
