@@ -24,6 +24,7 @@ GOALS = {
     'spearman_rate': '≥ 0.9',
     'rate_mae': '≤ 0.03',
     'rate_max_error': '≤ 0.03 (every style)',
+    'rate_ci_coverage': '≥ 0.90 (rates inside their interval)',
     'prevalence_mae': '≤ 0.03',
     'prevalence_mae_raw': '(beside it)',
     'ci_coverage': '≥ 0.90',
@@ -44,13 +45,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--profile', default='default')
     ap.add_argument('--calibration-styles', type=int, default=None, help='benchmark_calibration_styles for this run')
+    ap.add_argument('--labelled-sample', type=int, default=None, help='benchmark_labelled_sample for this run')
     ap.add_argument('--record', action='store_true', help="write the table into the profile's results.json")
     ap.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'), help='a setting')
     a = ap.parse_args()
     cfg = load_profile(a.profile, **{k: _parse(v) for k, v in a.param})
     if a.calibration_styles is not None:
         cfg = cfg.replace(benchmark_calibration_styles=a.calibration_styles)
-    print(f"profile {cfg.name}, calibration styles {cfg.benchmark_calibration_styles}", flush=True)
+    if a.labelled_sample is not None:
+        cfg = cfg.replace(benchmark_labelled_sample=a.labelled_sample)
+    n_styles, n_labelled = cfg.benchmark_calibration_styles, cfg.benchmark_labelled_sample
+    print(f"profile {cfg.name}, calibration styles {n_styles}, labelled sample {n_labelled}", flush=True)
     rows = {}
     for seed in cfg.seeds:
         with tempfile.TemporaryDirectory() as d:
@@ -78,7 +83,7 @@ def main():
 
         path = cfg.fig_dir / 'results.json'
         recorded = json.loads(path.read_text()).get('benchmark_seeds', {}) if path.exists() else {}
-        variant = f"calibration_styles_{cfg.benchmark_calibration_styles}"
+        variant = f"calibration_styles_{n_styles}" + (f"_labelled_{n_labelled}" if n_labelled else '')
         update_results(cfg, benchmark_seeds={**recorded, variant: table})
         print(f"recorded in {path} under benchmark_seeds → {variant}")
 

@@ -14,22 +14,24 @@ import pandas as pd
 import torch
 from PIL import Image
 from scipy.optimize import lsq_linear
-from scipy.stats import spearmanr
+from scipy.stats import binom, spearmanr
 from tqdm import tqdm
 
 from .scenes import MODES, KINDS, GENERATORS, scan_images, Style, apply_style, draw_attributes, read_image, render
 from .text import is_utf8_name, markdown_text, one_line, printable_name
+from .interpret import describe_concept
 from .encoders import cache_frozen, frozen_part
 from .features import latent_codes, level_of
 from .metrics import auroc_matrix
 
 # %% auto #0
 __all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SIDE_TABLES', 'LABELS', 'UNNAMED_DETECTORS', 'MIN_FEATURE_AUROC',
-           'SimGenerator', 'panel_specs', 'make_panel', 'index_generated', 'youden_threshold', 'best_detectors',
-           'calibrate_features', 'gate_features', 'Scorer', 'score_images', 'image_paths', 'rogan_gladen', 'confusion',
-           'correct_prevalence', 'bootstrap_weights', 'nuisance_style', 'calibration_styles', 'style_weights',
-           'prevalence', 'ablation_drop', 'causal_check', 'measure', 'ranking', 'validate_panel', 'markdown_summary',
-           'write_labels']
+           'PRIOR_IMAGES_WITHOUT_STYLES', 'SimGenerator', 'panel_specs', 'make_panel', 'index_generated',
+           'youden_threshold', 'best_detectors', 'calibrate_features', 'gate_features', 'Scorer', 'score_images',
+           'image_paths', 'rogan_gladen', 'confusion', 'correct_prevalence', 'bootstrap_weights', 'nuisance_style',
+           'calibration_styles', 'style_weights', 'prevalence', 'calibration_strength', 'recalibrated',
+           'outside_calibration', 'ablation_drop', 'causal_check', 'labelled_sample', 'panel_sample', 'measure',
+           'ranking', 'validate_panel', 'calibration_notes', 'markdown_summary', 'write_labels']
 
 # %% ../nbs/09_benchmark.ipynb #628011ef
 @dataclass(frozen=True)
@@ -42,11 +44,11 @@ class SimGenerator:
     seen_style: bool  # whether the classifier was trained on images of this style
     profile: str  # the failure profile in words
 
-
+# %% ../nbs/09_benchmark.ipynb #a1c84083
 def _rates(base: float, **by_mode) -> dict:
     return {m: by_mode.get(m, base) for m in MODES}
 
-
+# %% ../nbs/09_benchmark.ipynb #1dcc7e80
 UNSEEN_STYLES = {
     'sepia': Style(saturation=0.3, contrast=0.9, tint=(1.1, 0.98, 0.78)),
     'hazy': Style(blur=1.3, contrast=0.7, grain=5.0, zoom=1.15),
@@ -143,7 +145,7 @@ def panel_specs(gen: SimGenerator, n: int, seed: int = 0) -> pd.DataFrame:
         )
     return pd.DataFrame(rows)
 
-
+# %% ../nbs/09_benchmark.ipynb #077ba1a7
 def make_panel(folder: Path, n: int, size: int, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     "Render the panel, `n` images per simulated generator, into `folder`; returns its manifest."
     frames = [panel_specs(g, n, seed) for g in PANEL]
@@ -194,7 +196,7 @@ def _read_side_table(path: Path, columns: tuple) -> tuple[pd.DataFrame | None, l
         t = t[~t.file.isin(differing)].drop_duplicates('file')
     return t.reset_index(drop=True), problems
 
-
+# %% ../nbs/09_benchmark.ipynb #33f19d43
 def _labels_of(table: pd.DataFrame, name: str) -> tuple[pd.Series, list[str]]:
     "(0/1 per file of a labels.csv; the problems): `plausible` / `implausible` in any case; other values unlabelled."
     words = table.label.str.lower()
@@ -207,7 +209,7 @@ def _labels_of(table: pd.DataFrame, name: str) -> tuple[pd.Series, list[str]]:
         )
     return words.map(LABELS), problems
 
-
+# %% ../nbs/09_benchmark.ipynb #688efe93
 def index_generated(root: str | Path) -> tuple[pd.DataFrame, list[dict]]:
     """(one row per image under root/<generator>/: id, generator, file (relative to root), prompt, label, mode;
     one {'generator', 'problem'} per thing a user should know: files left out, side-table problems, a generator
@@ -267,7 +269,7 @@ def youden_threshold(scores, truth) -> float:
     j = np.where(last_of_value, tpr - fpr, -np.inf)
     return float(s[int(np.argmax(j))])
 
-
+# %% ../nbs/09_benchmark.ipynb #23520293
 def _detection(fire, truth) -> dict:
     fire, truth = np.asarray(fire, bool), np.asarray(truth, bool)
     return {
@@ -277,7 +279,7 @@ def _detection(fire, truth) -> dict:
         'n_neg': int((~truth).sum()),
     }
 
-
+# %% ../nbs/09_benchmark.ipynb #da4c4255
 UNNAMED_DETECTORS = 8  # without a named feature, the benchmark reads this many unnamed latents
 
 
@@ -291,7 +293,7 @@ def best_detectors(A_val, man_val, n: int = UNNAMED_DETECTORS, mined=None) -> li
     order = np.argsort(-au, kind='stable')
     return [int(j) for j in order[:n] if au[j] > 0.5]
 
-
+# %% ../nbs/09_benchmark.ipynb #57810456
 def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> pd.DataFrame:
     """One row per candidate failure feature: its concept, latent, level, threshold (validation split), AUROCs, and
     TPR/FPR on the test split. Planted modes and categories where the manifests have them; else the latents of
@@ -309,7 +311,11 @@ def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> 
             y_val = (man_val[kind] == value).values
             au = auroc_matrix(A_val, y_val[:, None].astype(float))[:, 0]
             latent = int(np.flatnonzero(allowed)[np.nanargmax(np.where(np.isnan(au[allowed]), -1, au[allowed]))])
-            name = (MODES[value].description if value in MODES else value) if kind == 'mode' else f"a {value} failure"
+            name = (
+                (MODES[value].description if value in MODES else value)
+                if kind == 'mode'
+                else describe_concept(f'{kind}:{value}')
+            )
             rows.append({'feature': f'{kind}:{value}', 'kind': kind, 'concept': value, 'latent': latent, 'name': name})
     elif table is not None:
         feature = lambda j, name: {
@@ -359,7 +365,7 @@ def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> 
     ]
     return pd.DataFrame(out).reindex(columns=cols).astype({'latent': int, 'level': int})
 
-
+# %% ../nbs/09_benchmark.ipynb #70e86f56
 MIN_FEATURE_AUROC = 0.6  # a failure feature must detect its concept at least this well on both labelled splits
 
 
@@ -425,7 +431,7 @@ class Scorer:
         f = self.features
         return A[:, f.latent.values.astype(int)] >= f.threshold.values.astype(float)[None]
 
-
+# %% ../nbs/09_benchmark.ipynb #801612e7
 def score_images(scorer: Scorer, paths, batch_size: int = 64, progress: bool = True) -> tuple[list[dict], list]:
     "Per readable image: its file, h0, and the failure features that fire (name, level, activation, error ratio)."
     paths = [Path(p) for p in paths]
@@ -456,7 +462,7 @@ def score_images(scorer: Scorer, paths, batch_size: int = 64, progress: bool = T
         )
     return out, [(printable_name(f), reason) for f, reason in errors]
 
-
+# %% ../nbs/09_benchmark.ipynb #cec67063
 def image_paths(targets) -> tuple[list[Path], list[tuple[str, str]]]:
     """(the image files among `targets`: files as given, folders searched by `scan_images`; [(file, reason)] of the
     files a folder holds that are left out). A target that does not exist, or targets with no image at all, are an
@@ -484,7 +490,7 @@ def rogan_gladen(raw, tpr, fpr, clip: bool = True):
         est = (raw - fpr) / (tpr - fpr)
     return np.where(tpr > fpr, np.clip(est, 0, 1) if clip else est, np.nan)
 
-
+# %% ../nbs/09_benchmark.ipynb #f394b72a
 def confusion(cal_fire, cal_class, n_classes: int, weights=None) -> np.ndarray:
     """(features × 1 + classes): how often each feature fires on labelled images of each class (column 0: images of
     none of the classes), from `cal_fire` (images × features) and `cal_class` (0 = none, 1 … n_classes). With
@@ -496,7 +502,7 @@ def confusion(cal_fire, cal_class, n_classes: int, weights=None) -> np.ndarray:
         M = fired / (w @ onehot)[:, None, :]
     return M[0] if weights is None else M
 
-
+# %% ../nbs/09_benchmark.ipynb #6ceee3cc
 def _unclipped_draws(raw_b, Ms) -> np.ndarray:
     "Unconstrained solutions of raw = M₀ + (M − M₀)·p for a stack of draws (B × classes); NaN where undefined."
     A = Ms[:, :, 1:] - Ms[:, :, :1]
@@ -509,7 +515,7 @@ def _unclipped_draws(raw_b, Ms) -> np.ndarray:
         out[ok] = np.einsum('bij,bj->bi', np.linalg.pinv(A[ok]), rhs[ok])
     return out
 
-
+# %% ../nbs/09_benchmark.ipynb #ead5894c
 def correct_prevalence(raw, M, clip: bool = True) -> np.ndarray:
     """The prevalence of each class, from the raw firing rates `raw` of the features whose firing probabilities
     per class are `M` (`confusion`): raw = M₀ + (M_c − M₀)·p, solved for p in [0, 1] by bounded least squares.
@@ -522,16 +528,18 @@ def correct_prevalence(raw, M, clip: bool = True) -> np.ndarray:
         return rogan_gladen(raw, M[:, 1], M[:, 0], clip)
     return lsq_linear(M[:, 1:] - M[:, :1], raw - M[:, 0], bounds=(0, 1) if clip else (-1, 2)).x
 
-
+# %% ../nbs/09_benchmark.ipynb #c4f7fd5b
 def bootstrap_weights(n: int, B: int, rng, groups=None) -> np.ndarray:
     "(B, n) resampling counts: images drawn with replacement, or whole groups (e.g. prompts) when `groups` is given."
+    if n == 0:
+        return np.zeros((B, 0))
     if groups is None:
         return rng.multinomial(n, np.full(n, 1 / n), size=B).astype(float)
     codes, inverse = np.unique(np.asarray(groups, str), return_inverse=True)
     picks = rng.multinomial(len(codes), np.full(len(codes), 1 / len(codes)), size=B).astype(float)  # (B, n_groups)
     return picks[:, inverse]
 
-
+# %% ../nbs/09_benchmark.ipynb #c032bfff
 def nuisance_style(rng) -> Style:
     """A random rendering nuisance, one generator's worth: a palette (saturation, contrast, colour cast) and some of
     blur, noise, JPEG compression, a tighter frame, a lower resolution. Not the panel's styles: random draws of the
@@ -548,7 +556,7 @@ def nuisance_style(rng) -> Style:
         downscale=some(0.3, lambda: float(rng.uniform(0.3, 0.8)), 1.0),
     )
 
-
+# %% ../nbs/09_benchmark.ipynb #a153775f
 def calibration_styles(paths, folder: Path, n_styles: int, seed: int = 0, progress: bool = True) -> list[list[Path]]:
     """The labelled images `paths` drawn again in each of `n_styles` random nuisance styles (`nuisance_style`), one
     folder a style under `folder`: the paths of each style's copies, in the order of `paths`. Calibrating on them
@@ -564,7 +572,7 @@ def calibration_styles(paths, folder: Path, n_styles: int, seed: int = 0, progre
         out.append(copies)
     return out
 
-
+# %% ../nbs/09_benchmark.ipynb #1b857740
 def style_weights(h2_generator, h2_styles) -> np.ndarray:
     """How much each calibration style stands for a generator's style: weights (summing to 1) that fall with the
     distance between the mean embedding of the generator's images and that of each style's copies of the labelled
@@ -581,8 +589,8 @@ def style_weights(h2_generator, h2_styles) -> np.ndarray:
     w = np.exp(-0.5 * ((d - d.min()) / tau) ** 2)
     return w / w.sum()
 
-
-def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=None, weights=None) -> dict:
+# %% ../nbs/09_benchmark.ipynb #ccdd47d1
+def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=None, weights=None, sample=None) -> dict:
     """Raw firing rates of the features (columns of `fire`, images × features; feature i stands for class i + 1) and
     the prevalence of their classes corrected by `correct_prevalence`, each with a percentile 95% interval over
     `B` resamples of both the images (whole `groups` when given) and the labelled images of `cal_class`.
@@ -591,10 +599,15 @@ def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=N
     several styles (styles × images × features: the first as they are, the others restyled, `calibration_styles`).
     With several, the estimate calibrates with all of them, each style weighing `weights` (`style_weights`: the
     styles the generator resembles; default alike), and each draw with one style picked with those weights, so the
-    interval holds how the detector's errors vary among the styles like the generator's. The corrected intervals
-    come from
-    the draws' unconstrained solutions, then cut to [0, 1] (draws clipped at 0 would collapse the interval of a rare
-    failure to [0, 0]), and reach the estimate wherever it lies outside them."""
+    interval holds how the detector's errors vary among the styles like the generator's.
+
+    `sample` = (firing, class) of the generator's own labelled images (a human-labelled sample), kept out of `fire`:
+    each draw's confusion matrix then blends the sample's counts with the calibration's, which weighs as
+    `calibration_strength` images a class (`recalibrated`; the sample's own deviation counts in that strength where the
+    sample lies beyond every style, `outside_calibration`), and the prevalence counts the sample's known classes
+    beside the corrected estimate of the images that carry none. The corrected intervals come from the draws'
+    unconstrained solutions, then cut to [0, 1] (draws clipped at 0 would collapse the interval of a rare failure
+    to [0, 0]), and reach the estimate wherever it lies outside them."""
     fire, cal = np.asarray(fire, float), np.asarray(cal_fire, float)
     cal = cal[None] if cal.ndim == 2 else cal  # (styles, images, features)
     n_classes, n_styles = fire.shape[1], len(cal)
@@ -602,15 +615,28 @@ def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=N
     W, Wc = bootstrap_weights(len(fire), B, rng, groups), bootstrap_weights(cal.shape[1], B, rng)
     w = np.full(n_styles, 1 / n_styles) if weights is None else np.asarray(weights, float)
     style_of_draw = rng.choice(n_styles, size=B, p=w) if n_styles > 1 else np.zeros(B, int)
-    raw_b = (W @ fire) / W.sum(1, keepdims=True)
+    with np.errstate(invalid='ignore', divide='ignore'):  # no image without a label: the sample is all there is
+        raw_b = (W @ fire) / W.sum(1, keepdims=True)
     Ms = np.empty((B, n_classes, n_classes + 1))
     for s in np.unique(style_of_draw):  # the draws that calibrate with style s
         draws = style_of_draw == s
         Ms[draws] = confusion(cal[s], cal_class, n_classes, Wc[draws])
-    corr_b = _unclipped_draws(raw_b, Ms)
     M = np.einsum('s,sfc->fc', w, np.stack([confusion(c, cal_class, n_classes) for c in cal]))
-    raw = fire.mean(0)
-    corrected = correct_prevalence(raw, M)
+    raw = fire.mean(0) if len(fire) else np.full(n_classes, np.nan)
+    if sample is None:
+        corr_b, corrected = _unclipped_draws(raw_b, Ms), correct_prevalence(raw, M)
+    else:
+        s_fire, s_class = np.asarray(sample[0], float), np.asarray(sample[1])
+        beyond = outside_calibration(cal, cal_class, s_fire, s_class)  # then its own deviation weakens the calibration
+        k = calibration_strength(cal, cal_class, n_classes, (s_fire, s_class) if beyond else None)
+        Ws = bootstrap_weights(len(s_fire), B, rng)
+        Ms, M = recalibrated(Ms, s_fire, s_class, k, Ws), recalibrated(M, s_fire, s_class, k)
+        known_b, known = Ws @ np.eye(n_classes + 1)[s_class][:, 1:], np.eye(n_classes + 1)[s_class][:, 1:].sum(0)
+        n, n_s = len(fire), len(s_fire)
+        p_b, p = (_unclipped_draws(raw_b, Ms), correct_prevalence(raw, M)) if n else (0.0, 0.0)
+        corr_b, corrected = (known_b + n * p_b) / (n + n_s), (known + n * p) / (n + n_s)
+        raw_b = (W @ fire + Ws @ s_fire) / (n + n_s)  # raw: the share of all the generator's images it fires on
+        raw = (fire.sum(0) + s_fire.sum(0)) / (n + n_s)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # an all-NaN column: a feature no better than chance
         ci = lambda x: (np.nanpercentile(x, 2.5, axis=0), np.nanpercentile(x, 97.5, axis=0))
@@ -624,6 +650,66 @@ def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=N
         'corrected_draws': np.clip(corr_b, 0, 1),
         'confusion': M,
     }
+
+# %% ../nbs/09_benchmark.ipynb #78bdd22c
+PRIOR_IMAGES_WITHOUT_STYLES = 10  # a labelled sample's prior when no nuisance style tells how far errors move
+
+
+def calibration_strength(cal_fire, cal_class, n_classes: int, sample=None) -> np.ndarray:
+    """(features × 1 + classes): how many images of a generator's own each cell of the calibration's confusion matrix
+    weighs as, from how much that cell moves among the calibration styles (`cal_fire`: styles × images × features)
+    beyond its sampling noise, read as a beta distribution's spread; between 1 and the labelled split's count of the
+    class. The generator's own labelled `sample` (firing, class) is one more style's worth of spread: a sample far
+    from every style weakens the calibration. With one style and no sample, `PRIOR_IMAGES_WITHOUT_STYLES`."""
+    cal = np.asarray(cal_fire, float)
+    cal = cal[None] if cal.ndim == 2 else cal
+    Ms = np.stack([confusion(c, cal_class, n_classes) for c in cal])  # (styles, features, 1 + classes)
+    m = Ms.mean(0)
+    n_class = np.maximum(np.bincount(np.asarray(cal_class), minlength=n_classes + 1), 1)
+    spread = (Ms - m) ** 2 - m * (1 - m) / n_class  # each style's deviation, less its sampling noise
+    if sample is not None:
+        n_own = np.bincount(np.asarray(sample[1]), minlength=n_classes + 1)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            own = confusion(sample[0], sample[1], n_classes)
+            spread = np.concatenate([spread, ((own - m) ** 2 - m * (1 - m) / n_own)[None]])
+    if len(spread) < 2:
+        return np.full(m.shape, float(PRIOR_IMAGES_WITHOUT_STYLES))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)  # a class the sample lacks adds no spread to its cells
+        between = np.maximum(np.nansum(spread, 0) / (np.isfinite(spread).sum(0) - 1), 1e-4)
+    return np.nan_to_num(np.clip(m * (1 - m) / between - 1, 1, n_class), nan=1.0)
+
+# %% ../nbs/09_benchmark.ipynb #5c07cabb
+def recalibrated(M, sample_fire, sample_class, strength, weights=None) -> np.ndarray:
+    """The confusion matrix `M` (features × 1 + classes; or B × … , one per bootstrap draw) blended with a generator's
+    labelled sample: (fired + strength · M) / (n + strength) per cell, `fired` the sample's images of the cell's class
+    that fire its feature and `n` the sample's images of the class (`weights`: B × sample, one resample a row)."""
+    onehot = np.eye(np.shape(M)[-1])[np.asarray(sample_class)]
+    w = np.ones((1, len(onehot))) if weights is None else np.atleast_2d(weights)
+    fired = np.einsum('bn,nf,nc->bfc', w, np.asarray(sample_fire, float), onehot)
+    n = (w @ onehot)[:, None, :]
+    out = (fired + strength * np.nan_to_num(M)) / (n + strength)
+    return out[0] if weights is None else out
+
+# %% ../nbs/09_benchmark.ipynb #70472612
+def outside_calibration(cal_fire, cal_class, sample_fire, sample_class, alpha: float = 0.05) -> bool:
+    """Whether a generator's labelled sample shows its detectors erring beyond every calibration style: in some cell of
+    the confusion matrix (a feature, a class), the sample's share of firing images lies below the lowest style's or
+    above the highest's by more than binomial noise allows (one-sided binomial tests at `alpha`, Bonferroni over the
+    cells the sample fills). Such a generator's estimates rest on its sample more than on the calibration."""
+    cal = np.asarray(cal_fire, float)
+    cal = cal[None] if cal.ndim == 2 else cal
+    n_classes = cal.shape[2]
+    Ms = np.stack([confusion(c, cal_class, n_classes) for c in cal])
+    lo, hi = np.nanmin(Ms, 0), np.nanmax(Ms, 0)
+    onehot = np.eye(n_classes + 1)[np.asarray(sample_class)]
+    fired = np.rint(np.asarray(sample_fire, float).T @ onehot).astype(int)  # (features, 1 + classes)
+    n = onehot.sum(0).astype(int)
+    cells = [(f, c) for f in range(len(fired)) for c in range(len(n)) if n[c] and np.isfinite(lo[f, c])]
+    level = alpha / max(len(cells), 1)
+    below = [binom.cdf(fired[f, c], n[c], lo[f, c]) < level for f, c in cells]
+    above = [binom.sf(fired[f, c] - 1, n[c], hi[f, c]) < level for f, c in cells]
+    return bool(any(below) or any(above))
 
 # %% ../nbs/09_benchmark.ipynb #d742cca5
 @torch.no_grad()
@@ -645,7 +731,7 @@ def ablation_drop(dictionary, head, h2, A, latents) -> np.ndarray:
         out.append(float((full - ablated).mean()))
     return np.array(out)
 
-
+# %% ../nbs/09_benchmark.ipynb #6ef7a7d8
 def causal_check(
     dictionary, head, h2, A, features: pd.DataFrame, levels, n_random: int = 20, seed: int = 0, min_images: int = 3
 ) -> pd.DataFrame:
@@ -685,29 +771,66 @@ def _truth(man: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
             cols.append((man[kind] == concept).values)
     return np.stack(cols, 1) if cols else np.zeros((len(man), 0), bool)
 
-
-def _families(features: pd.DataFrame, man_test: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
+# %% ../nbs/09_benchmark.ipynb #44b5e3ac
+def _families(features: pd.DataFrame, man: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """Columns of the firing matrix (0: h0 > 0.5, then one per feature) corrected together, each with the class of
-    every labelled test image (0: none; k: the family's k-th column): the classifier alone, all mode features, all
-    category features, and every other feature alone (against the implausible label)."""
-    implausible = (man_test.label.values == 1).astype(int)
+    every labelled image of `man` (0: none; k: the family's k-th column), or None where `man` does not tell it (a
+    sample labelled plausible / implausible only): the classifier alone, all mode features, all category features,
+    and every other feature alone (against the implausible label)."""
+    implausible = (man.label.values == 1).astype(int)
     out = [(np.array([0]), implausible)]
     kinds = features.kind.values
     for kind in ('mode', 'category'):
         idx = np.flatnonzero(kinds == kind)
         if len(idx):
             index = {c: k + 1 for k, c in enumerate(features.concept.values[idx])}
-            out.append((idx + 1, man_test[kind].map(index).fillna(0).astype(int).values))
+            told = kind in man and man[kind][implausible == 1].notna().all()
+            out.append((idx + 1, man[kind].map(index).fillna(0).astype(int).values if told else None))
     out += [(np.array([i + 1]), implausible) for i in np.flatnonzero(kinds == 'feature')]
     return out
 
+# %% ../nbs/09_benchmark.ipynb #dd1b0eb5
+def labelled_sample(images: pd.DataFrame) -> np.ndarray:
+    """Which images carry a label the benchmark reads as a person's (a bool per row): the `labelled` column where the
+    table has one (the stage marks the simulated panel's sample there, `panel_sample`), else every image of your
+    folders that its labels.csv labels."""
+    if 'labelled' in images:
+        return images['labelled'].fillna(False).to_numpy(bool, copy=True)
+    if 'label' not in images:
+        return np.zeros(len(images), bool)
+    return (images.label.notna() & ~images.simulated.astype(bool)).to_numpy(bool, copy=True)
 
+# %% ../nbs/09_benchmark.ipynb #552111ad
+def panel_sample(images: pd.DataFrame, n: int, seed: int = 0) -> np.ndarray:
+    """`labelled_sample` with `n` images of each simulated generator drawn at random to stand for a person's labelled
+    sample (their labels are the panel's truth); the images of your folders keep their labels.csv."""
+    rng = np.random.default_rng([seed, 23])
+    out = labelled_sample(images.drop(columns='labelled', errors='ignore'))
+    for g in sorted(images.generator[images.simulated].unique()):
+        rows = np.flatnonzero((images.generator == g).values & images.simulated.values.astype(bool))
+        out[rng.choice(rows, min(n, len(rows)), replace=False)] = True
+    return out
+
+# %% ../nbs/09_benchmark.ipynb #2536acff
+def _generator_prevalence(sub, fire, cal_fire, cols, cal_class, own_class, B, seed, weights) -> dict:
+    """`prevalence` of the columns `cols` on one generator's images `sub` (`fire`: their firing), its labelled sample
+    apart where `own_class` (the sample's classes in this family) is known."""
+    labelled = labelled_sample(sub)
+    use = bool(labelled.any()) and own_class is not None
+    rest = ~labelled if use else np.ones(len(sub), bool)
+    prompts = sub.prompt[rest] if 'prompt' in sub and sub.prompt.notna().all() else None
+    sample = (fire[labelled][:, cols], own_class) if use else None
+    return prevalence(fire[rest][:, cols], cal_fire[..., cols], cal_class, B, seed, prompts, weights, sample)
+
+# %% ../nbs/09_benchmark.ipynb #fd29d1d8
 def measure(
     images: pd.DataFrame, fire, cal_fire, man_test, features: pd.DataFrame, B: int, seed: int, weights=None
 ) -> pd.DataFrame:
     """The tidy table: per generator, the implausibility rate (column 0 of `fire`: h0 > 0.5) and each feature's
     prevalence, raw and corrected, with 95% intervals and (on simulated generators) the truth. `weights`: per
-    generator, its calibration styles' weights (`style_weights`)."""
+    generator, its calibration styles' weights (`style_weights`). A generator's labelled sample (`labelled_sample`)
+    recalibrates its estimates; `n_labelled` counts it, `human` is its implausible share, and `outside_calibration`
+    says whether it shows the classifier erring beyond every calibration style (None without a sample)."""
     weights = weights or {}
     families = _families(features, man_test)
     names = ['implausible', *features.concept]
@@ -716,21 +839,24 @@ def measure(
     rows = []
     for g, idx in images.groupby('generator', sort=True).indices.items():
         sub = images.iloc[idx]
-        prompts = sub.prompt if 'prompt' in sub and sub.prompt.notna().all() else None
+        labelled = labelled_sample(sub)
+        own = _families(features, sub[labelled])
         est = {
             k: np.full(fire.shape[1], np.nan)
             for k in ('raw', 'corrected', 'raw_lo', 'raw_hi', 'corrected_lo', 'corrected_hi')
         }
-        for cols, cal_class in families:
-            part = prevalence(fire[idx][:, cols], cal_fire[..., cols], cal_class, B, seed, prompts, weights.get(g))
+        for (cols, cal_class), (_, own_class) in zip(families, own):
+            part = _generator_prevalence(sub, fire[idx], cal_fire, cols, cal_class, own_class, B, seed, weights.get(g))
             for k in ('raw', 'corrected'):
                 est[k][cols] = part[k]
                 est[f'{k}_lo'][cols], est[f'{k}_hi'][cols] = part[f'{k}_ci']
         simulated = bool(sub.simulated.iloc[0])
         truth = _truth(sub, features).mean(0) if simulated else np.full(len(features), np.nan)
         true_rate = float(sub.label.mean()) if simulated else float('nan')
-        labelled = sub.label.dropna() if not simulated and 'label' in sub else pd.Series([], dtype=float)
-        human = float(labelled.mean()) if len(labelled) else None  # the rate of a human-labelled sample
+        human = float(sub.label[labelled].mean()) if labelled.any() else None  # the labelled sample's rate
+        outside = None
+        if labelled.any():
+            outside = outside_calibration(cal_fire[..., :1], families[0][1], fire[idx][labelled][:, :1], own[0][1])
         for i, (concept, level, label) in enumerate(zip(names, levels, labels)):
             for kind in ('raw', 'corrected'):
                 lo, hi = est[f'{kind}_lo'], est[f'{kind}_hi']
@@ -749,20 +875,24 @@ def measure(
                         'n': len(idx),
                         'true': true,
                         'human': human if i == 0 else None,
+                        'n_labelled': int(labelled.sum()),
+                        'outside_calibration': outside,
                     }
                 )
     return pd.DataFrame(rows)
 
-
+# %% ../nbs/09_benchmark.ipynb #02c1226a
 def ranking(images: pd.DataFrame, fire, cal_fire, man_test, B: int, seed: int, weights=None) -> pd.DataFrame:
     "Generators ranked by corrected implausibility rate (1 = fails most), with each rank's 95% interval."
     weights = weights or {}
     gens = sorted(images.generator.unique())
+    implausible = (man_test.label.values == 1).astype(int)
     draws, point = [], []
     for g in gens:
         idx = np.flatnonzero(images.generator.values == g)
-        implausible = (man_test.label.values == 1).astype(int)
-        est = prevalence(fire[idx, :1], cal_fire[..., :1], implausible, B, seed, weights=weights.get(g))
+        sub = images.iloc[idx]
+        own_class = (sub.label.values[labelled_sample(sub)] == 1).astype(int)
+        est = _generator_prevalence(sub, fire[idx], cal_fire, [0], implausible, own_class, B, seed, weights.get(g))
         draws.append(est['corrected_draws'][:, 0])
         point.append(float(est['corrected'][0]))
     D = np.nan_to_num(np.stack(draws, 1), nan=0.0)  # (B, generators)
@@ -778,14 +908,20 @@ def ranking(images: pd.DataFrame, fire, cal_fire, man_test, B: int, seed: int, w
         }
     )
 
-
+# %% ../nbs/09_benchmark.ipynb #6fb3af1d
 def _control_ok(overall: pd.DataFrame) -> bool | None:
-    "The style-only control is not measured as failing more than the clean generator (beyond its 95% interval)."
+    """The style-only control is not measured as failing more than the clean generator beyond what their true rates
+    and their intervals allow: its excess over the clean one's measured rate exceeds their true rates' difference by
+    no more than the two intervals' half-widths combined. (The two draw their images independently, so their true
+    rates differ by chance; a bare comparison with the clean one's interval would count that as the style's doing.)"""
     if not {CONTROL, CLEAN} <= set(overall.index):
         return None
-    return bool(overall.prevalence[CONTROL] <= overall.ci_high[CLEAN])
+    c, a = overall.loc[CONTROL], overall.loc[CLEAN]
+    half = lambda r: (r.ci_high - r.ci_low) / 2
+    excess = (c.prevalence - a.prevalence) - (c.true - a.true)
+    return bool(excess <= float(np.hypot(half(c), half(a))) + 1e-9)
 
-
+# %% ../nbs/09_benchmark.ipynb #97666211
 def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc: float = 0.9) -> dict | None:
     "The results.json `benchmark` section: how well the benchmark measures the simulated panel (None without it)."
     sim = table[table.simulated & (table.estimate == 'corrected')]
@@ -806,12 +942,14 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
     width = cells.ci_high - cells.ci_low  # an interval that holds the truth says something only when it is narrow
     share = lambda mask: float(mask.mean()) if len(mask) else None
     rate_error = (overall.prevalence - overall.true).abs()
+    flag = overall.outside_calibration if 'outside_calibration' in overall else pd.Series(None, overall.index)
     per_generator = {
         g: {
             'seen_style': bool(seen.get(g, True)),
             'mae': float(e.mean()),
             'ci_coverage': share(inside[e.index]),
             'rate_error': float(rate_error[g]),
+            'outside_calibration': None if pd.isna(flag[g]) else bool(flag[g]),
         }
         for g, e in err.groupby(cells.generator)
     }
@@ -822,6 +960,9 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
         'spearman_rate_raw': float(spearmanr(raw_overall.true, raw_overall.prevalence).statistic),
         'rate_mae': float(rate_error.mean()),
         'rate_max_error': float(rate_error.max()),
+        'rate_ci_coverage': float(
+            ((overall.ci_low <= overall.true + 1e-9) & (overall.true <= overall.ci_high + 1e-9)).mean()
+        ),
         'prevalence_mae': float(err.mean()) if len(err) else None,
         'prevalence_mae_raw': float((raw_cells.prevalence - raw_cells.true).abs().mean()) if len(cells) else None,
         'ci_coverage': float(inside.mean()) if len(inside) else None,
@@ -834,6 +975,8 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
         'unseen_style_ci_width': float(width[~is_seen.values].median()) if (~is_seen).any() else None,
         'estimates_inside_own_ci': share(own),
         'per_generator': per_generator,
+        'labelled_sample': int(overall.n_labelled.max()) if 'n_labelled' in overall else 0,
+        'outside_calibration': sorted(g for g, f in flag.items() if not pd.isna(f) and bool(f)),
         'recovered_modes': sorted(recovered),
         'n_cells': int(len(cells)),
         'rates': {
@@ -846,6 +989,34 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
             for g, r in overall.iterrows()
         },
     }
+
+# %% ../nbs/09_benchmark.ipynb #213da133
+def calibration_notes(table: pd.DataFrame) -> list[str]:
+    """The summary's lines on how each generator was calibrated: those recalibrated from a labelled sample of their
+    own (and, of those, any whose sample lies outside the calibration's range), and those resting on the calibration
+    alone, with what to do about it."""
+    per = table[table.level == 'overall'].drop_duplicates('generator').set_index('generator')
+    if 'n_labelled' not in per:
+        return []
+    sampled = per[per.n_labelled > 0]
+    out = ['', '## Calibration', '']
+    if len(sampled):
+        n_low, n_high = int(sampled.n_labelled.min()), int(sampled.n_labelled.max())
+        images = f"{n_low} images" if n_low == n_high else f"{n_low}–{n_high} images"
+        out.append(f"- recalibrated from a labelled sample of their own ({images} each): {len(sampled)} generator(s)")
+    for g, flagged in sampled.outside_calibration.items():
+        if not pd.isna(flagged) and bool(flagged):
+            out.append(
+                f"- **{markdown_text(g)}**: its labelled sample shows the classifier erring beyond every calibration "
+                "style; its estimates rest on that sample, and a larger one narrows their intervals"
+            )
+    bare = [markdown_text(g) for g in per.index[per.n_labelled == 0]]
+    if bare:
+        out.append(
+            f"- without a labelled sample: {', '.join(bare)}. Their estimates assume a style within the calibration's "
+            "range; a `labels.csv` of about 30 of their images checks that and recalibrates them"
+        )
+    return out
 
 # %% ../nbs/09_benchmark.ipynb #9af9d0e6
 def markdown_summary(
@@ -880,6 +1051,7 @@ def markdown_summary(
     out += [
         f"| {r.rank} | {tag(r.generator)} | {r.rate:.3f} | {r.rank_low}–{r.rank_high} |" for r in ranks.itertuples()
     ]
+    out += calibration_notes(table)
     out += ['', '## Most prevalent failures (corrected prevalence, 95% interval)', '']
     failures = corr[corr.level != 'overall']
     for g, d in failures.groupby('generator'):
@@ -896,7 +1068,8 @@ def markdown_summary(
             '',
             '## Validation on the simulated panel',
             '',
-            f"- Spearman ρ, measured vs true implausibility rate: {num('spearman_rate')}",
+            f"- Spearman ρ, measured vs true implausibility rate: {num('spearman_rate')}; the true rate inside its "
+            f"95% interval for {num('rate_ci_coverage', '.0%')} of the generators",
             f"- per-mode prevalence MAE (recovered modes): corrected {num('prevalence_mae')}, "
             f"raw {num('prevalence_mae_raw')}; seen styles {num('seen_style_mae')}, "
             f"unseen styles {num('unseen_style_mae')}",

@@ -57,7 +57,7 @@ def _check_labels(y, split):
             f"the {split} split has a single class (label {int(y[0])}): need both plausible and implausible images"
         )
 
-
+# %% ../nbs/03_classifier.ipynb #49f6b675
 def train_head(
     h2_train,
     y_train,
@@ -128,7 +128,7 @@ def save_head(model: PlausibilityHead, folder: str | os.PathLike, **meta) -> Pat
     "Save the head (a checkpoint of kind 'head'); `meta` (history, test metrics) goes into its config.json."
     return save_checkpoint(folder, 'head', model.state_dict(), {'d_h2': model.d_h2, 'd_h1': model.d_h1}, **meta)
 
-
+# %% ../nbs/03_classifier.ipynb #0da9abc6
 def load_head(folder: str | os.PathLike) -> PlausibilityHead:
     "The head saved by `save_head`, in eval mode."
     tensors, record = load_checkpoint(folder, 'head', HEAD_REMEDY)
@@ -139,7 +139,7 @@ def load_head(folder: str | os.PathLike) -> PlausibilityHead:
         raise ValueError(f"{folder}: the weights do not fit the config ({str(e)[:200]}): {HEAD_REMEDY}") from None
     return m.eval()
 
-
+# %% ../nbs/03_classifier.ipynb #08f34d9c
 def save_activations(folder: str | os.PathLike, model: PlausibilityHead, h2, manifest: pd.DataFrame) -> dict:
     "Write `<split>.safetensors` (h2, h1, h0) and `<split>_ids.json` for each split; returns the paths."
     folder = Path(folder)
@@ -157,7 +157,7 @@ def save_activations(folder: str | os.PathLike, model: PlausibilityHead, h2, man
         out[split] = folder / f'{split}.safetensors'
     return out
 
-
+# %% ../nbs/03_classifier.ipynb #c2e2b533
 def load_activations(folder: str | os.PathLike, split: str) -> tuple[dict, list[str]]:
     "(tensors h2, h1, h0 of `split`, their manifest ids)."
     folder = Path(folder)

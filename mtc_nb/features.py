@@ -34,7 +34,7 @@ def latent_codes(model, h2: torch.Tensor, index: int = 0, batch: int = 1024, dev
     finally:
         model.cpu()
 
-
+# %% ../nbs/06_features.ipynb #a52ab26e
 def level_of(levels, d_sae: int | None = None) -> np.ndarray:
     "For each latent, the index of the first (coarsest) Matryoshka level that contains it."
     levels = list(levels)
@@ -49,7 +49,7 @@ def row_chunks(A, rows: int = 16384):
     )  # copies only read-only input
     return lambda: ((A[i : i + rows], i) for i in range(0, max(len(A), 1), rows))
 
-
+# %% ../nbs/06_features.ipynb #0b718bb1
 def mine(
     A, labels, ids, top_n: int = 20, n_intervals: int = 5, min_images: int = 3, levels=None, progress: bool = False
 ) -> pd.DataFrame:
@@ -110,7 +110,7 @@ def thumbnail(path, side: int) -> Image.Image:
     "The image at `path` as a side × side thumbnail."
     return read_image(path).resize((side, side))
 
-
+# %% ../nbs/06_features.ipynb #3a0ba1d7
 def contact_sheet(
     paths,
     acts=None,
@@ -155,7 +155,7 @@ def contact_sheet(
         put(p, r0, i, 'weaker', bool(sample_flags[i]) if sample_flags is not None else False)
     return sheet
 
-
+# %% ../nbs/06_features.ipynb #4a66583e
 def write_contact_sheets(
     table: pd.DataFrame, path_of, label_of, folder, latents=None, threads: int = 1, **kw
 ) -> list[Path]:
@@ -206,7 +206,7 @@ def concept_matrix(manifest: pd.DataFrame, columns=CONCEPT_COLUMNS, skip=('none'
         cols['label:implausible'] = manifest['label'].values.astype(bool)
     return pd.DataFrame(cols, index=manifest.index).astype(np.int8)
 
-
+# %% ../nbs/06_features.ipynb #7bc4ec25
 def iou(A, C) -> np.ndarray:
     "IoU of each latent's firing set with each concept's set: (d_sae, n_concepts)."
     F_ = (np.asarray(A) > 0).astype(np.float64)

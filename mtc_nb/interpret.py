@@ -38,7 +38,7 @@ def describe_concept(concept: str) -> str:
     if col == 'mode':
         return MODES[v].description if v in MODES else f"failure mode {v}"
     if col == 'category':
-        return f"a {v} failure"
+        return f"{'an' if v[:1] in 'aeiou' else 'a'} {v} failure"
     if col == 'kind':
         return {
             'object': 'a single object on the ground',
@@ -53,7 +53,7 @@ def describe_concept(concept: str) -> str:
         return "implausible images of any kind"
     return concept
 
-
+# %% ../nbs/07_interpret.ipynb #956dab18
 # the status of a latent the offline interpreter cannot name: images without concept annotations (the user's folders)
 UNNAMED = 'unnamed: no concept annotations to match; an LMM names features (set lmm_base_url and lmm_model)'
 
@@ -219,7 +219,7 @@ class LMMConfig:
             return 'no-key'
         raise ValueError(f"set the environment variable {self.api_key_env} to the API key of {self.base_url}")
 
-
+# %% ../nbs/07_interpret.ipynb #9d7903f0
 def image_part(path, max_px: int = 800) -> dict:
     "A chat-completions image part: the image as a base64 PNG data URL, downsized to fit max_px."
     im = read_image(path)
@@ -265,11 +265,11 @@ class AnswerCache:
 class LMMFatalError(RuntimeError):
     "An endpoint's answer that no retry can change (a refused key, a missing model): the run stops."
 
-
+# %% ../nbs/07_interpret.ipynb #af9d796d
 class LMMRequestError(RuntimeError):
     "A request that failed after its retries, or that was not sent because the run stopped asking."
 
-
+# %% ../nbs/07_interpret.ipynb #4f69529b
 FATAL_STATUS = {401: 'refused the API key', 403: 'refused access', 404: 'has no such model or address'}
 RETRY_STATUS = {408, 409, 429}  # and every 5xx
 
@@ -282,7 +282,7 @@ def _retry_after(response) -> float | None:
     except (TypeError, ValueError):
         return None
 
-
+# %% ../nbs/07_interpret.ipynb #d6f29a35
 class LMMInterpreter:
     "The paper's two-pass interpretation, plus a per-image judge, through an OpenAI-compatible endpoint."
 
@@ -518,7 +518,7 @@ def relevance(table: pd.DataFrame, threshold: float = 0.95) -> dict:
     out['per_level'] = {int(g): block(d) for g, d in t.groupby('level')}
     return out
 
-
+# %% ../nbs/07_interpret.ipynb #c4b28d30
 def accuracy(table: pd.DataFrame, manifest: pd.DataFrame) -> dict:
     """Mean share of a flagged feature's top images that show the planted mode its interpretation names (exact, ground
     truth)."""

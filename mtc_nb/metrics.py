@@ -20,7 +20,7 @@ def _f64(t) -> torch.Tensor:
         torch.from_numpy(np.array(t, np.float64)) if isinstance(t, np.ndarray) else torch.as_tensor(t).double()
     )  # a copy: numpy input may be read-only
 
-
+# %% ../nbs/04_metrics.ipynb #0ce221f3
 def fvu(y, y_hat) -> torch.Tensor:
     "Fraction of variance unexplained of `y_hat` (..., n, d) against `y` (n, d); one value per leading index."
     y, y_hat = _f64(y), _f64(y_hat)
@@ -29,26 +29,26 @@ def fvu(y, y_hat) -> torch.Tensor:
     total = ((y - y.mean(0)) ** 2).sum()
     return ((y - y_hat) ** 2).sum((-2, -1)) / total
 
-
+# %% ../nbs/04_metrics.ipynb #169021b6
 def l0(f, levels=None) -> torch.Tensor:
     "Mean number of non-zero latents per sample of `f` (n, m); per prefix width in `levels` when given."
     nz = torch.as_tensor(f) != 0
     return torch.stack([nz[:, :m].sum(1).double().mean() for m in (levels or [nz.shape[1]])])
 
-
+# %% ../nbs/04_metrics.ipynb #66d9c4df
 def firing_fractions(f) -> torch.Tensor:
     "For each latent, the share of samples on which it is non-zero."
     return (torch.as_tensor(f) != 0).double().mean(0)
 
-
+# %% ../nbs/04_metrics.ipynb #f02bd233
 def dead_fraction(f) -> float:
     return float((firing_fractions(f) == 0).double().mean())
 
-
+# %% ../nbs/04_metrics.ipynb #c0881cc2
 def dense_fraction(f, above: float = 0.1) -> float:
     return float((firing_fractions(f) > above).double().mean())
 
-
+# %% ../nbs/04_metrics.ipynb #e666da86
 def cosine(y, y_hat) -> torch.Tensor:
     "Mean cosine similarity between rows of `y` and `y_hat` (per leading index of `y_hat`)."
     return F.cosine_similarity(_f64(y_hat), _f64(y).expand_as(_f64(y_hat)), dim=-1).mean(-1)
@@ -65,12 +65,12 @@ def auroc_matrix(A, C) -> np.ndarray:
     with np.errstate(invalid='ignore', divide='ignore'):
         return np.where((npos > 0) & (nneg > 0), u / (npos * nneg), np.nan)
 
-
+# %% ../nbs/04_metrics.ipynb #78963024
 def auroc(labels, scores) -> float:
     "The AUROC of `scores` for binary `labels` (NaN with one class): `auroc_matrix` of one column."
     return float(auroc_matrix(np.asarray(scores)[:, None], np.asarray(labels)[:, None])[0, 0])
 
-
+# %% ../nbs/04_metrics.ipynb #764f2530
 def splice_fidelity(logit_from_h1, h1, h1_hat, labels) -> dict:
     "Per level of `h1_hat` (G, n, d): prediction agreement, ΔAUROC and BCE recovered vs mean-ablated h1."
     h1 = torch.as_tensor(h1, dtype=torch.float32)

@@ -35,7 +35,7 @@ class Mode:
     kinds: tuple  # the vignettes it can be planted in
     description: str  # what a person sees
 
-
+# %% ../nbs/01_scenes.ipynb #aeec602a
 MODES = {
     m.name: m
     for m in [
@@ -157,7 +157,7 @@ def _background(a, W):
     img[hy:] = np.clip(g * np.linspace(0.75, 1.1, W - hy)[:, None, None], 0, 255)
     return img
 
-
+# %% ../nbs/01_scenes.ipynb #8760a089
 def _paint(img, mask_fn, W, color, alpha=1.0, blur=0.0):
     """Composite a shape drawn by `mask_fn(ImageDraw)` onto `img` in place, with a colour (an RGB triple, or an image
     of `img`'s shape to take each pixel's colour from). Only the shape's bounding box is touched: outside it the mask
@@ -178,7 +178,7 @@ def _paint(img, mask_fn, W, color, alpha=1.0, blur=0.0):
     img[window] = img[window] * (1 - weight) + col * weight
     return img
 
-
+# %% ../nbs/01_scenes.ipynb #404f6995
 def _lambert(W, cx, cy, r, lx, base, sphere=True):
     yy, xx = np.mgrid[0:W, 0:W].astype(float)
     nx, ny = (xx - cx) / r, (yy - cy) / r
@@ -190,7 +190,7 @@ def _lambert(W, cx, cy, r, lx, base, sphere=True):
         lam = np.clip(nx * lx * 0.9 + nz * 0.5, 0, 1) / 1.03
     return np.array(base, float)[None, None] * (0.25 + 0.9 * lam[..., None])
 
-
+# %% ../nbs/01_scenes.ipynb #72db1a97
 def _sunlit(img, a, mode, W):
     "Object, stack or glass standing on the ground under the sun."
     side = a['sun_side']
@@ -312,7 +312,7 @@ def _sunlit(img, a, mode, W):
         )
     return img
 
-
+# %% ../nbs/01_scenes.ipynb #d75a32f6
 def _hand(img, a, mode, W):
     skin = _SKIN[a['skin']]
     cx = W / 2 + a['hand_x'] * W
@@ -342,7 +342,7 @@ def _hand(img, a, mode, W):
 
     return _paint(img, hand, W, skin)
 
-
+# %% ../nbs/01_scenes.ipynb #5d89d1ba
 def _road(img, a, mode, W):
     hy = W * a['horizon']
     vx = W / 2 + a['vanish'] * W
@@ -376,7 +376,7 @@ def _road(img, a, mode, W):
 
     return _paint(img, posts, W, (60, 50, 40))
 
-
+# %% ../nbs/01_scenes.ipynb #3fcbdf81
 MIN_STYLED_SIDE = 8  # a lower resolution never draws an image smaller than this a side
 
 
@@ -405,7 +405,7 @@ def apply_style(im: Image.Image, style: Style, seed: int) -> Image.Image:
         im = Image.open(buffer).convert('RGB')
     return im
 
-
+# %% ../nbs/01_scenes.ipynb #c5d9c7aa
 def render(
     attrs: dict, mode: str | None = None, size: int = 128, generator: str = 'gen_crisp', style: Style | None = None
 ) -> np.ndarray:
@@ -428,7 +428,7 @@ def twins(seed: int = 0, size: int = 128) -> list[tuple[str, np.ndarray, np.ndar
         out.append((name, render(a, None, size), render(a, name, size)))
     return out
 
-
+# %% ../nbs/01_scenes.ipynb #49391062
 def gallery(path: str | os.PathLike | None = None, seed: int = 0, size: int = 128):
     "`figures/scenes_gallery.png`: each mode, a plausible scene beside its violated twin."
     import matplotlib.pyplot as plt
@@ -462,7 +462,7 @@ def _check_params(n_images, violation_rate, modes, splits):
     if len(splits) != 3 or min(splits) < 0 or abs(sum(splits) - 1) > 1e-6:
         raise ValueError(f"splits must be three fractions (train, val, test) summing to 1, got {splits!r}")
 
-
+# %% ../nbs/01_scenes.ipynb #1b91397d
 def assign_splits(order: np.ndarray, splits) -> np.ndarray:
     "Split names for rows taken in `order` (a permutation): the first fractions go to train, then val, then test."
     n = len(order)
@@ -471,11 +471,11 @@ def assign_splits(order: np.ndarray, splits) -> np.ndarray:
     split[order[: cut[0]]], split[order[cut[0] : cut[1]]], split[order[cut[1] :]] = 'train', 'val', 'test'
     return split
 
-
+# %% ../nbs/01_scenes.ipynb #72b0a12a
 def _modes(modes) -> list[str]:
     return list(MODES) if modes in (None, 'all') else [modes] if isinstance(modes, str) else list(modes)
 
-
+# %% ../nbs/01_scenes.ipynb #fa863a37
 def sample_specs(
     n_images: int,
     seed: int = 0,
@@ -523,14 +523,14 @@ def _render_row(row) -> np.ndarray:
         json.loads(row['attrs']), None if row['mode'] == 'none' else row['mode'], row['size'], row['generator']
     )
 
-
+# %% ../nbs/01_scenes.ipynb #67278c9a
 def _render_chunk(args):
     rows, folder = args
     for r in rows:
         Image.fromarray(_render_row(r)).save(Path(folder) / r['file'])
     return len(rows)
 
-
+# %% ../nbs/01_scenes.ipynb #420c61f0
 def _migrated(params: dict) -> dict:
     """Version 1 of params.json also recorded two settings no caller ever changed (every generator style, no
     per-mode weights): with those values its scenes are version 2's, so it reads as version 2."""
@@ -539,7 +539,7 @@ def _migrated(params: dict) -> dict:
         return params
     return {**{k: v for k, v in params.items() if k not in legacy}, 'version': 2}
 
-
+# %% ../nbs/01_scenes.ipynb #e8eab3d6
 def make_dataset(
     folder: str | os.PathLike,
     n_images: int,
@@ -608,7 +608,7 @@ class ImageReadError(ValueError):
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = str(path), reason
 
-
+# %% ../nbs/01_scenes.ipynb #e0bea9d8
 def _rgb8(im: Image.Image) -> Image.Image:
     "8-bit RGB of any PIL mode: 16-bit and float greys scaled (not clipped) to 8 bits, transparency put on white."
     if im.mode in ('I', 'F') or im.mode.startswith('I;16'):
@@ -627,7 +627,7 @@ def _rgb8(im: Image.Image) -> Image.Image:
         return Image.alpha_composite(white, rgba).convert('RGB')
     return im.convert('RGB')
 
-
+# %% ../nbs/01_scenes.ipynb #13d3ccdb
 def read_image(path: str | os.PathLike | io.BytesIO) -> Image.Image:
     """The image at `path` as every stage reads it: decoded in full (a truncated file fails here, not in a later
     stage), turned upright by its EXIF orientation, converted to 8-bit RGB (`_rgb8`). Raises `ImageReadError` with
@@ -645,7 +645,7 @@ def read_image(path: str | os.PathLike | io.BytesIO) -> Image.Image:
         raise ImageReadError(path, f"{rgb.size[0]}x{rgb.size[1]} px, smaller than {MIN_IMAGE_SIDE} px a side")
     return rgb
 
-
+# %% ../nbs/01_scenes.ipynb #81753647
 def _why_not_an_image(path: Path) -> str | None:
     "Why a file found in a folder of images is not one to read (None: it is), by its name and link alone."
     if not is_utf8_name(path):
@@ -664,7 +664,7 @@ def _why_not_an_image(path: Path) -> str | None:
         return f"not an image file by its extension ({suffix or 'none'}; images are {', '.join(IMAGE_EXTS)})"
     return None
 
-
+# %% ../nbs/01_scenes.ipynb #658bcd08
 def scan_images(folder: Path, expected: tuple = ()) -> tuple[list[Path], list[dict]]:
     """(the image files under `folder`, by extension and sorted; one {'file', 'reason'} per other file, left out).
     Hidden files and folders (macOS `._` resource forks among them) are passed over silently, and so are the names of
@@ -691,7 +691,7 @@ def scan_images(folder: Path, expected: tuple = ()) -> tuple[list[Path], list[di
                 found.append(here / name)
     return sorted(found), left_out
 
-
+# %% ../nbs/01_scenes.ipynb #da53be6f
 def check_images(root: Path, files: list[Path], labels: list[int]) -> tuple[list[int], list[dict]]:
     """Read every file once (`read_image`): (indices of the usable ones, one {'file', 'reason'} per file left out).
     A byte-identical copy inside one class is left out; copies in both classes are all left out, as no label is
@@ -729,7 +729,7 @@ def check_images(root: Path, files: list[Path], labels: list[int]) -> tuple[list
         skipped.append(copy)
     return [i for i in keep if i not in in_both], skipped
 
-
+# %% ../nbs/01_scenes.ipynb #69c850bc
 def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
     """A manifest for images in `root/human_correct` (label 0) and `root/human_error` (label 1), each file read once
     (`check_images`): (manifest of the usable images, the files left out with their reasons)."""
@@ -780,7 +780,7 @@ def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int =
     df.insert(1, 'split', split)
     return df, skipped
 
-
+# %% ../nbs/01_scenes.ipynb #21403559
 def images_per_class_needed(splits) -> int:
     "The fewest images of one class that `assign_splits` spreads over every split with a non-zero fraction."
     for n in range(1, 10_000):

@@ -56,7 +56,7 @@ def scenes_stage(cfg, force: bool = False) -> tuple[pd.DataFrame, Path]:
     close_stage(cfg, 'scenes', spec, n_images=len(df), splits=df.split.value_counts().to_dict(), n_skipped=len(skipped))
     return df, image_dir
 
-
+# %% ../nbs/01_scenes.ipynb #dc906729
 def load_scenes(cfg) -> tuple[pd.DataFrame, Path]:
     "The scenes stage's outputs (manifest, image folder); the stage must be complete and current."
     require_stage(cfg, 'scenes')
@@ -98,7 +98,7 @@ def adapt_encoder(cfg, manifest, maps) -> LiteEncoder:
     )
     return enc
 
-
+# %% ../nbs/02_encoders.ipynb #d785d6e0
 def trunk_maps(cfg, enc: LiteEncoder, paths) -> torch.Tensor:
     "Cached frozen-trunk feature maps for `paths` (the scenes stage has checked that every image reads)."
     cache, ok, errors = cache_frozen(cfg.run_dir / 'cache', enc, paths, cfg.batch_size, device=cfg.torch_device)
@@ -106,12 +106,12 @@ def trunk_maps(cfg, enc: LiteEncoder, paths) -> torch.Tensor:
         raise ImageReadError(errors[0][0], errors[0][1])
     return cache.rows(ok)
 
-
+# %% ../nbs/02_encoders.ipynb #3eb82b16
 def _check_encoder_name(cfg):
     if cfg.encoder not in ('efficientnet-lite0', 'clip'):
         raise ValueError(f"encoder must be 'efficientnet-lite0' or 'clip', got {cfg.encoder!r}")
 
-
+# %% ../nbs/02_encoders.ipynb #109861e9
 def _embed(cfg, manifest, image_dir) -> tuple[torch.Tensor, object]:
     "(h2 for every manifest row in order, the encoder), through the caches; the Lite encoder is adapted first."
     paths = [Path(image_dir) / f for f in manifest.file]
@@ -129,7 +129,7 @@ def _embed(cfg, manifest, image_dir) -> tuple[torch.Tensor, object]:
     finish = frozen_part(enc, cfg.torch_device)[2]  # the top stages, on the profile's device
     return cache.embed(paths, lambda b: finish(torch.stack([by_path[Path(p)] for p in b])), 256, desc='h2'), enc
 
-
+# %% ../nbs/02_encoders.ipynb #5e364de3
 def stage_encoder(cfg):
     "The encoder the stage used: the saved adapted LiteEncoder, the frozen one, or CLIP from its folder."
     _check_encoder_name(cfg)
@@ -139,7 +139,7 @@ def stage_encoder(cfg):
         return load_encoder(stage_dir(cfg, 'encoder'))
     return LiteEncoder(cfg.image_size, cfg.trunk_blocks)
 
-
+# %% ../nbs/02_encoders.ipynb #a912cc85
 def encoder_stage(cfg, force: bool = False) -> tuple[torch.Tensor, object]:
     """(h2 for every image of the scenes stage, in manifest order; the encoder). Writes h2.safetensors and its ids;
     reused while the stage's fingerprint is unchanged, `force` computes it again."""
@@ -164,7 +164,7 @@ def encoder_stage(cfg, force: bool = False) -> tuple[torch.Tensor, object]:
     )
     return h2, enc
 
-
+# %% ../nbs/02_encoders.ipynb #a6a23a16
 def load_embeddings(cfg) -> tuple[torch.Tensor, list[str]]:
     "(h2, ids) written by the encoder stage, which must be complete and current."
     require_stage(cfg, 'encoder')
@@ -285,12 +285,12 @@ def stage_configs(cfg, d_in: int, d_out: int) -> list[DictConfig]:
                 )
     return [c.validate() for c in out]
 
-
+# %% ../nbs/05_dictionaries.ipynb #bc9db272
 def checkpoint_name(c: DictConfig) -> str:
     "The folder name of a dictionary's checkpoint: kind, k (canonical kinds) and seed."
     return f"paper_repo_s{c.seed}" if c.kind == 'paper_repo' else f"{c.kind}_k{c.k}_s{c.seed}"
 
-
+# %% ../nbs/05_dictionaries.ipynb #2e1a4f1e
 def _completed_row(folder: Path, fingerprint: str) -> dict | None:
     "The held-out metrics of a checkpoint that a run with this stage fingerprint completed, else None."
     try:
@@ -305,7 +305,7 @@ def _completed_row(folder: Path, fingerprint: str) -> dict | None:
         return None
     return meta.get('test')
 
-
+# %% ../nbs/05_dictionaries.ipynb #936aa2a7
 def dictionary_workers(cfg) -> tuple[int, int]:
     """(processes that train dictionary groups side by side, torch threads each), from the `dict_workers` setting.
     `auto`: one process on a GPU; on the CPU one per thread of the profile's budget (`stage_threads`), at most 4,
@@ -321,19 +321,19 @@ def dictionary_workers(cfg) -> tuple[int, int]:
         raise ValueError(f"dict_workers = {value!r}: a number of processes (1, 2, …) or auto")
     return workers, max(1, cores // workers)
 
-
+# %% ../nbs/05_dictionaries.ipynb #df3eab80
 def _group_cost(cfgs: list[DictConfig]) -> float:
     "A rough training cost of a group, to start the longest first: models × epochs × weights per latent ÷ batch."
     c = cfgs[0]
     return len(cfgs) * c.epochs * (c.d_in + 2 * c.d_out) / c.batch_size
 
-
+# %% ../nbs/05_dictionaries.ipynb #6370917f
 def _test_labels(cfg) -> np.ndarray:
     "The true labels of the test split's images (scenes and folders), from the scenes' manifest."
     manifest, _ = load_scenes(cfg)
     return manifest.set_index('id').loc[load_activations(cfg.run_dir / 'activations', 'test')[1], 'label'].values
 
-
+# %% ../nbs/05_dictionaries.ipynb #2d868404
 def _stage_data(cfg, labels: np.ndarray | None = None) -> dict:
     """What training and evaluating the dictionaries reads: the activations, the head and the test split's labels
     (`labels`: read already; the stage hands them to its workers, as reading the manifest costs a process ~60 MB)."""
@@ -344,7 +344,7 @@ def _stage_data(cfg, labels: np.ndarray | None = None) -> dict:
         'labels': _test_labels(cfg) if labels is None else labels,
     }
 
-
+# %% ../nbs/05_dictionaries.ipynb #5439ead2
 def _train_group(cfg, data: dict, cfgs: list[DictConfig], fingerprint: str, progress: bool) -> list[dict]:
     """Train one group of stacked configs, save each checkpoint, evaluate it as reloaded from disk (as every later
     reader sees it) and mark it complete with the stage's fingerprint; returns the metrics rows."""
@@ -364,7 +364,7 @@ def _train_group(cfg, data: dict, cfgs: list[DictConfig], fingerprint: str, prog
         rows.append(row)
     return rows
 
-
+# %% ../nbs/05_dictionaries.ipynb #4763606a
 _WORKER = {}  # in a worker process of `dictionaries_stage`: the profile and the stage's data, read once
 
 
@@ -377,11 +377,11 @@ def _start_worker(cfg, threads: int, labels: np.ndarray):
         ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
     _WORKER.update(cfg=cfg, data=_stage_data(cfg, labels))
 
-
+# %% ../nbs/05_dictionaries.ipynb #bc48bc84
 def _train_group_in_worker(cfgs: list[DictConfig], fingerprint: str) -> list[dict]:
     return _train_group(_WORKER['cfg'], _WORKER['data'], cfgs, fingerprint, progress=False)
 
-
+# %% ../nbs/05_dictionaries.ipynb #1a6030a3
 def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[dict]:
     """Train and evaluate the profile's dictionaries, group by group of stacked configs (side by side in
     `dictionary_workers(cfg)` processes); checkpoints under data/<profile>/dictionaries/. A checkpoint is complete
@@ -451,7 +451,7 @@ def stage_dictionaries(cfg) -> list[tuple[str, Path, dict]]:
         raise FileNotFoundError(f"No checkpoint in {root} matches dict_models={cfg.dict_models} at k={cfg.dict_k}")
     return out
 
-
+# %% ../nbs/08_failure_modes.ipynb #169d33fd
 def lmm_config(cfg):
     "An LMMConfig when the profile names an endpoint and a model, else None (offline interpretation)."
     if not cfg.lmm_base_url:
@@ -576,7 +576,7 @@ def features_stage(cfg, force: bool = False, progress: bool = True) -> tuple[lis
     close_stage(cfg, 'features', spec, rows=rows, retry=lmm_retry(lmm, tables))
     return rows, tables
 
-
+# %% ../nbs/08_failure_modes.ipynb #5e57d666
 def lmm_retry(lmm, tables: dict) -> str | None:
     """Why the features stage must ask its LMM again on the next run (printed), or None: requests that failed or
     came back malformed (neither is cached, so a rerun asks for exactly those)."""
@@ -674,7 +674,7 @@ def profile_scorer(cfg) -> Scorer:
 
 # %% ../nbs/09_benchmark.ipynb #112fe586
 from .benchmark import make_panel, calibrate_features, gate_features, measure, ranking, validate_panel
-from .benchmark import calibration_styles, style_weights
+from .benchmark import calibration_styles, panel_sample, style_weights
 from .benchmark import causal_check, markdown_summary
 from .core import swap_in
 from .text import printable_name
@@ -689,7 +689,7 @@ def canonical_checkpoint(cfg, seed: int | None = None) -> tuple[str, Path, dict]
         canon = [t for t in canon if t[2]['seed'] == seed]
     return min(canon, key=lambda t: t[2]['seed'])
 
-
+# %% ../nbs/09_benchmark.ipynb #7a8a960b
 def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: bool = True) -> dict:
     """Calibrate the failure features of one dictionary `checkpoint` (name, folder, config), score the simulated panel
     (rendered with `seed` into `folder`/panel) and the generator folders, and measure them. Returns every output of
@@ -740,6 +740,7 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
     if images.empty:
         said = '; '.join(f"{p['generator']}: {p['problem']}" for p in problems)
         raise ValueError(f"no readable image to benchmark under {cfg.path('generated_root')} ({said})")
+    images['labelled'] = panel_sample(images, int(cfg.values.get('benchmark_labelled_sample', 0)), seed)
     fire = np.c_[h0 > 0.5, scorer.firing(A)]
     cal_fire = [np.c_[test['h0'].numpy() > 0.5, scorer.firing(A_test)]]  # the labelled test split, as it is
     h2_styles = [test['h2'].numpy()]
@@ -779,7 +780,7 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
         'name': name,
     }
 
-
+# %% ../nbs/09_benchmark.ipynb #8380d6ca
 def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
     """Score every generator (the simulated panel, and the folders under `generated_root`) with the calibrated failure
     features of the canonical dictionary of the first seed; returns what `load_benchmark` returns. The outputs are
@@ -814,12 +815,12 @@ def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
     )
     return load_benchmark(cfg)
 
-
+# %% ../nbs/09_benchmark.ipynb #492f1395
 def benchmark_image(cfg, row) -> Path:
     "The file of a row of the benchmark's `images` table: a simulated panel image, or one of your folders."
     return (stage_dir(cfg, 'benchmark') / 'panel' if row.simulated else cfg.path('generated_root')) / row.file
 
-
+# %% ../nbs/09_benchmark.ipynb #fb4e082b
 def load_benchmark(cfg) -> dict:
     "The benchmark stage's outputs; the stage must be complete and current."
     done = require_stage(cfg, 'benchmark')

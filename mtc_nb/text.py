@@ -14,7 +14,7 @@ def printable_name(path: str | os.PathLike) -> str:
     "A path as text every writer accepts: bytes of the name that are not UTF-8 shown as \\xNN."
     return os.fsencode(path).decode('utf-8', 'backslashreplace')
 
-
+# %% ../nbs/92_text.ipynb #3ca23e56
 def is_utf8_name(path: str | os.PathLike) -> bool:
     "Whether a path's name is valid UTF-8 (else Python holds it with surrogates, which no UTF-8 writer takes)."
     try:

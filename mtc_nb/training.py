@@ -84,12 +84,12 @@ class SparseDecode:
             d_f.index_put_(self.aux_entries, d_acts[n:], accumulate=True)
         return d_W.view(M, D, -1), d_f, row_dots
 
-
+# %% ../nbs/05b_training.ipynb #a4e196ea
 def _auxk_error_scale(model, any_dead, denom, B: int) -> torch.Tensor:
     "∂(Σ aux_coef · AuxK)/∂e per unit of AuxK's error e, for each model: (M, 1, 1)."
     return (model.aux_coefs * any_dead / denom * (2 / B))[:, None, None]
 
-
+# %% ../nbs/05b_training.ipynb #dab2135c
 @torch.no_grad()
 def auxk_loss_and_grads(model: DictionaryStack, sel: tuple, resid, d_W_dec, dpre) -> torch.Tensor:
     """AuxK's loss per model (M,) from `aux_select`'s selection `sel` and the full level's residual, through dense
@@ -104,7 +104,7 @@ def auxk_loss_and_grads(model: DictionaryStack, sel: tuple, resid, d_W_dec, dpre
     dpre.scatter_add_(2, idx[:, None].expand_as(f_aux), torch.bmm(de, rows.transpose(1, 2)).mul_(f_aux > 0))
     return aux
 
-
+# %% ../nbs/05b_training.ipynb #5c3ac09b
 @torch.no_grad()
 def stack_loss_and_grads(
     model: DictionaryStack, x: torch.Tensor, y: torch.Tensor, out: tuple | None = None, sparse: bool | None = None
@@ -174,7 +174,7 @@ def stack_loss_and_grads(
     total = rec + model.aux_coefs * aux
     return total.sum(), rec, aux, tuple(grads.values()), row_dots
 
-
+# %% ../nbs/05b_training.ipynb #68562173
 class StackLoss(torch.autograd.Function):
     """`DictionaryStack.loss` with a fused backward: the forward computes the loss and every gradient
     (`stack_loss_and_grads`), the backward returns them. Call `StackLoss.apply(model, x, y, out, *model.parameters())`
@@ -192,7 +192,7 @@ class StackLoss(torch.autograd.Function):
     def backward(ctx, d_loss, d_rec, d_aux, d_row_dots):
         return None, None, None, None, *_handed_over(ctx, d_loss)
 
-
+# %% ../nbs/05b_training.ipynb #17c9ed3b
 def _handed_over(ctx, scale: torch.Tensor) -> tuple:
     """The gradients computed in the forward, times `scale` (1 in training: then the tensors themselves, which the
     Function lets go of, so autograd makes them the `.grad`s without a copy). They are handed over once."""
@@ -247,7 +247,7 @@ def paper_loss_and_grads(
         torch.sum(dy, 0, out=grads[3 + 2 * g])
     return loss, norm, grads
 
-
+# %% ../nbs/05b_training.ipynb #eb2c4916
 class PaperRepoLoss(torch.autograd.Function):
     """`PaperRepoTranscoder.loss` with a fused backward that yields the gradient clipped to `max_norm` (None: not
     clipped). Call `PaperRepoLoss.apply(model, x, y, max_norm, out, *model.parameters())` (`out` as for `StackLoss`);
@@ -268,7 +268,7 @@ class PaperRepoLoss(torch.autograd.Function):
             scale = d_loss * clip(d_loss.abs() * ctx.norm) / clip(ctx.norm)
         return None, None, None, None, None, *_handed_over(ctx, scale)
 
-
+# %% ../nbs/05b_training.ipynb #38f91dc2
 def training_loss(model, x: torch.Tensor, y: torch.Tensor, out: tuple | None = None) -> tuple[torch.Tensor, dict]:
     """The training loss of a dictionary model on a batch, through its fused Function: `.backward()` writes the
     gradient (`paper_repo`'s clipped at PAPER_MAX_GRAD_NORM, as the paper code clips), into the tensors `out` when
@@ -283,7 +283,7 @@ def training_loss(model, x: torch.Tensor, y: torch.Tensor, out: tuple | None = N
     loss, rec, aux, row_dots = StackLoss.apply(model, x, y, out, *params)
     return loss, {'recon': rec, 'aux': aux, 'decoder_row_dots': row_dots}
 
-
+# %% ../nbs/05b_training.ipynb #1cb01f81
 def _recycled_grads(model) -> tuple | None:
     """The model's gradient tensors of the last step, taken off the parameters for reuse (None when a parameter has
     none, e.g. before the first step). Every parameter leaves without a gradient: the next one is written, not added."""
@@ -317,7 +317,7 @@ class InMemoryPairs:
         for t in (self.x, self.y):
             _check_finite(t, split)
 
-
+# %% ../nbs/05b_training.ipynb #21e1dd5f
 class ShardedPairs:
     """Training pairs read from safetensors shards (tensors `x_key`, `y_key` of equal rows), one shard at a time, so
     memory holds one shard whatever the data's size. A pass visits the shards in random order and each shard's rows in
@@ -372,7 +372,7 @@ class ShardedPairs:
             for t in self._read(i):
                 _check_finite(t, f"{split} ({self.files[i].name})")
 
-
+# %% ../nbs/05b_training.ipynb #c865b7e6
 def _check_finite(t: torch.Tensor, split: str):
     if len(t) == 0:
         raise ValueError(f"no {split} activations: the split is empty")
@@ -406,7 +406,7 @@ def _group(cfgs):
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 
-
+# %% ../nbs/05b_training.ipynb #9b1a9c14
 def make_optimizer(model, c: DictConfig, steps: int):
     """AdamW (fused: one kernel per parameter group; the decoder in a group of its own at `c.decoder_learning_rate`)
     and the schedule of config `c`, which scales both rates alike: returns (optimizer, scheduler, 'step' | 'epoch')."""
@@ -429,7 +429,7 @@ def make_optimizer(model, c: DictConfig, steps: int):
     f = lambda s: min(1.0, (s + 1) / warm) * (0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)) * 0.9 + 0.1)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, f), 'step'
 
-
+# %% ../nbs/05b_training.ipynb #22cc693b
 def train_step(model, opt, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """One optimizer step on a batch: the fused loss and its gradient (`training_loss`, written over the last step's
     gradient tensors: a stack of 8 models would otherwise take 100 MB of fresh memory per step, which costs a third
@@ -441,7 +441,7 @@ def train_step(model, opt, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     model.constrain()
     return loss.detach()
 
-
+# %% ../nbs/05b_training.ipynb #08f37597
 @torch.no_grad()
 def eval_fvu(model, x, y, batch: int = 1024) -> torch.Tensor:
     "Held-out FVU per level and model: (G, M)."
@@ -449,7 +449,7 @@ def eval_fvu(model, x, y, batch: int = 1024) -> torch.Tensor:
     recons = torch.cat([model(xb).recons for xb in x.split(batch)], dim=2)  # (G, M, n, d)
     return torch.stack([fvu(y, recons[g]) for g in range(recons.shape[0])]).float()
 
-
+# %% ../nbs/05b_training.ipynb #357a2bc5
 def train_dictionaries(
     cfgs: list[DictConfig], h2_train, h1_train, h2_val, h1_val, progress: bool = True, device: str = 'cpu'
 ) -> list[dict]:

@@ -24,7 +24,8 @@ from .metrics import auroc_matrix
 from .stages import load_scenes, stage_dictionaries, load_benchmark, benchmark_image, profile_scorer  # readers
 
 # %% auto #0
-__all__ = ['ORDERS', 'png_bytes', 'img_tag', 'Inspector', 'FeatureInspector', 'ImageInspector', 'BenchmarkExplorer']
+__all__ = ['ORDERS', 'png_bytes', 'img_tag', 'Inspector', 'FeatureInspector', 'calibration_html', 'ImageInspector',
+           'BenchmarkExplorer']
 
 # %% ../nbs/10_widgets.ipynb #d40b1012
 def png_bytes(image) -> bytes:
@@ -39,12 +40,12 @@ def png_bytes(image) -> bytes:
         image.save(buf, format='PNG')
     return buf.getvalue()
 
-
+# %% ../nbs/10_widgets.ipynb #2fb770bf
 def img_tag(png: bytes, alt: str = '') -> str:
     "An <img> that carries its PNG inline: the saved notebook and its HTML need no file beside them."
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"/>'
 
-
+# %% ../nbs/10_widgets.ipynb #f11abdd3
 class Inspector:
     """What every inspector shares: a widget for live use, and a static preview of its current selection (an HTML
     display updated on every change), which is what a saved notebook and its HTML rendering show."""
@@ -240,6 +241,27 @@ class FeatureInspector(Inspector):
             f'{img_tag(self.hist.value, "activation histogram")}</div>'
         )
 
+# %% ../nbs/10_widgets.ipynb #cb9d1b0a
+def calibration_html(rows: pd.DataFrame) -> str:
+    """One generator's calibration in a line of HTML, from its rows of the benchmark table: how many of its images a
+    person labelled and what share of them is implausible, and whether that sample shows the classifier erring beyond
+    every calibration style (then its estimates rest on the sample)."""
+    overall = rows[rows.level == 'overall'] if 'level' in rows else rows
+    if 'n_labelled' not in rows or not len(overall):
+        return ''
+    r = overall.iloc[0]
+    if not r.n_labelled:
+        return (
+            '<p class="mtc-calibration">No labelled sample: the estimates assume a style within the calibration\'s '
+            'range (a labels.csv of about 30 images checks that and recalibrates them).</p>'
+        )
+    flag = not pd.isna(r.outside_calibration) and bool(r.outside_calibration)
+    note = ' <b>Outside the calibration</b>: the sample shows the classifier erring beyond every calibration style.'
+    return (
+        f'<p class="mtc-calibration">Recalibrated with {int(r.n_labelled)} labelled images of its own '
+        f'({float(r.human):.0%} implausible).{note if flag else ""}</p>'
+    )
+
 # %% ../nbs/10_widgets.ipynb #d0dbe956
 class ImageInspector(Inspector):
     """Score one image with a profile's trained artifacts, as `mtc label` does: a held-out image of the dataset, or
@@ -312,7 +334,7 @@ class ImageInspector(Inspector):
     def view_html(self) -> str:
         return f'<div class="mtc-image-view">{img_tag(self.image.value, "image")}{self.info.value}</div>'
 
-
+# %% ../nbs/10_widgets.ipynb #996d8b03
 class BenchmarkExplorer(Inspector):
     """A generator's failure profile from the benchmark stage: the corrected prevalence of each failure feature with
     its bootstrap CI (the truth beside it for a simulated generator), and example images where each feature fires."""
@@ -370,7 +392,8 @@ class BenchmarkExplorer(Inspector):
                 im.thumbnail((72, 72))
                 thumbs.append(img_tag(png_bytes(im), r.file))
             parts.append(f"<p><b>{html.escape(f.name)}</b> ({html.escape(f.feature)}): {''.join(thumbs)}</p>")
-        self.info.value = ''.join(parts) or '<p>no failure feature fires on this generator</p>'
+        parts = parts or ['<p>no failure feature fires on this generator</p>']
+        self.info.value = calibration_html(t) + ''.join(parts)
 
     def view_html(self) -> str:
         profile = img_tag(self.profile.value, 'failure profile')

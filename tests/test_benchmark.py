@@ -92,3 +92,30 @@ def test_label_without_artifacts_names_the_stage_to_run(tmp_path):
         label([tmp_path / 'x.png'], 'smoke', data_dir=str(tmp_path / 'nothing'))
     with pytest.raises(FileNotFoundError, match='no such file'):
         label([tmp_path / 'missing.png'], 'smoke', data_dir=str(tmp_path / 'nothing'))
+
+
+def test_a_labelled_sample_recalibrates_its_generator_and_flags_errors_beyond_the_calibration():
+    "A generator whose classifier errs beyond every calibration style: its labels.csv moves its rate to the truth."
+    from mtc_nb.benchmark import calibration_notes, measure
+
+    rng = np.random.default_rng(0)
+    cal_truth = rng.random(1000) < 0.5
+    cal_fire = np.stack([np.where(cal_truth, rng.random(1000) < 0.95, rng.random(1000) < fpr) for fpr in (0.02, 0.06)])
+    truth = rng.random(400) < 0.3  # two generators, 200 images each; the classifier fires on 30% of plausible ones
+    fire = np.where(truth, rng.random(400) < 0.95, rng.random(400) < 0.3)[:, None]
+    images = pd.DataFrame({'generator': np.repeat(['labelled', 'unlabelled'], 200), 'simulated': False})
+    images['label'] = np.where(np.arange(400) < 40, truth.astype(float), np.nan)  # 40 labelled images of the first
+    features = pd.DataFrame(columns=['kind', 'concept', 'name'])
+    man_test = pd.DataFrame({'label': cal_truth.astype(int)})
+    table = measure(images, fire, cal_fire[..., None], man_test, features, B=300, seed=0)
+    rate = table[table.estimate == 'corrected'].set_index('generator')
+    truth_of = {g: truth[images.generator == g].mean() for g in ('labelled', 'unlabelled')}
+    assert abs(rate.prevalence['labelled'] - truth_of['labelled']) < 0.06
+    assert rate.prevalence['unlabelled'] - truth_of['unlabelled'] > 0.12  # the calibration alone over-counts
+    assert rate.ci_low['labelled'] <= truth_of['labelled'] <= rate.ci_high['labelled']
+    assert rate.n_labelled.to_dict() == {'labelled': 40, 'unlabelled': 0}
+    assert bool(rate.outside_calibration["labelled"]) is True
+    assert rate.outside_calibration['unlabelled'] is None
+    notes = '\n'.join(calibration_notes(table))
+    assert '**labelled**: its labelled sample shows the classifier erring beyond every calibration style' in notes
+    assert 'without a labelled sample: unlabelled' in notes

@@ -32,6 +32,24 @@ def test_readme_is_built_from_index():
     assert (ROOT / 'README.md').read_text() == build_readme(ROOT / 'nbs' / 'index.ipynb'), 'run `mtc readme`'
 
 
+def test_docs_pages_are_built_from_their_sources_and_their_links_resolve():
+    from mtc_nb.core import build_docs
+
+    pages = build_docs(ROOT)
+    assert {p.name for p in pages} >= {'results.md', 'peers.md', 'running.md', 'notebooks.md'}
+    for path, text in pages.items():
+        assert path.read_text() == text, f"{path.name}: run `mtc readme`"
+    for page in [ROOT / 'README.md', *pages]:  # every relative link of the README and the pages names a file
+        for target in re.findall(r'\]\((?!https?:)([^)#\s]+)', page.read_text()):
+            assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
+
+
+def test_the_readme_is_a_short_user_document():
+    words = len(re.sub(r'```.*?```', '', (ROOT / 'README.md').read_text(), flags=re.S).split())
+    assert words <= 1500, f"README.md has {words} words outside its code blocks (at most 1,500: details go to docs/)"
+    assert (ROOT / 'LICENSE').exists() and (ROOT / 'CHANGELOG.md').exists()
+
+
 def test_readme_gives_the_two_commands():
     text = (ROOT / 'README.md').read_text()
     assert 'make reproduce' in text and 'make test' in text
