@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PROFILE ?= default
 
-.PHONY: setup reproduce test lab clean-data
+.PHONY: setup reproduce test lab docs clean-data
 
 setup: $(STAMP)
 
@@ -29,6 +29,13 @@ test: $(STAMP)
 lab: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/mtc reproduce --profile smoke
 	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab --notebook-dir=nbs --allow-root
+
+# the docs site: the README, the docs pages, every notebook with its outputs (the smoke profile's run) and the API
+# reference, by Sphinx with myst-nb -> docs/_build/html/index.html (a few minutes on 2 cores: it runs the notebooks)
+docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[docs]"
+	HF_HUB_OFFLINE=1 $(BIN)/mtc reproduce --profile smoke
+	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/python docs/build_site.py --profile smoke
 
 clean-data:
 	rm -rf data/smoke data/default
