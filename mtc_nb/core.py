@@ -387,7 +387,12 @@ def build_readme(index_nb: str | os.PathLike, results: dict | None = None) -> st
 
 # %% ../nbs/90_core.ipynb #3c6e438d
 def fill_results(text: str, results: dict) -> str:
-    "`text` with every `{{key|spec}}` replaced by the number at `key` of `results` (`result_text`)."
+    """`text` with every `{{key|spec}}` replaced by the number at `key` of `results` (`result_text`), and
+    `{{claims}}` by the table of the paper's claims and their verdicts (`claims.claims_markdown`)."""
+    if '{{claims}}' in text:
+        from mtc_nb.claims import claims_markdown
+
+        text = text.replace('{{claims}}', claims_markdown(results))
     return _RESULT.sub(lambda m: result_text(results, m.group(1), m.group(2)), text)
 
 # %% ../nbs/90_core.ipynb #4887c0f5

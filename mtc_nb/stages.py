@@ -634,6 +634,23 @@ def summarise_features(d: pd.DataFrame) -> dict:
         out['mode_auroc_std'] = dict(zip(modes, au.std(0).round(4).tolist()))
         out['mode_precision_at_20'] = dict(zip(modes, p20.mean(0).round(4).tolist()))
         out['mean_best_auroc'] = float(au.mean())
+    trees = [h for h in d.hierarchy if isinstance(h, dict) and h.get('per_level')] if 'hierarchy' in d else []
+    if trees:  # which concepts each level's matched latents stand for: categories first, modes later, if nested
+        share = lambda h, g, k: h['per_level'][g][k]
+        first_cat, last_mode = (
+            [share(h, 0, 'category_share') for h in trees],
+            [share(h, -1, 'mode_share') for h in trees],
+        )
+        out['hierarchy'] = {
+            'first_level_category_share': float(np.nanmean(first_cat)),
+            'first_level_category_share_std': float(np.nanstd(first_cat)),
+            'last_level_mode_share': float(np.nanmean(last_mode)),
+            'last_level_mode_share_std': float(np.nanstd(last_mode)),
+            'category_share_per_level': {
+                int(x['level']): float(np.nanmean([h['per_level'][g]['category_share'] for h in trees]))
+                for g, x in enumerate(trees[0]['per_level'])
+            },
+        }
     return out
 
 # %% ../nbs/09_benchmark.ipynb #7e335eb2
