@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 reproduce: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/mtc reproduce --profile $(PROFILE)
+	HF_HUB_OFFLINE=1 $(BIN)/mtc reproduce --profile $(PROFILE) $(if $(VARIANT),--variant $(VARIANT))
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/python -m pytest

@@ -142,6 +142,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'mtc_nb.core.timed': ('core.html#timed', 'mtc_nb/core.py'),
                              'mtc_nb.core.update_results': ('core.html#update_results', 'mtc_nb/core.py'),
                              'mtc_nb.core.validate_settings': ('core.html#validate_settings', 'mtc_nb/core.py'),
+                             'mtc_nb.core.variant_settings': ('core.html#variant_settings', 'mtc_nb/core.py'),
                              'mtc_nb.core.write_json': ('core.html#write_json', 'mtc_nb/core.py')},
             'mtc_nb.dictionaries': { 'mtc_nb.dictionaries.DictConfig': ('dictionaries.html#dictconfig', 'mtc_nb/dictionaries.py'),
                                      'mtc_nb.dictionaries.DictConfig.aux_weight': ( 'dictionaries.html#dictconfig.aux_weight',

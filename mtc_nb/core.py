@@ -20,7 +20,7 @@ __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPST
            'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'settings_changed',
            'open_stage', 'swap_in', 'close_stage', 'timed', 'headline_numbers', 'check_results', 'headline_table',
            'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'RunLockedError', 'StageFailedError',
-           'run_lock', 'run_stages', 'kernel_transport', 'embed_command', 'main']
+           'run_lock', 'run_stages', 'kernel_transport', 'embed_command', 'variant_settings', 'main']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -1068,6 +1068,15 @@ def embed_command(profile: str, loader_workers: int | None = None, shard_rows: i
     acc.end_training()
     return out
 
+# %% ../nbs/90_core.ipynb #d3df05c7
+def variant_settings(name: str) -> dict:
+    """The settings that give a run of its own under `data/variants/<name>/` (its data, then its figures and
+    results.json per profile), so a variant of a profile (another k, no labelled sample, …) runs beside the profile's
+    own run instead of replacing it: `mtc reproduce --profile tutorial --variant k16 -p dict_k 16`."""
+    if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}', name or ''):
+        raise ValueError(f"variant {name!r}: letters, digits, '_', '-' and '.', beginning with a letter or digit")
+    return {'data_dir': f'data/variants/{name}', 'figures_dir': f'data/variants/{name}/{{profile}}/figures'}
+
 # %% ../nbs/90_core.ipynb #daa753fa
 def _add_param_option(parser, help_text: str) -> None:
     "The `-p NAME VALUE` option (repeatable) that overrides a setting of the profile."
@@ -1087,6 +1096,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument('--stages', nargs='*', help=f'stage notebooks to run, of {STAGES}')
     r.add_argument('--force', action='store_true', help='rerun the stages even where their outputs are current')
     _add_param_option(r, 'override a setting of the profile for this run (a papermill parameter), e.g. -p lmm_model m')
+    r.add_argument(
+        '--variant', help='run under data/variants/NAME/, beside the profile\'s own run (see variant_settings)'
+    )
     e = sub.add_parser('embed', help="encode a profile's images into its cache; in parallel under `accelerate launch`")
     e.add_argument('--profile', default='default')
     e.add_argument('--workers', type=int, default=None, help="DataLoader workers decoding images (default: workers)")
@@ -1112,7 +1124,8 @@ def main(argv: list[str] | None = None) -> None:
 def _dispatch(a, root: Path) -> None:
     "Run the command the parsed arguments `a` name."
     if a.cmd == 'reproduce':
-        run_stages(a.profile, a.stages, force=a.force, **{k: _parse(v) for k, v in a.param})
+        variant = variant_settings(a.variant) if a.variant else {}
+        run_stages(a.profile, a.stages, force=a.force, **{**variant, **{k: _parse(v) for k, v in a.param}})
     elif a.cmd == 'embed':
         embed_command(a.profile, a.workers, a.shard_rows, **{k: _parse(v) for k, v in a.param})
     elif a.cmd == 'label':

@@ -104,3 +104,14 @@ def test_stage_notebooks_tag_their_self_checks():
                 and not code.startswith(('#| export', '#| hide'))
             ):
                 assert SELF_CHECK_TAG in t, (s, code[:80])
+
+
+def test_a_variant_runs_beside_the_profiles_own_run():
+    from mtc_nb.core import variant_settings
+
+    cfg = load_profile('tutorial', **variant_settings('k16'), dict_k=16, dict_k_sweep=[16])
+    assert cfg.run_dir == ROOT / 'data' / 'variants' / 'k16' / 'tutorial'
+    assert cfg.path('figures_dir') == ROOT / 'data' / 'variants' / 'k16' / 'tutorial' / 'figures'
+    assert load_profile('tutorial').run_dir == ROOT / 'data' / 'tutorial'  # the class's first run stays where it is
+    with pytest.raises(ValueError, match='variant'):
+        variant_settings('../../etc')
