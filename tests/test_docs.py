@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
-SITE = Path(__file__).resolve().parent.parent / 'docs' / '_build' / 'html'
+ROOT = Path(__file__).resolve().parent.parent
+SITE = ROOT / 'docs' / '_build' / 'html'
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
-if not (SITE / 'index.html').exists() or not CHROMIUM:
+SOURCES = [*(ROOT / 'nbs').glob('*.ipynb'), *(ROOT / 'docs' / 'src').glob('*.md'), ROOT / 'README.md']
+BUILT = (SITE / 'index.html').stat().st_mtime if (SITE / 'index.html').exists() else None
+if BUILT is None or BUILT < max(p.stat().st_mtime for p in SOURCES) or not CHROMIUM:
     if os.environ.get('MTC_REQUIRE_DOCS'):
-        raise RuntimeError(f"MTC_REQUIRE_DOCS is set but {SITE / 'index.html'} or chromium is missing: run `make docs`")
-    pytest.skip("the docs site is not built here (make docs), or no chromium", allow_module_level=True)
+        raise RuntimeError(f"MTC_REQUIRE_DOCS is set but {SITE} is missing or older than its sources, or no chromium")
+    pytest.skip("no docs site here newer than its sources (make docs), or no chromium", allow_module_level=True)
 playwright = pytest.importorskip('playwright.sync_api')
 
 
@@ -39,7 +42,7 @@ def test_the_home_page_is_the_readme_with_every_page_in_its_navigation(page):
 
 
 def test_every_notebook_has_a_page_and_the_benchmark_shows_its_figures(page):
-    notebooks = sorted(p.stem for p in (SITE.parent.parent.parent / 'nbs').glob('*.ipynb') if p.stem != 'index')
+    notebooks = sorted(p.stem for p in (ROOT / 'nbs').glob('*.ipynb') if p.stem != 'index')
     assert all((SITE / 'notebooks' / f'{nb}.html').exists() for nb in notebooks)
     bench = open_page(page, 'notebooks/09_benchmark.html')
     assert 'How each generator fails' in bench.inner_text('article')
