@@ -111,6 +111,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'mtc_nb.core.close_stage': ('core.html#close_stage', 'mtc_nb/core.py'),
                              'mtc_nb.core.code_of': ('core.html#code_of', 'mtc_nb/core.py'),
                              'mtc_nb.core.committed_results': ('core.html#committed_results', 'mtc_nb/core.py'),
+                             'mtc_nb.core.condense_progress': ('core.html#condense_progress', 'mtc_nb/core.py'),
                              'mtc_nb.core.embed_command': ('core.html#embed_command', 'mtc_nb/core.py'),
                              'mtc_nb.core.fill_results': ('core.html#fill_results', 'mtc_nb/core.py'),
                              'mtc_nb.core.find_root': ('core.html#find_root', 'mtc_nb/core.py'),

@@ -19,8 +19,9 @@ __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPST
            'fill_results', 'committed_results', 'build_docs', 'StaleStageError', 'stage_layer_cells', 'code_of',
            'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'settings_changed',
            'open_stage', 'swap_in', 'close_stage', 'timed', 'headline_numbers', 'check_results', 'headline_table',
-           'stage_notebook', 'check_inputs', 'tidy_streams', 'render_html', 'RunLockedError', 'StageFailedError',
-           'run_lock', 'run_stages', 'kernel_transport', 'embed_command', 'variant_settings', 'main']
+           'stage_notebook', 'check_inputs', 'condense_progress', 'tidy_streams', 'render_html', 'RunLockedError',
+           'StageFailedError', 'run_lock', 'run_stages', 'kernel_transport', 'embed_command', 'variant_settings',
+           'main']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -851,11 +852,31 @@ def check_inputs(cfg: Profile) -> None:
                 f"Expected folders of images {missing} under {cfg.path('image_root')} (image_root); see data/README.md"
             )
 
+# %% ../nbs/90_core.ipynb #61799359
+_PROGRESS_LINE = re.compile(r'^(?:(?P<desc>[^\n:|]{1,80}): +)?\d{1,3}%\|')  # a tqdm bar's line, by its description
+
+
+def condense_progress(text: str) -> str:
+    """Printed text with each progress bar (a tqdm line, told apart by its description) on one line: its last state,
+    where it first appeared. A nested bar, redrawn below its parent at every step, is left as one line too."""
+    lines = text.split('\n')
+    desc = [m.group('desc') or '' if (m := _PROGRESS_LINE.match(line)) else None for line in lines]
+    last = {d: i for i, d in enumerate(desc) if d is not None}
+    out, shown = [], set()
+    for line, d in zip(lines, desc):
+        if d is None:
+            out.append(line)
+        elif d not in shown:
+            shown.add(d)
+            out.append(lines[last[d]])
+    return '\n'.join(out)
+
 # %% ../nbs/90_core.ipynb #88679d39
 def tidy_streams(executed: Path) -> None:
     """Rewrite an executed notebook so each cell's printed text reads as a terminal would have left it: consecutive
-    stream outputs merged, terminal control sequences (a nested progress bar's cursor moves) dropped, and of every line
-    redrawn with carriage returns (progress bars) only its last state."""
+    stream outputs merged, terminal control sequences (a nested progress bar's cursor moves) dropped, of every line
+    redrawn with carriage returns (progress bars) only its last state, and each progress bar on one line
+    (`condense_progress`)."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
@@ -870,7 +891,7 @@ def tidy_streams(executed: Path) -> None:
         for o in merged:
             if o.output_type == 'stream':
                 text = re.sub(r'\x1b\[[0-9;]*[A-Za-z]', '', o.text)
-                o.text = '\n'.join(line.rsplit('\r', 1)[-1] for line in text.split('\n'))
+                o.text = condense_progress('\n'.join(line.rsplit('\r', 1)[-1] for line in text.split('\n')))
         if 'outputs' in cell:
             cell.outputs = merged
     nbformat.write(nb, executed)
