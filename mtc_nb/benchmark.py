@@ -1074,7 +1074,8 @@ def markdown_summary(
             f"raw {num('prevalence_mae_raw')}; seen styles {num('seen_style_mae')}, "
             f"unseen styles {num('unseen_style_mae')}",
             f"- the truth inside the 95% interval: {num('ci_coverage', '.0%')} of {summary['n_cells']} cells",
-            f"- style-only control not measured as failing more than the clean generator: {summary['control_ok']}",
+            f"- the style-only control ({CONTROL}: {CLEAN}'s failures in another style) not measured as failing more "
+            f"than {CLEAN}, beyond what their true rates and intervals allow: {summary['control_ok']}",
         ]
     flagged = causal[causal.no_effect | ~causal.beyond_random] if len(causal) else causal
     out += [
@@ -1085,7 +1086,8 @@ def markdown_summary(
         "random latents of their level when ablated.",
     ]
     out += [
-        f"- flagged: {markdown_text(r.feature)} (drop {r.ablation_drop:.3f}, random p95 {r.random_drop_p95:.3f})"
+        f"- no effect beyond random latents: {markdown_text(r.feature)} (drop {r.ablation_drop:.3f}, "
+        f"random p95 {r.random_drop_p95:.3f})"
         for r in flagged.itertuples()
     ]
     if unnamed:
