@@ -26,12 +26,12 @@ from .metrics import auroc_matrix
 
 # %% auto #0
 __all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SIDE_TABLES', 'LABELS', 'UNNAMED_DETECTORS', 'MIN_FEATURE_AUROC',
-           'PRIOR_IMAGES_WITHOUT_STYLES', 'SimGenerator', 'panel_specs', 'make_panel', 'index_generated',
-           'youden_threshold', 'best_detectors', 'calibrate_features', 'gate_features', 'Scorer', 'score_images',
-           'image_paths', 'rogan_gladen', 'confusion', 'correct_prevalence', 'bootstrap_weights', 'nuisance_style',
-           'calibration_styles', 'style_weights', 'prevalence', 'calibration_strength', 'recalibrated',
-           'outside_calibration', 'ablation_drop', 'causal_check', 'labelled_sample', 'panel_sample', 'measure',
-           'ranking', 'validate_panel', 'calibration_notes', 'markdown_summary', 'write_labels']
+           'PRIOR_IMAGES_WITHOUT_STYLES', 'UNINFORMATIVE_WIDTH', 'SimGenerator', 'panel_specs', 'make_panel',
+           'index_generated', 'youden_threshold', 'best_detectors', 'calibrate_features', 'gate_features', 'Scorer',
+           'score_images', 'image_paths', 'rogan_gladen', 'confusion', 'correct_prevalence', 'bootstrap_weights',
+           'nuisance_style', 'calibration_styles', 'style_weights', 'prevalence', 'calibration_strength',
+           'recalibrated', 'outside_calibration', 'ablation_drop', 'causal_check', 'labelled_sample', 'panel_sample',
+           'measure', 'ranking', 'validate_panel', 'calibration_notes', 'markdown_summary', 'write_labels']
 
 # %% ../nbs/09_benchmark.ipynb #628011ef
 @dataclass(frozen=True)
@@ -1019,6 +1019,9 @@ def calibration_notes(table: pd.DataFrame) -> list[str]:
     return out
 
 # %% ../nbs/09_benchmark.ipynb #9af9d0e6
+UNINFORMATIVE_WIDTH = 0.9  # an interval this wide (of [0, 1]) says little about a failure's prevalence
+
+
 def markdown_summary(
     table: pd.DataFrame,
     ranks: pd.DataFrame,
@@ -1053,13 +1056,21 @@ def markdown_summary(
     ]
     out += calibration_notes(table)
     out += ['', '## Most prevalent failures (corrected prevalence, 95% interval)', '']
+    out += [
+        'The three largest estimates of at least 2%; a failure whose interval spans '
+        f"{UNINFORMATIVE_WIDTH:.0%} of [0, 1] or more says little, and is only counted.",
+        '',
+    ]
     failures = corr[corr.level != 'overall']
     for g, d in failures.groupby('generator'):
-        top = d.sort_values('prevalence', ascending=False).head(3)
+        informative = d[(d.ci_high - d.ci_low) < UNINFORMATIVE_WIDTH]
+        top = informative[informative.prevalence >= 0.02].sort_values('prevalence', ascending=False).head(3)
         items = [
             f"{markdown_text(r.feature)} {r.prevalence:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in top.itertuples()
         ]
-        out.append(f"- **{tag(g)}**: " + '; '.join(items))
+        said = '; '.join(items) or 'no failure of at least 2% measured with an informative interval'
+        wide = len(d) - len(informative)
+        out.append(f"- **{tag(g)}**: {said}" + (f" ({wide} more with wide intervals)" if wide else ''))
     if failures.empty:
         out.append('No failure feature entered the benchmark: the rates above are all it measures (see below).')
     if summary:
