@@ -623,6 +623,7 @@ def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=N
         Ms[draws] = confusion(cal[s], cal_class, n_classes, Wc[draws])
     M = np.einsum('s,sfc->fc', w, np.stack([confusion(c, cal_class, n_classes) for c in cal]))
     raw = fire.mean(0) if len(fire) else np.full(n_classes, np.nan)
+    beyond = None  # whether the sample shows the detectors erring beyond every calibration style (no sample: None)
     if sample is None:
         corr_b, corrected = _unclipped_draws(raw_b, Ms), correct_prevalence(raw, M)
     else:
@@ -649,6 +650,7 @@ def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=N
         'corrected_ci': corr_ci,
         'corrected_draws': np.clip(corr_b, 0, 1),
         'confusion': M,
+        'outside_calibration': beyond,
     }
 
 # %% ../nbs/09_benchmark.ipynb #78bdd22c
@@ -845,8 +847,10 @@ def measure(
             k: np.full(fire.shape[1], np.nan)
             for k in ('raw', 'corrected', 'raw_lo', 'raw_hi', 'corrected_lo', 'corrected_hi')
         }
+        outside = None  # the classifier's family (column 0) says whether the sample lies outside the calibration
         for (cols, cal_class), (_, own_class) in zip(families, own):
             part = _generator_prevalence(sub, fire[idx], cal_fire, cols, cal_class, own_class, B, seed, weights.get(g))
+            outside = part['outside_calibration'] if 0 in cols else outside
             for k in ('raw', 'corrected'):
                 est[k][cols] = part[k]
                 est[f'{k}_lo'][cols], est[f'{k}_hi'][cols] = part[f'{k}_ci']
@@ -854,9 +858,6 @@ def measure(
         truth = _truth(sub, features).mean(0) if simulated else np.full(len(features), np.nan)
         true_rate = float(sub.label.mean()) if simulated else float('nan')
         human = float(sub.label[labelled].mean()) if labelled.any() else None  # the labelled sample's rate
-        outside = None
-        if labelled.any():
-            outside = outside_calibration(cal_fire[..., :1], families[0][1], fire[idx][labelled][:, :1], own[0][1])
         for i, (concept, level, label) in enumerate(zip(names, levels, labels)):
             for kind in ('raw', 'corrected'):
                 lo, hi = est[f'{kind}_lo'], est[f'{kind}_hi']
