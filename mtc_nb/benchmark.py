@@ -17,11 +17,12 @@ from scipy.optimize import lsq_linear
 from scipy.stats import binom, spearmanr
 from tqdm import tqdm
 
-from .scenes import MODES, KINDS, GENERATORS, scan_images, Style, apply_style, draw_attributes, read_image, render
+from .scenes import MODES, KINDS, GENERATORS, WORLDS, scan_images, Style, apply_style, draw_attributes, read_image
+from .scenes import plant, render
 from .text import is_utf8_name, markdown_text, one_line, printable_name
 from .interpret import describe_concept
 from .encoders import cache_frozen, frozen_part
-from .features import latent_codes, level_of
+from .features import concept_values, latent_codes, level_of
 from .metrics import auroc_matrix
 
 # %% auto #0
@@ -118,8 +119,10 @@ PANEL = (
 CLEAN, CONTROL = 'sim-A', 'sim-H'
 
 
-def panel_specs(gen: SimGenerator, n: int, seed: int = 0) -> pd.DataFrame:
-    "One row per image of simulated generator `gen`: id, generator, label, mode, category, kind, attributes."
+def panel_specs(gen: SimGenerator, n: int, seed: int = 0, world: str = 'layered') -> pd.DataFrame:
+    """One row per image of simulated generator `gen`: id, generator, label, its first mode (drawn at `gen`'s rates)
+    and that mode's category, every planted mode and leaf (a second failure and variants as in the `world` the
+    classifier learned), kind, attributes."""
     index = [g.name for g in PANEL].index(gen.name) if gen in PANEL else 99
     rows = []
     for i in range(n):
@@ -130,6 +133,7 @@ def panel_specs(gen: SimGenerator, n: int, seed: int = 0) -> pd.DataFrame:
         cum = np.cumsum(p / max(1.0, p.sum()))
         u = rng.random()
         mode = cands[int(np.searchsorted(cum, u, side='right'))] if u < cum[-1] else None
+        planted = plant(rng, kind, mode, WORLDS[world])
         attrs = draw_attributes(rng, kind)
         rows.append(
             {
@@ -138,6 +142,8 @@ def panel_specs(gen: SimGenerator, n: int, seed: int = 0) -> pd.DataFrame:
                 'label': int(mode is not None),
                 'mode': mode or 'none',
                 'category': MODES[mode].category if mode else 'none',
+                'modes': '+'.join(planted) or 'none',
+                'planted': '+'.join(f'{m}/{v}' if v else m for m, v in planted.items()) or 'none',
                 'kind': kind,
                 'attrs': json.dumps(attrs),
                 'file': f"{gen.name}/{i:05d}.png",
@@ -146,16 +152,17 @@ def panel_specs(gen: SimGenerator, n: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 # %% ../nbs/09_benchmark.ipynb #077ba1a7
-def make_panel(folder: Path, n: int, size: int, seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    "Render the panel, `n` images per simulated generator, into `folder`; returns its manifest."
-    frames = [panel_specs(g, n, seed) for g in PANEL]
+def make_panel(
+    folder: Path, n: int, size: int, seed: int = 0, progress: bool = True, world: str = 'layered'
+) -> pd.DataFrame:
+    "Render the panel, `n` images per simulated generator of the `world`, into `folder`; returns its manifest."
+    frames = [panel_specs(g, n, seed, world) for g in PANEL]
     df = pd.concat(frames, ignore_index=True)
     style_of = {g.name: g.style for g in PANEL}
     for g in PANEL:
         (folder / g.name).mkdir(parents=True, exist_ok=True)
     for r in tqdm(df.itertuples(), total=len(df), desc='rendering the simulated panel', disable=not progress):
-        mode = None if r.mode == 'none' else r.mode
-        image = render(json.loads(r.attrs), mode, size, style=style_of[r.generator])
+        image = render(json.loads(r.attrs), r.planted, size, style=style_of[r.generator])
         Image.fromarray(image).save(folder / r.file)
     return df
 
@@ -294,6 +301,12 @@ def best_detectors(A_val, man_val, n: int = UNNAMED_DETECTORS, mined=None) -> li
     return [int(j) for j in order[:n] if au[j] > 0.5]
 
 # %% ../nbs/09_benchmark.ipynb #57810456
+def _shows(man: pd.DataFrame, kind: str, value: str) -> np.ndarray:
+    """Which images of `man` show concept `value` of `kind` (a mode, a category): any of their planted failures, not
+    only the first, so a feature is chosen and thresholded against every image of its failure."""
+    return concept_values(man, kind).map(lambda values: value in values).to_numpy(bool)
+
+
 def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> pd.DataFrame:
     """One row per candidate failure feature: its concept, latent, level, threshold (validation split), AUROCs, and
     TPR/FPR on the test split. Planted modes and categories where the manifests have them; else the latents of
@@ -308,7 +321,7 @@ def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> 
         cats = sorted(set(man_val['category']) - {'none', 'unknown'})
         concepts += [('category', c, lv == 0) for c in cats]
         for kind, value, allowed in concepts:
-            y_val = (man_val[kind] == value).values
+            y_val = _shows(man_val, kind, value)
             au = auroc_matrix(A_val, y_val[:, None].astype(float))[:, 0]
             latent = int(np.flatnonzero(allowed)[np.nanargmax(np.where(np.isnan(au[allowed]), -1, au[allowed]))])
             name = (
@@ -332,7 +345,7 @@ def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> 
             rows += [feature(j, f"latent {j} (unnamed)") for j in detectors]
     out = []
     for r in rows:
-        truth = lambda man: (man[r['kind']] == r['concept']).values if r['kind'] != 'feature' else man.label.values == 1
+        truth = lambda man: _shows(man, r['kind'], r['concept']) if r['kind'] != 'feature' else man.label.values == 1
         j = r['latent']
         thr = youden_threshold(A_val[:, j], truth(man_val))
         au_val = auroc_matrix(A_val[:, [j]], truth(man_val)[:, None].astype(float))[0, 0]
@@ -764,7 +777,8 @@ def causal_check(
 
 # %% ../nbs/09_benchmark.ipynb #76fadf27
 def _truth(man: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
-    "Per image and feature: whether the image truly shows the feature's concept (images × features, bool)."
+    """Per image and feature: whether the image's (first) planted failure is the feature's concept, the class the
+    correction estimates (images × features, bool)."""
     cols = []
     for kind, concept in zip(features.kind, features.concept):
         if kind == 'feature' or kind not in man:

@@ -16,12 +16,12 @@ __all__ = ['ENV_SETTINGS', 'README_HEADER', 'STAGE_OF_NOTEBOOK', 'STAGES', 'UPST
            'MANIFEST_SCHEMA_VERSION', 'COMMAND_CELL', 'BENCHMARK_FLOORS', 'SELF_CHECK_TAG', 'find_root',
            'settings_problems', 'validate_settings', 'Profile', 'load_profile', 'seed_everything', 'stage_threads',
            'resolve_device', 'machine_info', 'write_json', 'update_results', 'result_text', 'build_readme',
-           'fill_results', 'committed_results', 'build_docs', 'StaleStageError', 'stage_layer_cells', 'code_of',
-           'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'settings_changed',
-           'open_stage', 'swap_in', 'close_stage', 'timed', 'headline_numbers', 'check_results', 'headline_table',
-           'stage_notebook', 'check_inputs', 'condense_progress', 'tidy_streams', 'render_html', 'RunLockedError',
-           'StageFailedError', 'run_lock', 'run_stages', 'kernel_transport', 'embed_command', 'variant_settings',
-           'main']
+           'result_tables', 'fill_results', 'committed_results', 'build_docs', 'StaleStageError', 'stage_layer_cells',
+           'code_of', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage',
+           'settings_changed', 'open_stage', 'swap_in', 'close_stage', 'timed', 'headline_numbers', 'check_results',
+           'headline_table', 'stage_notebook', 'check_inputs', 'condense_progress', 'tidy_streams', 'render_html',
+           'RunLockedError', 'StageFailedError', 'run_lock', 'run_stages', 'kernel_transport', 'embed_command',
+           'variant_settings', 'main']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -83,7 +83,9 @@ def settings_problems(v: dict) -> list[str]:
         'benchmark_bootstrap': 100,  # a 95% percentile interval needs a hundred resamples at the least
     }
     out = [p for name, low in minimum.items() if name in v and (p := _int_at_least(v, name, low))]
-    choices = {'dataset': ('scenes', 'folders'), 'encoder': ('efficientnet-lite0', 'clip')}
+    from mtc_nb.scenes import WORLDS
+
+    choices = {'dataset': ('scenes', 'folders'), 'encoder': ('efficientnet-lite0', 'clip'), 'world': tuple(WORLDS)}
     out += [f"{k} = {v[k]!r}: one of {list(c)}" for k, c in choices.items() if k in v and v[k] not in c]
     for name in ('finetune_lr', 'head_lr'):
         if name in v and not (isinstance(v[name], (int, float)) and v[name] > 0):
@@ -386,14 +388,26 @@ def build_readme(index_nb: str | os.PathLike, results: dict | None = None) -> st
         parts.append(fill_results(src, results) if c['cell_type'] == 'markdown' else f"```python\n{src}\n```")
     return README_HEADER + '\n\n'.join(parts) + '\n'
 
+# %% ../nbs/90_core.ipynb #50471e4c
+def result_tables() -> dict:
+    "The tables prose can ask for by name ({{name}}), each a function of a results.json document."
+    from mtc_nb.claims import claims_markdown, paper_metrics_markdown
+    from mtc_nb.ground_truth import ground_truth_markdown, sweep_markdown
+
+    return {
+        'claims': claims_markdown,
+        'paper_metrics': paper_metrics_markdown,
+        'ground_truth': ground_truth_markdown,
+        'ground_truth_sweep': sweep_markdown,
+    }
+
 # %% ../nbs/90_core.ipynb #3c6e438d
 def fill_results(text: str, results: dict) -> str:
-    """`text` with every `{{key|spec}}` replaced by the number at `key` of `results` (`result_text`), and
-    `{{claims}}` by the table of the paper's claims and their verdicts (`claims.claims_markdown`)."""
-    if '{{claims}}' in text:
-        from mtc_nb.claims import claims_markdown
-
-        text = text.replace('{{claims}}', claims_markdown(results))
+    """`text` with every `{{key|spec}}` replaced by the number at `key` of `results` (`result_text`), and each table
+    of `result_tables` (`{{claims}}`: the paper's claims and their verdicts) by the table."""
+    for name, table in result_tables().items():
+        if '{{' + name + '}}' in text:
+            text = text.replace('{{' + name + '}}', table(results))
     return _RESULT.sub(lambda m: result_text(results, m.group(1), m.group(2)), text)
 
 # %% ../nbs/90_core.ipynb #4887c0f5
@@ -436,7 +450,7 @@ UPSTREAM = {
     'benchmark': ('features',),
 }
 STAGE_SETTINGS = {  # the settings each stage reads (settings of earlier stages reach it through their fingerprints)
-    'scenes': ('dataset', 'image_root', 'n_images', 'image_size', 'violation_rate', 'modes', 'splits', 'seed'),
+    'scenes': ('dataset', 'image_root', 'n_images', 'image_size', 'violation_rate', 'modes', 'world', 'splits', 'seed'),
     'encoder': ('encoder', 'image_size', 'trunk_blocks', 'finetune_epochs', 'finetune_lr', 'clip_path', 'seed'),
     'classifier': ('head_hidden', 'head_epochs', 'head_lr', 'head_batch', 'seed'),
     'dictionaries': (
@@ -466,6 +480,7 @@ STAGE_SETTINGS = {  # the settings each stage reads (settings of earlier stages 
         'benchmark_calibration_styles',
         'benchmark_labelled_sample',
         'generated_root',
+        'world',
         'image_size',
         'seed',
     ),
@@ -475,7 +490,7 @@ STAGE_MODULES = {
     'encoder': ('encoders', 'checkpoints'),
     'classifier': ('classifier', 'metrics', 'checkpoints'),  # a stage's code
     'dictionaries': ('dictionaries', 'training', 'evaluation', 'metrics', 'checkpoints'),
-    'features': ('features', 'interpret'),
+    'features': ('features', 'interpret', 'ground_truth'),
     'benchmark': ('benchmark',),
 }
 MANIFEST_SCHEMA_VERSION = 1
@@ -763,6 +778,15 @@ def headline_numbers(results: dict) -> dict:
         ):
             if v.get(k) is not None:
                 out[f'features.{model}.{k}'] = (v[k], 3 * (v.get(f'{k}_std') or 0) + floor)
+        every_concept = ((v.get('ground_truth') or {}).get('per_level') or {}).get('all') or {}
+        for k in ('f1', 'mcc'):  # ground truth over every planted concept: the claims' accuracy
+            score = every_concept.get(k) or {}
+            if score.get('mean') is not None:
+                out[f'features.{model}.ground_truth.{k}'] = (score['mean'], 3 * (score.get('std') or 0) + 0.05)
+        paper = (v.get('paper_metrics') or {}).get('0.1') or {}  # the paper's relevance, simulated namer: the claims'
+        if paper.get('relevance_fraction') is not None:
+            spread = paper.get('relevance_fraction_std') or 0
+            out[f'features.{model}.paper_relevance_fraction'] = (paper['relevance_fraction'], 3 * spread + 0.06)
     bench = results.get('benchmark') or {}
     for k, floor in BENCHMARK_FLOORS.items():  # the benchmark's validation on the simulated panel
         if bench.get(k) is not None:

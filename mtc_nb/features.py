@@ -21,7 +21,7 @@ from .metrics import auroc_matrix  # the one AUROC
 
 # %% auto #0
 __all__ = ['CONCEPT_COLUMNS', 'latent_codes', 'level_of', 'row_chunks', 'mine', 'thumbnail', 'contact_sheet',
-           'write_contact_sheets', 'concept_matrix', 'iou', 'mode_recovery', 'hierarchy']
+           'write_contact_sheets', 'concept_values', 'concept_matrix', 'iou', 'mode_recovery', 'hierarchy']
 
 # %% ../nbs/06_features.ipynb #8993c9a0
 @torch.no_grad()
@@ -191,17 +191,35 @@ def write_contact_sheets(
         return list(tqdm(pool.map(draw, jobs), total=len(jobs), desc='contact sheets', leave=False))
 
 # %% ../nbs/06_features.ipynb #3f26e625
-CONCEPT_COLUMNS = ('mode', 'category', 'kind', 'generator')
+CONCEPT_COLUMNS = ('mode', 'category', 'variant', 'kind', 'generator')
+
+
+def concept_values(manifest: pd.DataFrame, column: str) -> pd.Series | None:
+    """Each image's values of concept `column` as a set: every planted mode (and its category, its variant) where
+    the manifest lists them ('modes', 'variants', '+'-joined), else the column's one value; None: not annotated."""
+    from mtc_nb.scenes import MODES
+
+    split = lambda s: set() if s in ('none', 'unknown') else set(s.split('+'))
+    if column == 'variant' and 'variants' in manifest:
+        return manifest['variants'].astype(str).map(split)
+    if column in ('mode', 'category') and 'modes' in manifest:
+        modes = manifest['modes'].astype(str).map(split)
+        return modes if column == 'mode' else modes.map(lambda ms: {MODES[m].category for m in ms if m in MODES})
+    if column not in manifest:
+        return None
+    return manifest[column].astype(str).map(lambda v: set() if v in ('none', 'unknown') else {v})
 
 
 def concept_matrix(manifest: pd.DataFrame, columns=CONCEPT_COLUMNS, skip=('none', 'unknown')) -> pd.DataFrame:
-    "Binary concepts 'column:value' (n images × concepts) from annotated manifest columns; plus 'label:implausible'."
+    """Binary concepts 'column:value' (n images × concepts) from annotated manifest columns, an image in every concept
+    it shows (two planted modes: both); plus 'label:implausible'."""
     cols = {}
     for col in columns:
-        if col not in manifest:
+        values = concept_values(manifest, col)
+        if values is None:
             continue
-        for v in sorted(set(manifest[col].astype(str)) - set(skip)):
-            cols[f'{col}:{v}'] = (manifest[col].astype(str) == v).values
+        for v in sorted(set().union(*values) - set(skip)):
+            cols[f'{col}:{v}'] = values.map(lambda s: v in s).values
     if 'label' in manifest:
         cols['label:implausible'] = manifest['label'].values.astype(bool)
     return pd.DataFrame(cols, index=manifest.index).astype(np.int8)

@@ -20,10 +20,11 @@ from .core import write_json
 from .text import is_utf8_name, printable_name
 
 # %% auto #0
-__all__ = ['MODES', 'CATEGORIES', 'KINDS', 'GENERATORS', 'MIN_STYLED_SIDE', 'IMAGE_EXTS', 'UNDECODABLE_EXTS', 'MIN_IMAGE_SIDE',
-           'Mode', 'Style', 'draw_attributes', 'apply_style', 'render', 'twins', 'gallery', 'assign_splits',
-           'sample_specs', 'make_dataset', 'ImageReadError', 'read_image', 'scan_images', 'check_images',
-           'index_folders', 'images_per_class_needed']
+__all__ = ['MODES', 'CATEGORIES', 'KINDS', 'VARIANTS', 'RARE_VARIANT_SHARE', 'GENERATORS', 'WORLDS', 'GROUNDS', 'MIN_STYLED_SIDE',
+           'IMAGE_EXTS', 'UNDECODABLE_EXTS', 'MIN_IMAGE_SIDE', 'Mode', 'Style', 'World', 'plant', 'draw_attributes',
+           'planted_modes', 'apply_style', 'render', 'twins', 'gallery', 'variant_gallery', 'assign_splits',
+           'sample_specs', 'make_dataset', 'world_summary', 'ImageReadError', 'read_image', 'scan_images',
+           'check_images', 'index_folders', 'images_per_class_needed']
 
 # %% ../nbs/01_scenes.ipynb #c8cb07b7
 @dataclass(frozen=True)
@@ -53,6 +54,18 @@ MODES = {
 }
 CATEGORIES = sorted({m.category for m in MODES.values()})
 KINDS = ('object', 'stack', 'glass', 'hand', 'road')
+# the layered world's leaves: each mode in one of two variants, the first common, the second rare and often subtle
+VARIANTS = {
+    'shadow_missing': (('none', 'no shadow at all'), ('faint', 'a shadow far too faint for the sunlight')),
+    'shadow_toward_light': (('long', 'a long shadow toward the sun'), ('short', 'a short shadow toward the sun')),
+    'shading_mirrored': (('mirrored', 'lit on the side away from the sun'), ('flat', 'evenly lit, no side shaded')),
+    'floating': (('high', 'hovering well above the ground'), ('low', 'hovering just above the ground')),
+    'unstable_stack': (('far', 'the upper box far beyond the edge'), ('edge', 'the upper box just beyond the edge')),
+    'liquid_tilted': (('steep', 'the liquid surface steeply tilted'), ('slight', 'the liquid surface slightly tilted')),
+    'finger_count': (('six', 'a hand with six digits'), ('four', 'a hand with four digits')),
+    'reverse_perspective': (('road', 'the road widens toward the horizon'), ('posts', 'only the posts grow far away')),
+}
+RARE_VARIANT_SHARE = 0.25  # of a mode's images, the share drawn in its second variant
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,40 @@ GENERATORS = {
     'gen_grainy': Style(grain=9.0),
     'gen_warm': Style(tint=(1.08, 1.0, 0.88), saturation=0.85),
 }
+
+# %% ../nbs/01_scenes.ipynb #898f70a9
+@dataclass(frozen=True)
+class World:
+    "How the scenes plant their failures: the depth of the concept tree, failures together, a spurious nuisance."
+
+    variants: bool  # each mode in one of its variants (category → mode → variant), else category → mode
+    co_occurrence: float  # chance that a violated vignette which allows it carries a second mode of another category
+    spurious: float  # in the training split only: the chance that a floating object stands on snow (else 1 in 5)
+
+
+WORLDS = {
+    'simple': World(variants=False, co_occurrence=0.0, spurious=0.0),
+    'layered': World(variants=True, co_occurrence=0.3, spurious=0.8),
+}
+GROUNDS = ('grass', 'sand', 'snow', 'asphalt', 'soil')  # the ground colours' names, in `_GROUNDS` order
+
+# %% ../nbs/01_scenes.ipynb #becba9f4
+def plant(rng: np.random.Generator, kind: str, mode: str | None, world: World) -> dict:
+    """The failures of a `kind` vignette whose first mode is `mode` (None: plausible), as {mode: variant} (variant
+    None in a world without variants). Draws nothing from `rng` in the simple world."""
+    if mode is None:
+        return {}
+    planted = {mode: None}
+    if world.co_occurrence and rng.random() < world.co_occurrence:
+        others = [m for m in MODES if kind in MODES[m].kinds and MODES[m].category != MODES[mode].category]
+        if others:
+            planted[str(rng.choice(others))] = None
+    if world.variants:
+        for m in planted:
+            names = [name for name, _ in VARIANTS[m]]
+            p = [1 - RARE_VARIANT_SHARE] + [RARE_VARIANT_SHARE / (len(names) - 1)] * (len(names) - 1)
+            planted[m] = str(rng.choice(names, p=p))
+    return planted
 
 # %% ../nbs/01_scenes.ipynb #ac516704
 _SKIES = [
@@ -144,6 +191,11 @@ def draw_attributes(rng: np.random.Generator, kind: str) -> dict:
         rev_far=u(0.6, 0.9),
         road=int(rng.integers(3)),
         grain_seed=int(rng.integers(2**31)),
+        low_lift=u(0.1, 0.22),
+        edge_off=u(0.52, 0.6),
+        slight_tilt=u(6, 11),
+        faint=u(0.15, 0.3),
+        short=u(0.25, 0.45),
     )
     return a
 
@@ -191,23 +243,26 @@ def _lambert(W, cx, cy, r, lx, base, sphere=True):
     return np.array(base, float)[None, None] * (0.25 + 0.9 * lam[..., None])
 
 # %% ../nbs/01_scenes.ipynb #72db1a97
-def _sunlit(img, a, mode, W):
-    "Object, stack or glass standing on the ground under the sun."
+def _sunlit(img, a, planted, W):
+    "Object, stack or glass standing on the ground under the sun, with the `planted` {mode: variant} failures."
     side = a['sun_side']
     hz = W * a['horizon']
     sx, sy = W / 2 + side * W * a['sun_x'], hz * a['sun_y']
     sr = W * 0.06
     img = _paint(img, lambda d: d.ellipse([sx - sr, sy - sr, sx + sr, sy + sr], fill=255), W, (255, 250, 215))
-    lit = -side if mode == 'shading_mirrored' else side  # the side of the object that is bright
-    shadow_dir = side if mode == 'shadow_toward_light' else -side
+    lit = -side if 'shading_mirrored' in planted else side  # the side of the object that is bright
+    lit = 0 if planted.get('shading_mirrored') == 'flat' else lit  # 0: both sides alike
+    shadow_dir = side if 'shadow_toward_light' in planted else -side
+    shadow_alpha = a['faint'] if planted.get('shadow_missing') == 'faint' else 1.0
+    shadow_scale = a['short'] if planted.get('shadow_toward_light') == 'short' else 1.0
     size = W * a['size']
     cx = W / 2 + a['cx'] * W
     base_y = hz + (W - hz) * a['base']
     width = size * (0.8 if a['kind'] == 'glass' else 1.0)
     if a['kind'] == 'stack':
         width = size * a['box_w']
-    if mode != 'shadow_missing':
-        L = width * (0.8 + 0.9 / np.tan(a['elevation']))
+    if 'shadow_missing' not in planted or shadow_alpha < 1:
+        L = width * (0.8 + 0.9 / np.tan(a['elevation'])) * shadow_scale
         x0, x1 = cx - width * 0.55, cx + width * 0.55
         xs, xt = cx + shadow_dir * width * 0.3, cx + shadow_dir * (width * 0.5 + L)
 
@@ -223,8 +278,9 @@ def _sunlit(img, a, mode, W):
             )
             d.ellipse([x0, base_y - width * 0.18, x1, base_y + width * 0.12], fill=255)
 
-        img = _paint(img, shadow, W, img * 0.3, blur=W * 0.01)
-    bottom = base_y - (size * a['lift'] if mode == 'floating' else 0.0)
+        img = _paint(img, shadow, W, img * 0.3, alpha=shadow_alpha, blur=W * 0.01)
+    lift = a['low_lift'] if planted.get('floating') == 'low' else a['lift'] if 'floating' in planted else 0.0
+    bottom = base_y - size * lift
     base = _COLORS[a['color']]
     if a['kind'] == 'object' and a['shape'] == 'sphere':
         r = size * 0.55
@@ -251,7 +307,9 @@ def _sunlit(img, a, mode, W):
         w, h = size * a['box_w'], size * a['box_h']
         boxes = [(cx, bottom, w, h)]
         if a['kind'] == 'stack':
-            off = (a['unstable_off'] if mode == 'unstable_stack' else a['stable_off']) * a['off_side'] * w
+            offsets = {'edge': a['edge_off'], 'far': a['unstable_off'], None: a['unstable_off']}
+            off = offsets[planted['unstable_stack']] if 'unstable_stack' in planted else a['stable_off']
+            off = off * a['off_side'] * w
             boxes.append((cx + off, bottom - h, w * a['top_w'], h * a['top_h']))
         cb = np.array(base, float)
         for bx, by, bw, bh in boxes:
@@ -262,7 +320,7 @@ def _sunlit(img, a, mode, W):
                     [(bx - bw / 2, by), (bx + bw / 2, by), (bx + bw / 2, by - bh), (bx - bw / 2, by - bh)], fill=255
                 ),
                 W,
-                cb * (0.75 if lit > 0 else 1.0),
+                cb * (0.75 if lit > 0 else 1.0 if lit < 0 else 0.9),
             )
             img = _paint(
                 img,
@@ -276,7 +334,7 @@ def _sunlit(img, a, mode, W):
                     fill=255,
                 ),
                 W,
-                np.clip(cb * (1.15 if lit > 0 else 0.35), 0, 255),
+                np.clip(cb * (1.15 if lit > 0 else 0.35 if lit < 0 else 0.9), 0, 255),
             )
             img = _paint(
                 img,
@@ -297,7 +355,8 @@ def _sunlit(img, a, mode, W):
         x0, x1 = cx - width / 2, cx + width / 2
         yb, yt = bottom, bottom - gh
         ys = yb - gh * a['level']
-        dy = np.tan(np.deg2rad(a['tilt'])) * width / 2 * a['tilt_side'] if mode == 'liquid_tilted' else 0.0
+        tilt = a['slight_tilt'] if planted.get('liquid_tilted') == 'slight' else a['tilt']
+        dy = np.tan(np.deg2rad(tilt)) * width / 2 * a['tilt_side'] if 'liquid_tilted' in planted else 0.0
         liq = np.array(_COLORS[a['liquid']], float)
         img = _paint(img, lambda d: d.polygon([(x0, yb), (x1, yb), (x1, ys + dy), (x0, ys - dy)], fill=255), W, liq)
         lw = max(2, int(W * 0.012))
@@ -313,14 +372,15 @@ def _sunlit(img, a, mode, W):
     return img
 
 # %% ../nbs/01_scenes.ipynb #d75a32f6
-def _hand(img, a, mode, W):
+def _hand(img, a, planted, W):
     skin = _SKIN[a['skin']]
     cx = W / 2 + a['hand_x'] * W
     cy = W * a['hand_y']
     pw = W * a['palm']
     ph = pw * 1.05
     fw = pw * 0.2
-    n = a['wrong_fingers'] if mode == 'finger_count' else 4  # digits besides the thumb
+    digits = {'six': 5, 'four': 3, None: a['wrong_fingers']}  # besides the thumb
+    n = digits[planted['finger_count']] if 'finger_count' in planted else 4
 
     def hand(d):
         d.rounded_rectangle([cx - pw / 2, cy - ph / 2, cx + pw / 2, cy + ph / 2], radius=pw * 0.25, fill=255)
@@ -343,10 +403,11 @@ def _hand(img, a, mode, W):
     return _paint(img, hand, W, skin)
 
 # %% ../nbs/01_scenes.ipynb #5d89d1ba
-def _road(img, a, mode, W):
+def _road(img, a, planted, W):
     hy = W * a['horizon']
     vx = W / 2 + a['vanish'] * W
-    rev = mode == 'reverse_perspective'
+    grow = 'reverse_perspective' in planted  # the posts grow toward the horizon
+    rev = grow and planted['reverse_perspective'] != 'posts'  # and the road widens
     near, far = (W * a['rev_near'], W * a['rev_far']) if rev else (W * a['near'], W * a['far'])
     img = _paint(
         img,
@@ -371,10 +432,20 @@ def _road(img, a, mode, W):
             t = k / 4 * 0.85
             px = W / 2 + (vx - W / 2) * t + (near + (far - near) * t) * 1.3
             py = W - (W - hy) * t
-            h = W * 0.35 * ((0.3 + t) if rev else (1 - t))
+            h = W * 0.35 * ((0.3 + t) if grow else (1 - t))
             d.line([(px, py), (px, py - h)], fill=255, width=max(2, int(W * 0.012 * (1 - t * 0.7))))
 
     return _paint(img, posts, W, (60, 50, 40))
+
+# %% ../nbs/01_scenes.ipynb #bc7c4952
+def planted_modes(mode) -> dict:
+    "{mode: variant or None} planted: None, 'none', a mode, a dict, or 'mode/variant' leaves, '+'-joined."
+    if mode is None or mode == 'none':
+        return {}
+    if isinstance(mode, dict):
+        return dict(mode)
+    leaves = [leaf.partition('/') for leaf in str(mode).split('+')]
+    return {m: variant or None for m, _, variant in leaves}
 
 # %% ../nbs/01_scenes.ipynb #3fcbdf81
 MIN_STYLED_SIDE = 8  # a lower resolution never draws an image smaller than this a side
@@ -407,15 +478,20 @@ def apply_style(im: Image.Image, style: Style, seed: int) -> Image.Image:
 
 # %% ../nbs/01_scenes.ipynb #c5d9c7aa
 def render(
-    attrs: dict, mode: str | None = None, size: int = 128, generator: str = 'gen_crisp', style: Style | None = None
+    attrs: dict, mode=None, size: int = 128, generator: str = 'gen_crisp', style: Style | None = None
 ) -> np.ndarray:
-    "The vignette described by `attrs`, with `mode` planted (None: plausible), in `generator`'s style (or `style`)."
-    if mode is not None and attrs['kind'] not in MODES[mode].kinds:
-        raise ValueError(f"mode {mode!r} cannot be planted in a {attrs['kind']!r} vignette")
+    """The vignette described by `attrs` with `mode` planted: None (plausible), a mode, a {mode: variant} dict or
+    'mode/variant' leaves joined by '+'; in `generator`'s style (or `style`)."""
+    planted = planted_modes(mode)
+    for m, variant in planted.items():
+        if m not in MODES or attrs['kind'] not in MODES[m].kinds:
+            raise ValueError(f"mode {m!r} cannot be planted in a {attrs['kind']!r} vignette")
+        if variant is not None and variant not in dict(VARIANTS[m]):
+            raise ValueError(f"mode {m!r} has no variant {variant!r}; its variants: {[v for v, _ in VARIANTS[m]]}")
     W = size * 2
     img = _background(attrs, W)
     draw = {'hand': _hand, 'road': _road}.get(attrs['kind'], _sunlit)
-    img = draw(img, attrs, mode, W)
+    img = draw(img, attrs, planted, W)
     im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).resize((size, size), Image.BOX)
     return np.asarray(apply_style(im, style or GENERATORS[generator], attrs['grain_seed']))
 
@@ -446,6 +522,26 @@ def gallery(path: str | os.PathLike | None = None, seed: int = 0, size: int = 12
     fig.tight_layout()
     if path:
         fig.savefig(path, dpi=110)
+    return fig
+
+# %% ../nbs/01_scenes.ipynb #dd4ba75c
+def variant_gallery(path: str | os.PathLike | None = None, seed: int = 0, size: int = 128):
+    "`figures/scenes_variants.png`: the layered world's leaves, each mode's plausible scene beside its variants."
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(VARIANTS), 3, figsize=(6.3, 2.2 * len(VARIANTS)))
+    for i, (name, variants) in enumerate(VARIANTS.items()):
+        attrs = draw_attributes(np.random.default_rng([seed, i]), MODES[name].kinds[0])
+        cells = [(render(attrs, None, size), 'plausible', 'black')]
+        cells += [(render(attrs, {name: v}, size), f"{name}/{v}", 'firebrick') for v, _ in variants]
+        for j, (image, title, colour) in enumerate(cells):
+            axes[i, j].imshow(image)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            axes[i, j].set_title(title.replace('_', ' '), fontsize=8, color=colour)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=90)
     return fig
 
 # %% ../nbs/01_scenes.ipynb #d2448d95
@@ -482,10 +578,17 @@ def sample_specs(
     violation_rate: float = 0.5,
     modes='all',
     splits=(0.7, 0.1, 0.2),
+    world: str = 'layered',
 ) -> pd.DataFrame:
-    "One row per image: id, split, label, mode, category, kind, generator style and all drawn attributes."
+    """One row per image: id, split, label, its first mode and that mode's category, every planted mode (`modes`) and,
+    in a world with variants, every leaf (`variants`, 'mode/variant'), kind, ground, generator style and all drawn
+    attributes."""
     modes = _modes(modes)
     _check_params(n_images, violation_rate, modes, splits)
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {list(WORLDS)}, got {world!r}")
+    layout = WORLDS[world]
+    split = assign_splits(np.random.default_rng([seed, 10**9]).permutation(n_images), splits)
     styles = list(GENERATORS)
     kinds = [k for k in KINDS if any(k in MODES[m].kinds for m in modes)] if violation_rate > 0 else list(KINDS)
     rows = []
@@ -496,15 +599,23 @@ def sample_specs(
         violated = rng.random() < violation_rate
         # an explicit uniform p draws what earlier versions drew (their unused per-mode weights were all 1)
         mode = str(rng.choice(cands, p=np.full(len(cands), 1 / len(cands)))) if violated else None
+        planted = plant(rng, kind, mode, layout)
+        planted = {m: v for m, v in planted.items() if m in modes}  # a second mode only among those selected
         gen = styles[rng.integers(len(styles))]
         attrs = draw_attributes(rng, kind)
+        if layout.spurious and split[i] == 'train' and 'floating' in planted and rng.random() < layout.spurious:
+            attrs['ground'] = GROUNDS.index('snow')
+        leaves = [f'{m}/{v}' for m, v in planted.items()] if layout.variants else []
         rows.append(
             dict(
                 id=f"s{seed}_{i:06d}",
                 label=int(mode is not None),
                 mode=mode or 'none',
                 category=MODES[mode].category if mode else 'none',
+                modes='+'.join(planted) or 'none',
+                variants='+'.join(leaves) or 'none',
                 kind=kind,
+                ground=GROUNDS[attrs['ground']],
                 shape=attrs['shape'],
                 generator=gen,
                 sun_side=attrs['sun_side'],
@@ -514,14 +625,13 @@ def sample_specs(
             )
         )
     df = pd.DataFrame(rows)
-    df.insert(1, 'split', assign_splits(np.random.default_rng([seed, 10**9]).permutation(n_images), splits))
-    return df
+    df.insert(1, 'split', split)
+    return df if layout.variants else df.drop(columns='variants')
 
 # %% ../nbs/01_scenes.ipynb #739e944d
 def _render_row(row) -> np.ndarray:
-    return render(
-        json.loads(row['attrs']), None if row['mode'] == 'none' else row['mode'], row['size'], row['generator']
-    )
+    planted = row['variants'] if row.get('variants', 'none') != 'none' else row['modes']
+    return render(json.loads(row['attrs']), planted, row['size'], row['generator'])
 
 # %% ../nbs/01_scenes.ipynb #67278c9a
 def _render_chunk(args):
@@ -529,15 +639,6 @@ def _render_chunk(args):
     for r in rows:
         Image.fromarray(_render_row(r)).save(Path(folder) / r['file'])
     return len(rows)
-
-# %% ../nbs/01_scenes.ipynb #420c61f0
-def _migrated(params: dict) -> dict:
-    """Version 1 of params.json also recorded two settings no caller ever changed (every generator style, no
-    per-mode weights): with those values its scenes are version 2's, so it reads as version 2."""
-    legacy = {'generators': list(GENERATORS), 'mode_weights': {}}
-    if params.get('version') != 1 or any(params.get(k) != v for k, v in legacy.items()):
-        return params
-    return {**{k: v for k, v in params.items() if k not in legacy}, 'version': 2}
 
 # %% ../nbs/01_scenes.ipynb #e8eab3d6
 def make_dataset(
@@ -550,8 +651,10 @@ def make_dataset(
     size: int = 128,
     overwrite: bool = False,
     workers: int = 1,
+    world: str = 'layered',
 ) -> pd.DataFrame:
-    "Render a scenes dataset into `folder` (or reuse it when made with the same parameters); returns the manifest."
+    """Render a scenes dataset into `folder` (or reuse it when made with the same parameters); returns the manifest.
+    Folders of earlier versions (without the `world`) are made again."""
     folder = Path(folder)
     params = dict(
         n_images=int(n_images),
@@ -560,10 +663,11 @@ def make_dataset(
         modes=_modes(modes),
         splits=[float(s) for s in splits],
         size=int(size),
-        version=2,
+        world=str(world),
+        version=3,
     )
     pfile, mfile = folder / 'params.json', folder / 'manifest.parquet'
-    old = _migrated(json.loads(pfile.read_text())) if pfile.exists() else None
+    old = json.loads(pfile.read_text()) if pfile.exists() else None
     if old is not None and old != params and not overwrite:
         diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
         raise FileExistsError(
@@ -574,14 +678,14 @@ def make_dataset(
             df = pd.read_parquet(mfile)
             if all((folder / 'images' / f).exists() for f in df.file):
                 return df
-    df = sample_specs(n_images, seed, violation_rate, modes, splits)
+    df = sample_specs(n_images, seed, violation_rate, modes, splits, world)
     df['file'] = df.id + '.png'
     df['size'] = size
     (folder / 'images').mkdir(parents=True, exist_ok=True)
     pfile.unlink(missing_ok=True)  # written last: a folder without it is incomplete
     for p in (folder / 'images').glob('*.png'):
         p.unlink()
-    recs = df[['file', 'attrs', 'mode', 'size', 'generator']].to_dict('records')
+    recs = df[['file', 'attrs', 'modes', 'size', 'generator'] + ['variants'] * ('variants' in df)].to_dict('records')
     chunks = [(recs[i : i + 50], str(folder / 'images')) for i in range(0, len(recs), 50)]
     with tqdm(total=len(recs), desc='rendering scenes', unit='img') as bar:
         if workers > 1:
@@ -594,6 +698,23 @@ def make_dataset(
     df.to_parquet(mfile, index=False)
     write_json(pfile, params)
     return df
+
+# %% ../nbs/01_scenes.ipynb #91f00189
+def world_summary(manifest: pd.DataFrame) -> dict:
+    """What the planted world holds: leaves (variants) and the rarest one's share of images, the share of implausible
+    images with two failures, and how often a floating object stands on snow in each split (the spurious nuisance)."""
+    bad = manifest[manifest.label == 1]
+    out = {'two_failures_share': float(bad.modes.str.contains('+', regex=False).mean()) if len(bad) else 0.0}
+    if 'variants' in manifest:
+        leaves = bad.variants.str.split('+').explode().value_counts() / len(manifest)
+        out.update(n_variants=len(leaves), rarest_variant_share=float(leaves.min()) if len(leaves) else 0.0)
+    floating = manifest.modes.str.split('+').map(lambda ms: 'floating' in ms)
+    on_snow = (manifest.ground == 'snow') & floating
+    out['floating_on_snow'] = {
+        s: float(on_snow[manifest.split == s].sum() / max(1, floating[manifest.split == s].sum()))
+        for s in ('train', 'test')
+    }
+    return out
 
 # %% ../nbs/01_scenes.ipynb #f2221100
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff')  # what PIL decodes (GIF: 1st frame)

@@ -52,6 +52,7 @@ def scenes_stage(cfg, force: bool = False) -> tuple[pd.DataFrame, Path]:
             cfg.image_size,
             workers=cfg.workers,
             overwrite=True,
+            world=cfg.world,
         )
     close_stage(cfg, 'scenes', spec, n_images=len(df), splits=df.split.value_counts().to_dict(), n_skipped=len(skipped))
     return df, image_dir
@@ -434,7 +435,8 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
 from .dictionaries import levels_of
 from .features import latent_codes, mine, write_contact_sheets, mode_recovery, hierarchy
 from .interpret import offline_interpret, error_mode_of, LMMConfig, LMMInterpreter, OFFLINE, UNNAMED
-from .interpret import relevance, accuracy
+from .interpret import relevance, accuracy, paper_metrics, NAMER_MISREAD
+from .ground_truth import ground_truth_scores, summarise_ground_truth
 
 # %% ../nbs/08_failure_modes.ipynb #e1919158
 def stage_dictionaries(cfg) -> list[tuple[str, Path, dict]]:
@@ -517,6 +519,8 @@ def analyse_dictionary(
         row['mode_coverage'] = rec['coverage']
         row['modes'] = rec['modes']
         row['hierarchy'] = hierarchy(A, man, levels)
+        row['ground_truth'] = ground_truth_scores(A, man, levels)
+        row['paper_metrics'] = {f'{e:g}': paper_metrics(table, man, e, seed=int(c['seed'])) for e in NAMER_MISREAD}
     if lmm:
         flagged = table[table.flagged & ~table.skipped].head(int(cfg.lmm_judged_features))
         rng = np.random.default_rng(cfg.seed)
@@ -634,6 +638,15 @@ def summarise_features(d: pd.DataFrame) -> dict:
         out['mode_auroc_std'] = dict(zip(modes, au.std(0).round(4).tolist()))
         out['mode_precision_at_20'] = dict(zip(modes, p20.mean(0).round(4).tolist()))
         out['mean_best_auroc'] = float(au.mean())
+    if 'ground_truth' in d:  # the ground-truth scores of the seeds' dictionaries
+        out['ground_truth'] = summarise_ground_truth([g for g in d.ground_truth if isinstance(g, dict)])
+    if 'paper_metrics' in d:  # the paper's relevance with the simulated namer, per misread share
+        runs = [p for p in d.paper_metrics if isinstance(p, dict)]
+        out['paper_metrics'] = {
+            e: {k: float(np.nanmean([r[e][k] for r in runs])) for k in runs[0][e]}
+            | {k + '_std': float(np.nanstd([r[e][k] for r in runs])) for k in runs[0][e]}
+            for e in (runs[0] if runs else {})
+        }
     trees = [h for h in d.hierarchy if isinstance(h, dict) and h.get('per_level')] if 'hierarchy' in d else []
     if trees:  # which concepts each level's matched latents stand for: categories first, modes later, if nested
         share = lambda h, g, k: h['per_level'][g][k]
@@ -736,7 +749,9 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
     )
     frames = []
     if int(cfg.benchmark_images) > 0:
-        panel = make_panel(folder / 'panel', int(cfg.benchmark_images), int(cfg.image_size), seed, progress)
+        panel = make_panel(
+            folder / 'panel', int(cfg.benchmark_images), int(cfg.image_size), seed, progress, world=cfg.world
+        )
         frames.append(panel.assign(simulated=True, path=[str(folder / 'panel' / f) for f in panel.file]))
     real, problems = index_generated(cfg.path('generated_root'))
     if len(real):

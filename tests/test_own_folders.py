@@ -147,6 +147,7 @@ SETTINGS_CASES = {
     'not an http endpoint': (dict(lmm_base_url='ftp://example.org/v1'), 'lmm_base_url'),
     'an unknown model kind': (dict(dict_models=['matryoshka_transcoder', 'sea']), 'dict_models'),
     'an unknown mode': (dict(modes=['floating', 'flying']), 'modes'),
+    'an unknown world': (dict(world='flat'), 'world'),
 }
 
 

@@ -66,6 +66,24 @@ def test_a_rerun_computes_nothing(base):
     assert [r['name'] for r in again['dictionaries']] == [r['name'] for r in results['dictionaries']]
 
 
+def test_every_dictionary_is_scored_against_the_planted_concepts(base):
+    "Ground truth and the paper's relevance with the simulated namer, for every family alike (the claims read them)."
+    import pandas as pd
+    from mtc_nb.interpret import NAMER_MISREAD
+    from mtc_nb.stages import summarise_features
+
+    cfg, results, _ = base
+    rows, _ = results['features']
+    for row in rows:
+        levels = row['ground_truth']['per_level']
+        assert {'category', 'mode', 'variant', 'all'} <= set(levels), row['name']
+        assert 0 <= levels['all']['f1'] <= 1 and -1 <= levels['all']['mcc'] <= 1, row['name']
+        assert set(row['paper_metrics']) == {f'{e:g}' for e in NAMER_MISREAD}, row['name']
+    summary = summarise_features(pd.DataFrame([r for r in rows if r['kind'] == rows[0]['kind']]))
+    assert summary['ground_truth']['per_level']['all']['f1']['mean'] >= 0
+    assert summary['paper_metrics']['0.1']['n_asked'] >= 0
+
+
 KILLED_RUN = """
 import json, sys
 sys.path.insert(0, {tests!r})
