@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / 'docs' / '_site'  # the assembled Sphinx source (not committed)
 OUT = ROOT / 'docs' / '_build' / 'html'
-PAGES = ['method', 'teaching', 'results', 'peers', 'running', 'notebooks']
+PAGES = ['method', 'teaching', 'results', 'peers', 'decisions', 'running', 'notebooks']
 
 CONF = '''
 project = "mtc_nb"

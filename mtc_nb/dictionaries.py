@@ -25,16 +25,8 @@ __all__ = ['KINDS', 'NESTED_KINDS', 'LEARNING_RATE_2048', 'DECODER_LR_SCALE', 'A
 # %% ../nbs/05_dictionaries.ipynb #17812212
 KINDS = ('matryoshka_transcoder', 'paper_repo', 'transcoder', 'sae', 'matryoshka_sae', 'skip_transcoder')
 NESTED_KINDS = ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae')  # the kinds whose latents nest in levels
-# Each kind's learning rate at 2,048 latents (the canonical kinds scale it by sqrt(2048 / d_sae), Gao et al.'s
-# 1/sqrt(d_sae); paper_repo keeps the paper code's fixed 1e-4), and how many times faster its decoder (W_dec, b_dec)
-# learns. A transcoder's rate is capped by its small initial encoder (above ~3.5e-4 latents die: Gao et al.'s
-# 2e-4 / sqrt(d_sae / 16384) gives an 8% lower FVU with a quarter of them dead), and at that rate the decoder's
-# unit-norm rows are the slow part: benchmarks/peers.py, k = 100, seed 0, held-out FVU with the decoder at 1×, 4×, 8×:
-# Matryoshka transcoder 0.0064, 0.0049, 0.0045 (dead 1.0%, 0.6%, 0.5%); transcoder 0.0073, 0.0057, 0.0050 (dead
-# 2.0%, 2.6%, 1.9%). An SAE's encoder starts as its decoder's transpose, so that cap does not hold, and this short
-# budget (1,312 steps) favours a rate above Gao et al.'s: SAE, k = 100, held-out FVU (seed 0; three seeds agree within
-# 0.0003) at 3.5e-4 with the decoder at 8× 0.0570, at 5.7e-4 (Gao et al.'s) with 4× 0.0512, 8e-4 0.0491, 1e-3 0.0485
-# (0.6% dead); the Matryoshka SAE 0.0526, 0.0503, 0.0492 at the last three; its decoder at 2×, 6× or 8× does worse
+# each kind's learning rate at 2,048 latents, its decoder's speed-up, AuxK's weight and dead window (Configs, above;
+# the measurements: docs/decisions.md)
 LEARNING_RATE_2048 = {
     'matryoshka_transcoder': 3.5e-4,
     'transcoder': 3.5e-4,
@@ -51,8 +43,6 @@ DECODER_LR_SCALE = {
     'matryoshka_sae': 4.0,
     'paper_repo': 1.0,
 }
-# AuxK's weight per kind (Configs, above): for the SAEs about Gao et al.'s 1/32 of a 1,280-wide reconstruction term
-# (measured on EfficientNet-Lite0's h2; CLIP's is 768 wide), 1 for the transcoders, whose FVU a heavier AuxK raises
 AUX_COEF = {
     'matryoshka_transcoder': 1.0,
     'transcoder': 1.0,
@@ -61,10 +51,6 @@ AUX_COEF = {
     'matryoshka_sae': 32.0,
     'paper_repo': 0.0,
 }
-# AuxK's dead window per kind, in steps: a latent silent this long counts as dead (1 in 512 samples at 8 steps of 64).
-# 4 for the plain transcoder, whose rare latents it kept alive before the rate floor did, and for the SAE, whose
-# latents with no positive pre-activation (which the floor cannot reach) it revives: k = 32, 2.8% → 1.1% dead
-# (Configs, above); the Matryoshka transcoder loses FVU at 4 and keeps 8
 DEAD_STEPS = {
     'matryoshka_transcoder': 8,
     'transcoder': 4,
