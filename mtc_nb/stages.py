@@ -432,6 +432,8 @@ def dictionaries_stage(cfg, force: bool = False, progress: bool = True) -> list[
     return [rows[i] for i in range(len(cfgs))]
 
 # %% ../nbs/08_failure_modes.ipynb #9fa087bd
+import warnings
+
 from .dictionaries import levels_of
 from .features import latent_codes, mine, write_contact_sheets, mode_recovery, hierarchy
 from .interpret import offline_interpret, error_mode_of, LMMConfig, LMMInterpreter, OFFLINE, UNNAMED
@@ -642,11 +644,14 @@ def summarise_features(d: pd.DataFrame) -> dict:
         out['ground_truth'] = summarise_ground_truth([g for g in d.ground_truth if isinstance(g, dict)])
     if 'paper_metrics' in d:  # the paper's relevance with the simulated namer, per misread share
         runs = [p for p in d.paper_metrics if isinstance(p, dict)]
-        out['paper_metrics'] = {
-            e: {k: float(np.nanmean([r[e][k] for r in runs])) for k in runs[0][e]}
-            | {k + '_std': float(np.nanstd([r[e][k] for r in runs])) for k in runs[0][e]}
-            for e in (runs[0] if runs else {})
-        }
+        seeds = lambda e, k: np.array([r[e][k] for r in runs], float)  # a stage read back holds NaN as None
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)  # no feature named in any seed: NaN, said as such
+            out['paper_metrics'] = {
+                e: {k: float(np.nanmean(seeds(e, k))) for k in runs[0][e]}
+                | {k + '_std': float(np.nanstd(seeds(e, k))) for k in runs[0][e]}
+                for e in (runs[0] if runs else {})
+            }
     trees = [h for h in d.hierarchy if isinstance(h, dict) and h.get('per_level')] if 'hierarchy' in d else []
     if trees:  # which concepts each level's matched latents stand for: categories first, modes later, if nested
         share = lambda h, g, k: h['per_level'][g][k]
