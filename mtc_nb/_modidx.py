@@ -52,6 +52,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'mtc_nb.claims': { 'mtc_nb.claims._benchmark': ('claims.html#_benchmark', 'mtc_nb/claims.py'),
                                'mtc_nb.claims._failure_modes': ('claims.html#_failure_modes', 'mtc_nb/claims.py'),
                                'mtc_nb.claims._granularity': ('claims.html#_granularity', 'mtc_nb/claims.py'),
+                               'mtc_nb.claims._joint_verdict': ('claims.html#_joint_verdict', 'mtc_nb/claims.py'),
                                'mtc_nb.claims._pm': ('claims.html#_pm', 'mtc_nb/claims.py'),
                                'mtc_nb.claims._superior': ('claims.html#_superior', 'mtc_nb/claims.py'),
                                'mtc_nb.claims.claims_markdown': ('claims.html#claims_markdown', 'mtc_nb/claims.py'),

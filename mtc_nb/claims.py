@@ -68,6 +68,13 @@ def _pm(mean: float, std: float | None, spec: str = '.2f') -> str:
     "A mean with its seed spread, when it has one: '0.70 ± 0.02'."
     return format(mean, spec) + (f" ± {format(std, spec)}" if std else '')
 
+# %% ../nbs/11_claims.ipynb #e2da8881
+def _joint_verdict(verdicts: dict) -> str:
+    "One verdict where the paper's implementations agree, else each beside its label: {family: verdict}."
+    if len(set(verdicts.values())) == 1:
+        return next(iter(verdicts.values()))
+    return '; '.join(f"{v} ({OWN_LABELS[k]})" for k, v in verdicts.items())
+
 # %% ../nbs/11_claims.ipynb #2238dadb
 def _granularity(results: dict) -> dict:
     features = results.get('features') or {}
@@ -110,12 +117,9 @@ def _failure_modes(results: dict) -> dict:
         f"{len(coverage)} families)"
         for k in judged
     )
-    verdicts = {k: 'supported' if coverage[k] >= 0.75 else 'not supported' for k in judged}
     return {
         'result': f"share of the {n_modes} planted modes with a latent at AUROC ≥ 0.9: {shares}",
-        'verdict': next(iter(verdicts.values()))
-        if len(set(verdicts.values())) == 1
-        else '; '.join(f"{v} ({OWN_LABELS[k]})" for k, v in verdicts.items()),
+        'verdict': _joint_verdict({k: 'supported' if coverage[k] >= 0.75 else 'not supported' for k in judged}),
     }
 
 # %% ../nbs/11_claims.ipynb #64274154
@@ -131,13 +135,10 @@ def _superior(results: dict, metric, what: str, count=None, spec: str = '.1%') -
     counted = lambda k: f" ({metric_of(feats[k], count)[0]:.0f} features)" if count else ''
     ours = '; '.join(f"{OWN_LABELS[k]} {_pm(c['mine'], c['mine_std'], spec)}{counted(k)}" for k, c in judged.items())
     c = next(iter(judged.values()))
-    verdicts = {c['verdict'] for c in judged.values()}
     return {
         'result': f"{what}: {ours}; best existing family, {c['best']}: {_pm(c['best_value'], c['best_std'], spec)}"
         f"{counted(c['best'])}",
-        'verdict': verdicts.pop()
-        if len(verdicts) == 1
-        else '; '.join(f"{c['verdict']} ({OWN_LABELS[k]})" for k, c in judged.items()),
+        'verdict': _joint_verdict({k: c['verdict'] for k, c in judged.items()}),
     }
 
 # %% ../nbs/11_claims.ipynb #2977d0f0
