@@ -24,7 +24,7 @@ from mtc_nb.classifier import load_activations
 from mtc_nb.dictionaries import DictConfig, levels_of
 from mtc_nb.features import latent_codes
 from mtc_nb.ground_truth import ground_truth_scores
-from mtc_nb.stages import load_scenes
+from mtc_nb.stages import load_scenes, stage_configs
 from mtc_nb.training import train_dictionaries
 
 SCORES = {  # column: (label, path into a ground_truth_scores result)
@@ -39,27 +39,10 @@ SCORES = {  # column: (label, path into a ground_truth_scores result)
 
 
 def sweep_configs(cfg, d_in: int, d_out: int, ks, seeds) -> list[DictConfig]:
-    "Every family of the profile but paper_repo, at each k and seed, as the dictionaries stage configures it."
-    levels = tuple(cfg.dict_levels)
-    out = []
-    for kind in [m for m in cfg.dict_models if m != 'paper_repo']:
-        width_out = d_in if kind in ('sae', 'matryoshka_sae') else d_out
-        for k in ks:
-            for seed in seeds:
-                out.append(
-                    DictConfig(
-                        kind=kind,
-                        d_in=d_in,
-                        d_out=width_out,
-                        d_sae=levels[-1],
-                        levels=levels,
-                        k=k,
-                        epochs=cfg.dict_epochs,
-                        batch_size=cfg.dict_batch,
-                        seed=seed,
-                    ).validate()
-                )
-    return out
+    "Every family of the profile but paper_repo, at each k and seed, configured as the dictionaries stage does it."
+    families = [m for m in cfg.dict_models if m != 'paper_repo']
+    at = lambda family, k: cfg.replace(dict_models=[family], dict_k=k, dict_k_sweep=[k], seeds=list(seeds))
+    return [c for family in families for k in ks for c in stage_configs(at(family, k), d_in, d_out)]
 
 
 def pick(scores: dict, path: tuple) -> float:
