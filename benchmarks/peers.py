@@ -13,19 +13,28 @@ latents in inference mode on the held-out split, and training samples/s (time in
     python benchmarks/peers.py --models ours:matryoshka_transcoder --ours-variant lr=5.7e-4 --ours-variant aux_coef=8
 
 Each library runs with its own defaults where the setting is the library's choice (learning rate, optimiser,
-AuxK, dead window, schedule); the data, latent width, levels, k, batch and sample budget are the run's. The peers
-are SAEs; they are used as transcoders (h2 -> h1) by changing only the decoder's output width, the input centring
-(none, as SAELens' own Transcoder) and the target.
+AuxK, schedule); the data, latent width, levels, k, batch and sample budget are the run's. A library's schedule given
+in steps or tokens (a dead window, a warm-up) is scaled to this run's length by the run its own documentation trains
+(`REFERENCE_STEPS`), so AuxK and warm-ups act on the same share of training as there. The peers are SAEs; they are
+used as transcoders (h2 -> h1) by changing only the decoder's output width and the target; SAELens's transcoders
+encode their input as it comes (no centring; `saelens:matryoshka_transcoder@centred` centres it at the training
+mean, as this project's dictionaries do).
+
+L0 is matched by construction: after training, each model's inference threshold on its own selection score is set
+so that its L0 on the validation split is k (sparsify's TopK keeps k per sample already); the held-out (test) L0 it
+gives is printed beside each row. The models' own inference (a learnt threshold) is printed too, as `native`.
+`--record` writes the tables into the profile's results.json under `peers` (docs/peers.md is built from it) and draws
+figures/peers_levels.png.
 """
 
 from __future__ import annotations
-import argparse, math, sys, time, types
+import argparse, json, math, sys, time, types
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from mtc_nb.core import load_profile
+from mtc_nb.core import load_profile, update_results
 from mtc_nb.classifier import load_activations
 from mtc_nb.dictionaries import DictConfig, dictionary_model
 from mtc_nb.training import make_optimizer, train_step, training_loss
@@ -38,6 +47,7 @@ TRANSCODER_KINDS = ('matryoshka_transcoder', 'transcoder', 'skip_transcoder')
 BUDGET_EPOCHS = 20
 PEER_MODELS = (
     'saelens:matryoshka_transcoder',
+    'saelens:matryoshka_transcoder@centred',
     'saelens:transcoder',
     'saelens:matryoshka_sae',
     'saelens:sae',
@@ -46,6 +56,17 @@ PEER_MODELS = (
     'sparsify:sae',
 )
 OUR_MODELS = ('ours:matryoshka_transcoder', 'ours:transcoder', 'ours:matryoshka_sae', 'ours:sae')
+CENTRED = '@centred'  # a SAELens transcoder whose input is centred at the training mean (a variant, not its default)
+# the training runs the libraries' documentation gives, in steps, against which their step-denominated schedules are
+# set: SAELens's training tutorial (30,000 steps of 4,096 tokens); dictionary_learning's demo (50 M tokens in batches
+# of 2,048: 24,414 steps); sparsify documents no run length, so its 1,000 warm-up steps keep the twentieth of a run
+# this harness always gave them
+REFERENCE_STEPS = {'saelens': 30_000, 'dictlearn': 50_000_000 // 2_048, 'sparsify': 20_000}
+
+
+def scaled(library_steps: float, library: str, steps: int) -> int:
+    "A schedule of `library_steps` steps in the library's reference run, as steps of a run of `steps`."
+    return max(1, round(library_steps * steps / REFERENCE_STEPS[library]))
 
 
 class Ours:
@@ -107,10 +128,21 @@ class Ours:
         out = self.model(x)
         return out.f[0], out.recons[:, 0]
 
+    @torch.no_grad()
+    def scored(self, x):
+        "(selection score, activation), each (n, d_sae): what the threshold ranks and what a kept latent passes on."
+        self.model.eval()
+        acts = torch.relu(self.model.pre_acts(x))
+        return self.model.selection_score(acts)[0], acts[0]
+
+    @torch.no_grad()
+    def decode(self, codes, x):
+        return self.model.decode_levels(codes[None], x)[:, 0]
+
 
 def _saelens_transcoder(sae_class):
-    """A SAELens training SAE that encodes the stored input `x_in`, centred by the training mean `x_mean` (an SAE
-    centres by b_dec, which lives in the target's space here), and reconstructs the target it is given."""
+    """A SAELens training SAE that encodes the stored input `x_in` less `x_mean` (zero: as it comes, SAELens's
+    transcoders' own convention) and reconstructs the target it is given."""
 
     class TrainingTranscoder(sae_class):
         def process_sae_in(self, sae_in):
@@ -120,9 +152,10 @@ def _saelens_transcoder(sae_class):
 
 
 class SaeLens:
-    "SAELens' (Matryoshka) BatchTopK training SAE with its trainer's step: Adam, constant lr 3e-4, clip at 1."
+    """SAELens' (Matryoshka) BatchTopK training SAE with its trainer's step: Adam, constant lr 3e-4, clip at 1, AuxK
+    on latents silent for its dead window (1,000 steps of its tutorial's 30,000, scaled to this run)."""
 
-    def __init__(self, matryoshka, transcoder, shape, k, seed, steps, train):
+    def __init__(self, matryoshka, transcoder, shape, k, seed, steps, train, centred=False):
         from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
         from sae_lens.saes.matryoshka_batchtopk_sae import (
             MatryoshkaBatchTopKTrainingSAE,
@@ -146,10 +179,10 @@ class SaeLens:
             w = w / w.norm(dim=1, keepdim=True) * cfg.decoder_init_norm
             self.sae.W_dec = torch.nn.Parameter(w)
             self.sae.b_dec = torch.nn.Parameter(torch.zeros(d_out))
-            self.sae.x_mean = train[0].mean(0)
+            self.sae.x_mean = train[0].mean(0) if centred else torch.zeros(d_in)
         self.opt = torch.optim.Adam(self.sae.parameters(), lr=3e-4, betas=(0.9, 0.999))
         self.since_fired = torch.zeros(d_sae)
-        self.dead_window = 1000
+        self.dead_window = scaled(1000, 'saelens', steps)
         self.steps_done = 0
 
     def _coefficients(self):
@@ -190,11 +223,20 @@ class SaeLens:
         self.sae.x_in = x
         _, pre = self.sae.encode_with_hidden_pre(x)
         codes = pre.relu() * (pre > float(self.sae.topk_threshold))
+        return codes, self.decode(codes, x)
+
+    @torch.no_grad()
+    def scored(self, x):
+        self.sae.eval()
+        self.sae.x_in = x
+        acts = self.sae.encode_with_hidden_pre(x)[1].relu()
+        return acts, acts
+
+    @torch.no_grad()
+    def decode(self, codes, x):
         if self.matryoshka:
-            recons = torch.stack([r for _, r in self.sae._iterable_decode(codes, include_outer_loss=True)])
-        else:
-            recons = self.sae.decode(codes)[None]
-        return codes, recons
+            return torch.stack([r for _, r in self.sae._iterable_decode(codes, include_outer_loss=True)])
+        return self.sae.decode(codes)[None]
 
 
 def _import_dictionary_learning():
@@ -210,7 +252,8 @@ def _import_dictionary_learning():
 
 class DictLearn:
     """dictionary_learning's Matryoshka BatchTopK trainer (its defaults: lr 2e-4/sqrt(d_sae/2^14), AuxK 1/32,
-    clip at 1), with its 1000 warm-up and threshold steps scaled to this budget (a twentieth of the steps)."""
+    clip at 1), its 1,000 warm-up and threshold steps and 10 M-token dead threshold scaled to this run by its demo's
+    50 M tokens."""
 
     def __init__(self, shape, k, seed, steps, train):
         d_in, _, d_sae, levels, _, _ = shape
@@ -224,11 +267,13 @@ class DictLearn:
             layer=0,
             lm_name='none',
             group_fractions=fractions,
-            warmup_steps=max(1, steps // 20),
-            threshold_start_step=max(1, steps // 20),
+            warmup_steps=scaled(1000, 'dictlearn', steps),
+            threshold_start_step=scaled(1000, 'dictlearn', steps),
             seed=seed,
             device='cpu',
         )
+        batch = shape[5]
+        self.trainer.dead_feature_threshold = scaled(10_000_000 / 2_048, 'dictlearn', steps) * batch
         self.levels = levels
         self.steps_done = 0
 
@@ -245,8 +290,19 @@ class DictLearn:
         ae = self.trainer.ae
         ae.eval()
         codes = ae.encode(x, use_threshold=True)
-        recons = torch.stack([codes[:, :w] @ ae.W_dec[:w] + ae.b_dec for w in self.levels])
-        return codes, recons
+        return codes, self.decode(codes, x)
+
+    @torch.no_grad()
+    def scored(self, x):
+        ae = self.trainer.ae
+        ae.eval()
+        acts = torch.relu((x - ae.b_dec) @ ae.W_enc + ae.b_enc)
+        return acts, acts
+
+    @torch.no_grad()
+    def decode(self, codes, x):
+        ae = self.trainer.ae
+        return torch.stack([codes[:, :w] @ ae.W_dec[:w] + ae.b_dec for w in self.levels])
 
 
 class Sparsify:
@@ -264,7 +320,7 @@ class Sparsify:
             self.coder.W_dec = torch.nn.Parameter(torch.zeros(d_sae, d_out))
             self.coder.b_dec = torch.nn.Parameter(torch.zeros(d_out))
         self.opt = torch.optim.Adam(self.coder.parameters(), lr=2e-4 / math.sqrt(d_sae / 2**14))
-        warm = max(1, steps // 20)
+        warm = scaled(1000, 'sparsify', steps)
         schedule = lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / max(1, steps - warm))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, schedule(s)))
 
@@ -290,22 +346,28 @@ class Sparsify:
         codes = torch.zeros(len(x), self.coder.num_latents).scatter_(1, top_indices, top_acts.float())
         return codes, self.coder.decode(top_acts, top_indices)[None]
 
+    scored = None  # TopK keeps k per sample: its L0 is matched already
+
 
 def is_transcoder(name: str) -> bool:
-    return name.split(':')[1] in TRANSCODER_KINDS
+    return name.split(':')[1].removesuffix(CENTRED) in TRANSCODER_KINDS
 
 
 def make_model(name, shape, k, seed, steps, train_x, train_y, overrides=None):
-    "The contestant `library:kind` for `k` and `seed`."
+    "The contestant `library:kind` (SAELens's transcoders: `library:kind@centred` too) for `k` and `seed`."
     library, kind = name.split(':')
+    centred = kind.endswith(CENTRED)
+    kind = kind.removesuffix(CENTRED)
     transcoder = is_transcoder(name)
     train = (train_x, train_y if transcoder else train_x)
     if not transcoder:  # an SAE reconstructs its input
         shape = (shape[0], shape[0], *shape[2:])
+    if centred and not (library == 'saelens' and transcoder):
+        raise ValueError(f"{name!r}: only SAELens's transcoders have a centred variant")
     if library == 'ours':
         return Ours(kind, shape, k, seed, steps, train, overrides)
     if library == 'saelens':
-        return SaeLens(kind.startswith('matryoshka'), transcoder, shape, k, seed, steps, train)
+        return SaeLens(kind.startswith('matryoshka'), transcoder, shape, k, seed, steps, train, centred)
     if library == 'dictlearn' and kind == 'matryoshka_sae':
         return DictLearn(shape, k, seed, steps, train)
     if library == 'sparsify' and kind in ('sae', 'transcoder'):
@@ -331,13 +393,28 @@ def parse_variant(text: str) -> dict:
     return out
 
 
-def measure(model, x, y, train_x):
-    """Held-out FVU per level, L0 and dead fraction, in inference mode; and the dead fraction on the training inputs,
-    all of them and the first as many as the held-out split has (their planted-mode mix is the split's). A latent
-    that fires on a few training samples in a thousand is silent on a held-out split of this size by chance: the two
-    dead fractions on n samples tell rare latents from overfitted ones."""
-    codes, recons = model.infer(x)
-    train_codes = model.infer(train_x)[0]
+def matched_codes(model, x, calibration_x, k):
+    """Codes of `x` with the model's threshold on its own selection score set so that its mean L0 on `calibration_x`
+    is `k`: the (k·n)-th largest score there. A model without a score (TopK) keeps its own codes."""
+    if model.scored is None:
+        return model.infer(x)[0]
+    score_calibration, value_calibration = model.scored(calibration_x)
+    flat = torch.where(value_calibration > 0, score_calibration, torch.zeros_like(score_calibration)).flatten()
+    n_keep = min(k * len(calibration_x), int((flat > 0).sum()))
+    threshold = flat.kthvalue(len(flat) - n_keep + 1).values
+    score, value = model.scored(x)
+    return value * ((score >= threshold) & (value > 0))
+
+
+def measure(model, x, y, train_x, calibration_x, k):
+    """Held-out FVU per level, L0 and dead latents at L0 matched by construction (`matched_codes`), and L0 and FVU
+    in the model's own inference mode (`native_*`); the dead fraction on the training inputs too, all of them and the
+    first as many as the held-out split has: the two dead fractions on n samples tell rare latents from overfitted
+    ones (a latent that fires on a few training samples in a thousand is silent on a held-out split by chance)."""
+    native_codes, native_recons = model.infer(x)
+    codes = matched_codes(model, x, calibration_x, k)
+    recons = native_recons if model.scored is None else model.decode(codes, x)
+    train_codes = matched_codes(model, train_x, calibration_x, k)
     fvus = [float(fvu(y, r)) for r in recons]
     return {
         'fvu': fvus,
@@ -347,12 +424,15 @@ def measure(model, x, y, train_x):
         'dead': dead_fraction(codes),
         'dead_train': dead_fraction(train_codes),
         'dead_train_n': dead_fraction(train_codes[: len(x)]),
+        'native_l0': float(l0(native_codes)[0]),
+        'native_fvu_full': float(fvu(y, native_recons[-1])),
+        'native_dead': dead_fraction(native_codes),
     }
 
 
 def run(contestants, data, shape, seeds, k, epochs, batch):
     "Train every contestant on the same batches, interleaved; returns {label: [per-seed measurements]}."
-    (train_x, train_y), (test_x, test_y) = data
+    (train_x, train_y), (test_x, test_y), calibration_x = data
     steps = epochs * math.ceil(len(train_x) / batch)
     results = {label: [] for label, _, _ in contestants}
     for seed in seeds:
@@ -373,29 +453,67 @@ def run(contestants, data, shape, seeds, k, epochs, batch):
                 model.end_epoch()
         for label, name, _ in contestants:
             target = test_y if is_transcoder(name) else test_x
-            row = measure(models[label], test_x, target, train_x)
+            row = measure(models[label], test_x, target, train_x, calibration_x, k)
             row['samples_per_s'] = steps * batch / seconds[label]
             results[label].append(row)
     return results
 
 
-def print_table(results, k, seeds, levels):
-    mean_std = lambda rows, key: (np.mean([r[key] for r in rows]), np.std([r[key] for r in rows]))
-    print(f"\nk = {k}, seeds {seeds} (mean ± std over seeds); held-out FVU per level {list(levels)}")
+def summary_rows(results) -> list[dict]:
+    "One row per model: mean and std over seeds of every measurement, FVU per level as lists."
+    rows = []
+    for label, per_seed in results.items():
+        row = {'model': label, 'seeds': len(per_seed)}
+        for key in per_seed[0]:
+            values = np.array([r[key] for r in per_seed], dtype=float)
+            row[key] = values.mean(0).tolist()
+            row[f'{key}_std'] = values.std(0).tolist()
+        rows.append(row)
+    return rows
+
+
+def print_table(rows, k, seeds, levels):
+    print(f"\nk = {k}, seeds {seeds} (mean ± std over seeds); held-out FVU per level {list(levels)} at matched L0")
     print(
         f"{'model':<44}{'FVU full':>18}{'FVU first':>18}{'L0':>8}{'dead':>15}{'dead train':>12}{'same n':>8}"
-        f"{'samples/s':>11}  FVU per level"
+        f"{'native L0':>10}{'native FVU':>11}{'samples/s':>11}  FVU per level"
     )
-    for label, rows in results.items():
-        keys = ('fvu_full', 'fvu_first', 'l0', 'dead', 'dead_train', 'dead_train_n', 'samples_per_s')
-        full, first, l0_, dead, dead_train, dead_train_n, speed = (mean_std(rows, key) for key in keys)
-        per_level = np.mean([r['fvu'] for r in rows], 0)
-        first_text = f"{first[0]:.4f} ± {first[1]:.4f}" if len(per_level) > 1 else '–'
+    for r in rows:
+        first = f"{r['fvu_first']:.4f} ± {r['fvu_first_std']:.4f}" if len(r['fvu']) > 1 else '–'
         print(
-            f"{label:<44}{full[0]:>10.4f} ± {full[1]:.4f}{first_text:>18}{l0_[0]:>8.1f}"
-            f"{dead[0]:>8.1%} ± {dead[1]:.1%}{dead_train[0]:>12.1%}{dead_train_n[0]:>8.1%}{speed[0]:>11.0f}  "
-            + ' '.join(f'{v:.5f}' for v in per_level)
+            f"{r['model']:<44}{r['fvu_full']:>10.4f} ± {r['fvu_full_std']:.4f}{first:>18}{r['l0']:>8.1f}"
+            f"{r['dead']:>8.1%} ± {r['dead_std']:.1%}{r['dead_train']:>12.1%}{r['dead_train_n']:>8.1%}"
+            f"{r['native_l0']:>10.1f}{r['native_fvu_full']:>11.4f}{r['samples_per_s']:>11.0f}  "
+            + ' '.join(f'{v:.5f}' for v in r['fvu'])
         )
+
+
+def draw(record, path) -> None:
+    "Held-out FVU against the level's width at matched L0, one panel per k, one line per model (± std)."
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    tables = record['tables']
+    fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4.6), squeeze=False)
+    for ax, table in zip(axes[0], tables):
+        for r in table['rows']:
+            if len(r['fvu']) < 2:
+                continue
+            style = '-' if r['model'].startswith('ours:') else '--'
+            ax.errorbar(
+                record['levels'], r['fvu'], yerr=r['fvu_std'], ls=style, marker='o', capsize=2, label=r['model']
+            )
+        ax.set_xscale('log', base=2)
+        ax.set_yscale('log')
+        ax.set_xlabel('latents used (Matryoshka level)')
+        ax.set_ylabel('held-out FVU')
+        ax.set_title(f"k = {table['k']}: L0 matched by construction", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.suptitle('Matryoshka dictionaries beside the peer libraries (mean ± std over seeds)', fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == '__main__':
@@ -414,15 +532,22 @@ if __name__ == '__main__':
     )
     ap.add_argument('--variants-only', action='store_true', help="train the ours:* models only with --ours-variant")
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--record', action='store_true', help="write the tables into the profile's results.json")
+    ap.add_argument('--draw-only', action='store_true', help='draw the recorded tables again, training nothing')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_profile(args.profile)
+    if args.draw_only:
+        draw(json.loads((cfg.fig_dir / 'results.json').read_text())['peers'], cfg.fig_dir / 'peers_levels.png')
+        raise SystemExit(0)
     train = load_activations(cfg.run_dir / 'activations', 'train')[0]
     test = load_activations(cfg.run_dir / 'activations', 'test')[0]
+    val = load_activations(cfg.run_dir / 'activations', 'val')[0]
     levels = tuple(int(v) for v in cfg.dict_levels)
     epochs = args.epochs
     batch = int(cfg.dict_batch)
     shape = (train['h2'].shape[1], train['h1'].shape[1], levels[-1], levels, epochs, batch)
+    steps = epochs * math.ceil(len(train['h2']) / batch)
     contestants = []
     for name in args.models:
         if not (args.variants_only and name.startswith('ours:')):
@@ -431,11 +556,42 @@ if __name__ == '__main__':
             contestants += [(f"{name} [{v}]", name, parse_variant(v)) for v in args.ours_variant]
     print(
         f"{cfg.name}: {len(train['h2'])} train / {len(test['h2'])} held-out samples, h2 {shape[0]}-d -> h1 "
-        f"{shape[1]}-d, d_sae {levels[-1]}, batch {batch}, {epochs} epochs "
-        f"= {epochs * len(train['h2'])} samples, {args.threads} thread(s), torch {torch.__version__}"
+        f"{shape[1]}-d, d_sae {levels[-1]}, batch {batch}, {epochs} epochs = {steps} steps, "
+        f"{epochs * len(train['h2'])} samples, {args.threads} thread(s), torch {torch.__version__}"
     )
+    print(
+        f"schedules scaled to {steps} steps: SAELens dead window {scaled(1000, 'saelens', steps)} steps; "
+        f"dictionary_learning warm-up and threshold start {scaled(1000, 'dictlearn', steps)} steps, dead after "
+        f"{scaled(10_000_000 / 2_048, 'dictlearn', steps) * batch} samples; sparsify warm-up "
+        f"{scaled(1000, 'sparsify', steps)} steps"
+    )
+    tables = []
     for k in args.k:
-        results = run(
-            contestants, ((train['h2'], train['h1']), (test['h2'], test['h1'])), shape, args.seeds, k, epochs, batch
-        )
-        print_table(results, k, args.seeds, levels)
+        data = ((train['h2'], train['h1']), (test['h2'], test['h1']), val['h2'])
+        results = run(contestants, data, shape, args.seeds, k, epochs, batch)
+        rows = summary_rows(results)
+        print_table(rows, k, args.seeds, levels)
+        tables.append({'k': k, 'rows': rows})
+    if args.record:
+        record = {
+            'command': 'python benchmarks/peers.py ' + ' '.join(sys.argv[1:]),
+            'date': time.strftime('%Y-%m-%d'),
+            'seeds': args.seeds,
+            'epochs': epochs,
+            'steps': steps,
+            'batch': batch,
+            'levels': list(levels),
+            'n_train': len(train['h2']),
+            'n_test': len(test['h2']),
+            'n_calibration': len(val['h2']),
+            'tables': tables,
+        }
+        # a run of other k with the same seeds and budget keeps its tables (k = 32 and k = 100 run side by side)
+        recorded = json.loads((cfg.fig_dir / 'results.json').read_text()).get('peers', {})
+        if all(recorded.get(key) == record[key] for key in ('seeds', 'epochs', 'steps', 'levels')):
+            kept = [t for t in recorded['tables'] if t['k'] not in args.k]
+            record['tables'] = sorted(kept + tables, key=lambda t: t['k'])
+            record['command'] = '; '.join(dict.fromkeys([recorded['command'], record['command']]))
+        update_results(cfg, peers=record)
+        draw(record, cfg.fig_dir / 'peers_levels.png')
+        print(f"recorded in {cfg.fig_dir / 'results.json'} under peers; figure peers_levels.png")

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['CANONICAL', 'OWN_METHOD', 'OWN_LABELS', 'PAPER_MISREAD', 'CLAIMS', 'metric_of', 'versus_best', 'claims_table',
-           'paper_metrics_markdown', 'claims_markdown']
+__all__ = ['CANONICAL', 'OWN_METHOD', 'OWN_LABELS', 'PAPER_MISREAD', 'CLAIMS', 'DEAD_GOAL', 'metric_of', 'versus_best',
+           'claims_table', 'paper_metrics_markdown', 'claims_markdown', 'peer_verdicts', 'peers_markdown']
 
 # %% ../nbs/11_claims.ipynb #7c58a9e0
 CANONICAL = 'matryoshka_transcoder'  # the method the paper proposes
@@ -266,4 +266,93 @@ def claims_markdown(results: dict) -> str:
         lines += [f"This run disagrees with the paper on claim{'s' if len(against) > 1 else ''} {listed}."]
     else:
         lines += ['This run disagrees with none of the claims it can test.']
+    return '\n'.join(lines)
+
+# %% ../nbs/11_claims.ipynb #b018ef66
+DEAD_GOAL = 0.02  # at most this fraction of a family's latents may be silent on every held-out image
+
+
+def peer_verdicts(table: dict) -> list[dict]:
+    """Per kind of dictionary in one `peers` table (one k): our row against the best peer of that kind at each
+    level (the lowest mean FVU there, whoever has it). Variants (`@centred`, the harness's adapter; `[...]`, an
+    ablation of ours) are shown in the table but judged by nobody."""
+    ours, peers = {}, {}
+    for row in table['rows']:
+        library, kind = row['model'].split(':')
+        if '@' in kind or ' ' in kind:
+            continue
+        if library == 'ours':
+            ours[kind] = row
+        else:
+            peers.setdefault(kind, []).append(row)
+    verdicts = []
+    for kind, mine in ours.items():
+        rivals = peers.get(kind, [])
+        if not rivals:
+            continue
+        best = [min(rivals, key=lambda r: r['fvu'][level]) for level in range(len(mine['fvu']))]
+        best_fvu = [r['fvu'][level] for level, r in enumerate(best)]
+        verdicts.append(
+            {
+                'kind': kind,
+                'ours_fvu': mine['fvu'],
+                'best_fvu': best_fvu,
+                'best_model': [r['model'] for r in best],
+                'wins': [a <= b for a, b in zip(mine['fvu'], best_fvu)],
+                'margin': [a / b - 1 for a, b in zip(mine['fvu'], best_fvu)],
+                'dead': mine['dead'],
+                'dead_ok': mine['dead'] <= DEAD_GOAL,
+                'l0': mine['l0'],
+                'peer_l0': [r['l0'] for r in rivals],
+                'speedup': mine['samples_per_s'] / max(r['samples_per_s'] for r in rivals),
+            }
+        )
+    return verdicts
+
+# %% ../nbs/11_claims.ipynb #e53a067d
+def _peer_cell(mean: float, std: float) -> str:
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def _peer_table(table: dict, levels: list) -> list[str]:
+    head = ['model', *(f'FVU at {w}' for w in levels), 'L0', 'dead', 'native L0', 'samples/s']
+    lines = [f"**k = {table['k']}**", '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in table['rows']:
+        widths = len(r['fvu'])
+        fvus = ['–'] * (len(levels) - widths) + [_peer_cell(m, s) for m, s in zip(r['fvu'], r['fvu_std'])]
+        tail = [f"{r['l0']:.1f}", f"{r['dead']:.1%}", f"{r['native_l0']:.1f}", f"{r['samples_per_s']:,.0f}"]
+        lines.append('| ' + ' | '.join([r['model'], *fvus, *tail]) + ' |')
+    return lines
+
+
+def _peer_sentence(k: int, v: dict, levels: list) -> str:
+    widths = levels[-len(v['wins']) :]
+    lost = [
+        f"{w} (+{v['margin'][i]:.1%} against {v['best_model'][i]})" for i, w in enumerate(widths) if not v['wins'][i]
+    ]
+    where = 'every level' if len(widths) > 1 else 'full width'
+    fvu = (
+        f"lower FVU than the best peer at {where}"
+        if not lost
+        else f"higher FVU than the best peer at {', '.join(lost)}"
+    )
+    dead = f"{v['dead']:.1%} dead" + ('' if v['dead_ok'] else f" (goal ≤ {DEAD_GOAL:.0%})")
+    return f"- k = {k}, {v['kind']}: {fvu}; {dead}; {v['speedup']:.1f}× the fastest peer's speed."
+
+
+def peers_markdown(results: dict) -> str:
+    "The recorded peer comparison (`peers` of `results`): a table per k and a sentence per family and k."
+    record = results.get('peers')
+    if not record:
+        return '*No peer comparison recorded: run `python benchmarks/peers.py --k 32 100 --seeds 0 1 2 --record`.*'
+    levels = record['levels']
+    lines = []
+    for table in record['tables']:
+        lines += _peer_table(table, levels) + ['']
+    lines += [
+        f"Seeds {', '.join(map(str, record['seeds']))} (mean ± standard deviation); {record['epochs']} epochs "
+        f"({record['steps']} steps of {record['batch']}); measured {record['date']}: `{record['command']}`.",
+        '',
+    ]
+    lines += [_peer_sentence(t['k'], v, levels) for t in record['tables'] for v in peer_verdicts(t)]
     return '\n'.join(lines)

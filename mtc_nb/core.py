@@ -391,7 +391,7 @@ def build_readme(index_nb: str | os.PathLike, results: dict | None = None) -> st
 # %% ../nbs/90_core.ipynb #50471e4c
 def result_tables() -> dict:
     "The tables prose can ask for by name ({{name}}), each a function of a results.json document."
-    from mtc_nb.claims import claims_markdown, paper_metrics_markdown
+    from mtc_nb.claims import claims_markdown, paper_metrics_markdown, peers_markdown
     from mtc_nb.ground_truth import ground_truth_markdown, sweep_markdown
 
     return {
@@ -399,6 +399,7 @@ def result_tables() -> dict:
         'paper_metrics': paper_metrics_markdown,
         'ground_truth': ground_truth_markdown,
         'ground_truth_sweep': sweep_markdown,
+        'peers': peers_markdown,
     }
 
 # %% ../nbs/90_core.ipynb #3c6e438d
