@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch, patch_to
 
 from .checkpoints import save_checkpoint, load_checkpoint
 
@@ -101,82 +102,91 @@ class DictConfig:
     rate_floor_cap: float = 1 / 128  # the floor never asks a latent to fire on more than this share of samples
     rate_floor_step: float = 2.5e-3  # the bias's rise per step of silence, as a fraction of the threshold θ
 
-    @property
-    def is_transcoder(self) -> bool:
-        return self.kind not in ('sae', 'matryoshka_sae')
+# %% ../nbs/05_dictionaries.ipynb #5ef66553
+@patch(as_prop=True)
+def is_transcoder(self: DictConfig) -> bool:
+    return self.kind not in ('sae', 'matryoshka_sae')
 
-    @property
-    def level_widths(self) -> tuple:
-        return levels_of({'kind': self.kind, 'levels': self.levels, 'd_sae': self.d_sae})
 
-    @property
-    def skip(self) -> bool:
-        return self.kind == 'skip_transcoder'
+@patch(as_prop=True)
+def level_widths(self: DictConfig) -> tuple:
+    return levels_of({'kind': self.kind, 'levels': self.levels, 'd_sae': self.d_sae})
 
-    @property
-    def loss_weights(self) -> tuple:
-        if self.level_weights is not None:
-            return tuple(self.level_weights)
-        if self.kind == 'paper_repo':  # 0.1, 0.15, 0.2, 0.25, 0.3 for five levels; the same ramp, normalised, otherwise
-            w = np.linspace(0.1, 0.3, len(self.level_widths))
-            return tuple(float(round(v, 10)) for v in w / w.sum())
-        return tuple([1.0 / len(self.level_widths)] * len(self.level_widths))
 
-    @property
-    def learning_rate(self) -> float:
-        if self.lr is not None:
-            return self.lr
-        if self.kind == 'paper_repo':
-            return LEARNING_RATE_2048['paper_repo']
-        return LEARNING_RATE_2048[self.kind] * math.sqrt(2048 / self.d_sae)
+@patch(as_prop=True)
+def skip(self: DictConfig) -> bool:
+    return self.kind == 'skip_transcoder'
 
-    @property
-    def aux_weight(self) -> float:
-        "AuxK's loss weight: `aux_coef`, or the kind's AUX_COEF."
-        return AUX_COEF[self.kind] if self.aux_coef is None else self.aux_coef
 
-    @property
-    def dead_window(self) -> int:
-        "Steps of silence after which AuxK counts a latent as dead: `dead_steps`, or the kind's DEAD_STEPS."
-        return DEAD_STEPS[self.kind] if self.dead_steps is None else self.dead_steps
+@patch(as_prop=True)
+def loss_weights(self: DictConfig) -> tuple:
+    if self.level_weights is not None:
+        return tuple(self.level_weights)
+    if self.kind == 'paper_repo':  # 0.1, 0.15, 0.2, 0.25, 0.3 for five levels; the same ramp, normalised, otherwise
+        w = np.linspace(0.1, 0.3, len(self.level_widths))
+        return tuple(float(round(v, 10)) for v in w / w.sum())
+    return tuple([1.0 / len(self.level_widths)] * len(self.level_widths))
 
-    @property
-    def floor_rate(self) -> float:
-        "The share of samples each latent is held to at least: min(`rate_floor`·k/d_sae, `rate_floor_cap`); 0: none."
-        return min(self.rate_floor * self.k / self.d_sae, self.rate_floor_cap)
+# %% ../nbs/05_dictionaries.ipynb #9531ba2d
+@patch(as_prop=True)
+def learning_rate(self: DictConfig) -> float:
+    if self.lr is not None:
+        return self.lr
+    if self.kind == 'paper_repo':
+        return LEARNING_RATE_2048['paper_repo']
+    return LEARNING_RATE_2048[self.kind] * math.sqrt(2048 / self.d_sae)
 
-    @property
-    def decoder_learning_rate(self) -> float:
-        "The rate of W_dec and b_dec: `learning_rate` times `decoder_lr_scale` (default: the kind's DECODER_LR_SCALE)."
-        scale = DECODER_LR_SCALE[self.kind] if self.decoder_lr_scale is None else self.decoder_lr_scale
-        return self.learning_rate * scale
 
-    def validate(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if list(self.level_widths) != sorted(set(self.level_widths)) or self.level_widths[-1] != self.d_sae:
-            raise ValueError(f"levels must increase strictly and end at d_sae={self.d_sae}, got {self.level_widths}")
-        if len(self.loss_weights) != len(self.level_widths):
-            raise ValueError(f"level_weights needs {len(self.level_widths)} values, got {len(self.loss_weights)}")
-        if self.kind == 'paper_repo' and len(self.block_k) != len(self.levels):
-            raise ValueError("block_k needs one k per level")
-        if self.kind == 'paper_repo' and self.decoder_lr_scale not in (None, 1.0):
-            raise ValueError(
-                "paper_repo trains every weight at one rate, as the paper code: decoder_lr_scale must be 1"
-            )
-        if self.aux_weight < 0:
-            raise ValueError(f"aux_coef must be ≥ 0, got {self.aux_coef}")
-        if self.dead_window < 1:
-            raise ValueError(f"dead_steps must be ≥ 1, got {self.dead_steps}")
-        if self.rate_floor < 0 or self.rate_floor_step <= 0:
-            raise ValueError(
-                f"rate_floor must be ≥ 0 and rate_floor_step > 0, got {self.rate_floor}, {self.rate_floor_step}"
-            )
-        if not 0 < self.rate_floor_cap < 1:
-            raise ValueError(f"rate_floor_cap is a share of samples in (0, 1), got {self.rate_floor_cap}")
-        if self.kind != 'paper_repo' and not (0 < self.k <= self.d_sae):
-            raise ValueError(f"k must lie in (0, d_sae], got {self.k}")
-        return self
+@patch(as_prop=True)
+def aux_weight(self: DictConfig) -> float:
+    "AuxK's loss weight: `aux_coef`, or the kind's AUX_COEF."
+    return AUX_COEF[self.kind] if self.aux_coef is None else self.aux_coef
+
+
+@patch(as_prop=True)
+def dead_window(self: DictConfig) -> int:
+    "Steps of silence after which AuxK counts a latent as dead: `dead_steps`, or the kind's DEAD_STEPS."
+    return DEAD_STEPS[self.kind] if self.dead_steps is None else self.dead_steps
+
+
+@patch(as_prop=True)
+def floor_rate(self: DictConfig) -> float:
+    "The share of samples each latent is held to at least: min(`rate_floor`·k/d_sae, `rate_floor_cap`); 0: none."
+    return min(self.rate_floor * self.k / self.d_sae, self.rate_floor_cap)
+
+
+@patch(as_prop=True)
+def decoder_learning_rate(self: DictConfig) -> float:
+    "The rate of W_dec and b_dec: `learning_rate` times `decoder_lr_scale` (default: the kind's DECODER_LR_SCALE)."
+    scale = DECODER_LR_SCALE[self.kind] if self.decoder_lr_scale is None else self.decoder_lr_scale
+    return self.learning_rate * scale
+
+# %% ../nbs/05_dictionaries.ipynb #64630249
+@patch
+def validate(self: DictConfig):
+    if self.kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+    if list(self.level_widths) != sorted(set(self.level_widths)) or self.level_widths[-1] != self.d_sae:
+        raise ValueError(f"levels must increase strictly and end at d_sae={self.d_sae}, got {self.level_widths}")
+    if len(self.loss_weights) != len(self.level_widths):
+        raise ValueError(f"level_weights needs {len(self.level_widths)} values, got {len(self.loss_weights)}")
+    if self.kind == 'paper_repo' and len(self.block_k) != len(self.levels):
+        raise ValueError("block_k needs one k per level")
+    if self.kind == 'paper_repo' and self.decoder_lr_scale not in (None, 1.0):
+        raise ValueError("paper_repo trains every weight at one rate, as the paper code: decoder_lr_scale must be 1")
+    if self.aux_weight < 0:
+        raise ValueError(f"aux_coef must be ≥ 0, got {self.aux_coef}")
+    if self.dead_window < 1:
+        raise ValueError(f"dead_steps must be ≥ 1, got {self.dead_steps}")
+    if self.rate_floor < 0 or self.rate_floor_step <= 0:
+        raise ValueError(
+            f"rate_floor must be ≥ 0 and rate_floor_step > 0, got {self.rate_floor}, {self.rate_floor_step}"
+        )
+    if not 0 < self.rate_floor_cap < 1:
+        raise ValueError(f"rate_floor_cap is a share of samples in (0, 1), got {self.rate_floor_cap}")
+    if self.kind != 'paper_repo' and not (0 < self.k <= self.d_sae):
+        raise ValueError(f"k must lie in (0, d_sae], got {self.k}")
+    return self
 
 # %% ../nbs/05_dictionaries.ipynb #112bb3d6
 def paper_block_k(levels) -> tuple:
@@ -239,185 +249,224 @@ class DictionaryStack(torch.nn.Module):
         self.levels = list(c0.level_widths)
         self.register_buffer('level_w', torch.tensor([c.loss_weights for c in cfgs], dtype=torch.float32))  # (M, G)
 
-    @torch.no_grad()
-    def init_from_data(self, x: torch.Tensor, y: torch.Tensor):
-        "b_pre := mean input, b_dec := mean target (the transcoder hygiene); input and target scales (RMS per dim)."
-        self.b_pre.copy_(x.mean(0).expand_as(self.b_pre))
-        self.b_dec.copy_(y.mean(0).expand_as(self.b_dec))
-        rms = lambda t: ((t - t.mean(0)) ** 2).sum(1).mean().div(t.shape[1]).sqrt().clamp_min(1e-8)
-        self.x_scale.fill_(float(rms(x)))
-        self.y_scale.fill_(float(rms(y)))
+# %% ../nbs/05_dictionaries.ipynb #64f717ce
+@patch
+@torch.no_grad()
+def init_from_data(self: DictionaryStack, x: torch.Tensor, y: torch.Tensor):
+    "b_pre := mean input, b_dec := mean target (the transcoder hygiene); input and target scales (RMS per dim)."
+    self.b_pre.copy_(x.mean(0).expand_as(self.b_pre))
+    self.b_dec.copy_(y.mean(0).expand_as(self.b_dec))
+    rms = lambda t: ((t - t.mean(0)) ** 2).sum(1).mean().div(t.shape[1]).sqrt().clamp_min(1e-8)
+    self.x_scale.fill_(float(rms(x)))
+    self.y_scale.fill_(float(rms(y)))
 
-    def centred(self, x):
-        "The input, centred by b_pre and scaled to unit RMS, once per model: (M, B, d_in)."
-        return (x[None] - self.b_pre[:, None]) / self.x_scale[:, None, None]  # (M, B, d_in)
 
-    def pre_acts(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pre_acts_of_centred(self.centred(x))
+@patch
+def centred(self: DictionaryStack, x):
+    "The input, centred by b_pre and scaled to unit RMS, once per model: (M, B, d_in)."
+    return (x[None] - self.b_pre[:, None]) / self.x_scale[:, None, None]  # (M, B, d_in)
 
-    def pre_acts_of_centred(self, xn: torch.Tensor) -> torch.Tensor:
-        "Pre-activations (M, B, d_sae) of inputs already `centred`."
-        return torch.bmm(xn, self.W_enc).add_(self.b_enc[:, None])  # faster than baddbmm's broadcast bias
 
-    @property
-    def floored(self) -> bool:
-        "Whether any model holds its latents' firing rates above a floor (`rate_floor`)."
-        return any(c.rate_floor > 0 for c in self.cfgs)
+@patch
+def pre_acts(self: DictionaryStack, x: torch.Tensor) -> torch.Tensor:
+    return self.pre_acts_of_centred(self.centred(x))
 
-    def selection_score(self, acts: torch.Tensor) -> torch.Tensor:
-        "What BatchTopK and θ rank: the positive activations plus each latent's selection bias (zero without a floor)."
-        if not self.floored:
-            return acts
-        return torch.where(acts > 0, acts + self.select_bias[:, None], acts)
 
-    def sparsify(self, pre: torch.Tensor) -> torch.Tensor:
-        acts = F.relu(pre)
-        score = self.selection_score(acts.detach())
-        if not self.training:
-            return acts * (score > self.theta[:, None, None])
-        M, B, D = acts.shape
-        with torch.no_grad():  # BatchTopK as a threshold: model m keeps its k_m·B largest activations in the batch
-            flat = score.reshape(M, B * D)
-            kth = torch.empty(M, dtype=acts.dtype, device=acts.device)
-            for m in range(M):
-                n_keep = min(int(self.k[m]) * B, B * D)
-                cand = flat[m][
-                    flat[m] >= self.theta[m] / 2
-                ]  # θ ≈ last step's threshold: when n_keep values pass θ/2, the
-                src = cand if len(cand) >= n_keep else flat[m]  # n_keep-th largest is among them (a 10× shorter search)
-                kth[m] = src.kthvalue(len(src) - n_keep + 1).values
-            keep = (score >= kth[:, None, None]) & (acts > 0)
-            # the inference threshold θ: EMA of the smallest kept score
-            smallest = kth.clone()
-            for m in torch.nonzero(kth <= 0).flatten().tolist():  # fewer than k·B positive activations
-                pos = flat[m][flat[m] > 0]
-                smallest[m] = pos.min() if len(pos) else self.theta[m]
-            m_ = torch.tensor([c.theta_momentum for c in self.cfgs], device=acts.device)
-            self.theta.copy_(torch.where(self.theta == 0, smallest, (1 - m_) * self.theta + m_ * smallest))
-            self.raise_rare(keep)
-        return acts * keep
+@patch
+def pre_acts_of_centred(self: DictionaryStack, xn: torch.Tensor) -> torch.Tensor:
+    "Pre-activations (M, B, d_sae) of inputs already `centred`."
+    return torch.bmm(xn, self.W_enc).add_(self.b_enc[:, None])  # faster than baddbmm's broadcast bias
 
-    @torch.no_grad()
-    def raise_rare(self, keep: torch.Tensor):
-        """The rate floor (`rate_floor` ρ > 0): after each training batch, latent i's selection bias b_i rises by
-        η·θ (η = `rate_floor_step`) and falls by η·θ / (B·r) for each of the B samples it fired on, r = `floor_rate`,
-        and stays ≥ 0. Its expected change is zero where the latent fires at rate r: a rarer latent's bias grows until
-        it is selected that often, a commoner one's decays to zero (load balancing by bias, as Wang et al. 2024 route
-        tokens to experts, one-sided). Inference ranks the same score, so the latent fires there as in training."""
-        if not self.floored:
-            return
-        B = keep.shape[1]
-        rate = torch.tensor([c.floor_rate for c in self.cfgs], device=keep.device)  # per sample
-        step = torch.tensor([c.rate_floor_step for c in self.cfgs], device=keep.device) * self.theta
-        fired = keep.sum(1, dtype=torch.float32)  # (M, D)
-        on = rate > 0
-        change = step[:, None] * (1 - fired / (B * rate.clamp_min(1e-12))[:, None])
-        self.select_bias.add_(change * on[:, None]).clamp_(min=0)
+# %% ../nbs/05_dictionaries.ipynb #e1575bd1
+@patch(as_prop=True)
+def floored(self: DictionaryStack) -> bool:
+    "Whether any model holds its latents' firing rates above a floor (`rate_floor`)."
+    return any(c.rate_floor > 0 for c in self.cfgs)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        "Latents (M, B, d_sae); in eval mode each sample is encoded alone (threshold θ)."
-        return self.sparsify(self.pre_acts(x))
 
-    def decode(self, f: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-        "Full-width reconstruction (M, B, d_out) of latents `f` (x is needed by the skip transcoder)."
-        return self.decode_levels(f, x)[-1]
+@patch
+def selection_score(self: DictionaryStack, acts: torch.Tensor) -> torch.Tensor:
+    "What BatchTopK and θ rank: the positive activations plus each latent's selection bias (zero without a floor)."
+    if not self.floored:
+        return acts
+    return torch.where(acts > 0, acts + self.select_bias[:, None], acts)
 
-    def decode_levels(self, f, x=None, blocks=None):
-        """Reconstruction per level (G, M, B, d_out): b_dec (+ x W_skip) + y_scale · (cumulative sum of the blocks' f
-        W_dec). `blocks`: those per-block products (G, M, B, d_out), when computed already (the fused trainer's)."""
-        base = self.b_dec[:, None]
-        if self.W_skip is not None:
-            base = base + torch.bmm(x[None].expand(f.shape[0], -1, -1), self.W_skip)
-        if blocks is not None:
-            return blocks.cumsum(0) * self.y_scale[:, None, None] + base
-        out, acc, sizes = [], None, np.diff([0] + self.levels).tolist()
-        # one split of each: its backward is one concat
-        for fb, Wb in zip(f.split(sizes, dim=-1), self.W_dec.split(sizes, dim=1)):
-            acc = torch.bmm(fb, Wb) if acc is None else torch.baddbmm(acc, fb, Wb)
-            out.append(acc)
-        return torch.stack(out) * self.y_scale[:, None, None] + base  # decoder rows are unit-norm in target-RMS units
+# %% ../nbs/05_dictionaries.ipynb #ba84c97f
+@patch
+@torch.no_grad()
+def raise_rare(self: DictionaryStack, keep: torch.Tensor):
+    """The rate floor (`rate_floor` ρ > 0): after each training batch, latent i's selection bias b_i rises by
+    η·θ (η = `rate_floor_step`) and falls by η·θ / (B·r) for each of the B samples it fired on, r = `floor_rate`,
+    and stays ≥ 0. Its expected change is zero where the latent fires at rate r: a rarer latent's bias grows until
+    it is selected that often, a commoner one's decays to zero (load balancing by bias, as Wang et al. 2024 route
+    tokens to experts, one-sided). Inference ranks the same score, so the latent fires there as in training."""
+    if not self.floored:
+        return
+    B = keep.shape[1]
+    rate = torch.tensor([c.floor_rate for c in self.cfgs], device=keep.device)  # per sample
+    step = torch.tensor([c.rate_floor_step for c in self.cfgs], device=keep.device) * self.theta
+    fired = keep.sum(1, dtype=torch.float32)  # (M, D)
+    on = rate > 0
+    change = step[:, None] * (1 - fired / (B * rate.clamp_min(1e-12))[:, None])
+    self.select_bias.add_(change * on[:, None]).clamp_(min=0)
 
-    def forward(self, x: torch.Tensor) -> ForwardOutput:
-        pre = self.pre_acts(x)
-        f = self.sparsify(pre)
-        return ForwardOutput(f, self.decode_levels(f, x), pre)
+# %% ../nbs/05_dictionaries.ipynb #83e3ba82
+@patch
+def sparsify(self: DictionaryStack, pre: torch.Tensor) -> torch.Tensor:
+    acts = F.relu(pre)
+    score = self.selection_score(acts.detach())
+    if not self.training:
+        return acts * (score > self.theta[:, None, None])
+    M, B, D = acts.shape
+    with torch.no_grad():  # BatchTopK as a threshold: model m keeps its k_m·B largest activations in the batch
+        flat = score.reshape(M, B * D)
+        kth = torch.empty(M, dtype=acts.dtype, device=acts.device)
+        for m in range(M):
+            n_keep = min(int(self.k[m]) * B, B * D)
+            cand = flat[m][flat[m] >= self.theta[m] / 2]  # θ ≈ last step's threshold: when n_keep values pass θ/2, the
+            src = cand if len(cand) >= n_keep else flat[m]  # n_keep-th largest is among them (a 10× shorter search)
+            kth[m] = src.kthvalue(len(src) - n_keep + 1).values
+        keep = (score >= kth[:, None, None]) & (acts > 0)
+        # the inference threshold θ: EMA of the smallest kept score
+        smallest = kth.clone()
+        for m in torch.nonzero(kth <= 0).flatten().tolist():  # fewer than k·B positive activations
+            pos = flat[m][flat[m] > 0]
+            smallest[m] = pos.min() if len(pos) else self.theta[m]
+        m_ = torch.tensor([c.theta_momentum for c in self.cfgs], device=acts.device)
+        self.theta.copy_(torch.where(self.theta == 0, smallest, (1 - m_) * self.theta + m_ * smallest))
+        self.raise_rare(keep)
+    return acts * keep
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Σ_g w_g ‖y − ŷ_g‖² (sum over dims, mean over batch) + aux_coef · AuxK; summed over the M models (autograd's
-        reference)."""
-        out = self(x)
-        rec = self.level_loss(out.recons - y)
-        self.mark_fired(out.f)
-        aux = torch.zeros(len(self.cfgs), device=x.device)
-        if (sel := self.aux_select(out.pre)) is not None:
-            aux = self.auxk_loss(*sel, (y - out.recons[-1]).detach())[0]
-        total = rec + self.aux_coefs * aux
-        return total.sum(), {'recon': rec.detach(), 'aux': aux.detach()}
+# %% ../nbs/05_dictionaries.ipynb #5d347cf9
+@patch
+def encode(self: DictionaryStack, x: torch.Tensor) -> torch.Tensor:
+    "Latents (M, B, d_sae); in eval mode each sample is encoded alone (threshold θ)."
+    return self.sparsify(self.pre_acts(x))
 
-    def level_loss(self, diff):
-        "Σ_g w_g ‖ŷ_g − y‖² per model (M,), from the errors `diff` (G, M, B, d_out); in target-RMS units."
-        return (self.level_w.T * diff.square().sum(-1).mean(-1) / self.y_scale**2).sum(0)
 
-    @property
-    def aux_coefs(self):
-        "Each model's AuxK weight (M,)."
-        return torch.tensor([c.aux_weight for c in self.cfgs], dtype=torch.float32, device=self.W_dec.device)
+@patch
+def decode(self: DictionaryStack, f: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+    "Full-width reconstruction (M, B, d_out) of latents `f` (x is needed by the skip transcoder)."
+    return self.decode_levels(f, x)[-1]
 
-    @torch.no_grad()
-    def mark_fired(self, f):
-        "Count the steps since each latent last fired."
-        self.since_fired.add_(1).masked_fill_((f > 0).any(1), 0)
 
-    def aux_select(self, pre):
-        """AuxK (Gao et al.): the top aux_k dead latents reconstruct the full-level residual. Returns their activations
-        (M, B, n) over the n = most dead latents of any model (padded with masked live ones), the latents' indices
-        (M, n) and which models have dead latents; None when no model has any, or no model weighs AuxK (aux_coef 0)."""
-        if all(c.aux_weight == 0 for c in self.cfgs):
-            return None
-        dead = self.since_fired > self.cfgs[0].dead_window  # (M, d_sae)
-        n = int(dead.sum(1).max())
-        if n == 0:
-            return None
-        idx = dead.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :n]  # dead latents first
-        M, B, _ = pre.shape
-        act = F.relu(pre.gather(2, idx[:, None].expand(M, B, n))) * dead.gather(1, idx)[:, None]
-        kth = act.detach().topk(min(self.cfgs[0].aux_k, n), dim=-1).values[..., -1:]
-        return act * ((act >= kth) & (act > 0)), idx, dead.any(1)
+@patch
+def decode_levels(self: DictionaryStack, f, x=None, blocks=None):
+    """Reconstruction per level (G, M, B, d_out): b_dec (+ x W_skip) + y_scale · (cumulative sum of the blocks' f
+    W_dec). `blocks`: those per-block products (G, M, B, d_out), when computed already (the fused trainer's)."""
+    base = self.b_dec[:, None]
+    if self.W_skip is not None:
+        base = base + torch.bmm(x[None].expand(f.shape[0], -1, -1), self.W_skip)
+    if blocks is not None:
+        return blocks.cumsum(0) * self.y_scale[:, None, None] + base
+    out, acc, sizes = [], None, np.diff([0] + self.levels).tolist()
+    # one split of each: its backward is one concat
+    for fb, Wb in zip(f.split(sizes, dim=-1), self.W_dec.split(sizes, dim=1)):
+        acc = torch.bmm(fb, Wb) if acc is None else torch.baddbmm(acc, fb, Wb)
+        out.append(acc)
+    return torch.stack(out) * self.y_scale[:, None, None] + base  # decoder rows are unit-norm in target-RMS units
 
-    def decoder_rows(self, idx):
-        "Decoder rows `idx` (M, n) in target units: (M, n, d_out)."
-        return self.W_dec.gather(1, idx[..., None].expand(-1, -1, self.W_dec.shape[-1])) * self.y_scale[:, None, None]
 
-    def auxk_loss(self, f_aux, idx, any_dead, resid):
-        """AuxK's loss per model (M,), from the latents of `aux_select` and the residual; also its error (M, B, d_out),
-        rows and residual variance."""
-        rows = self.decoder_rows(idx)
-        e = torch.bmm(f_aux, rows) - resid
-        aux, denom = self.auxk_of_error(e, resid, any_dead)
-        return aux, e, rows, denom
+@patch
+def forward(self: DictionaryStack, x: torch.Tensor) -> ForwardOutput:
+    pre = self.pre_acts(x)
+    f = self.sparsify(pre)
+    return ForwardOutput(f, self.decode_levels(f, x), pre)
 
-    @staticmethod
-    def auxk_of_error(e, resid, any_dead):
-        """AuxK's loss per model (M,) from the error `e` (M, B, d_out) of the dead latents' reconstruction of the
-        residual `resid`: its mean squared norm over the residual's variance (zero for a model with no dead latent);
-        and that variance (M,)."""
-        denom = ((resid - resid.mean(1, keepdim=True)) ** 2).sum(-1).mean(-1).clamp_min(1e-8)
-        return e.square().sum(-1).mean(-1) / denom * any_dead, denom
+# %% ../nbs/05_dictionaries.ipynb #6ea6d4c8
+@patch
+@torch.no_grad()
+def mark_fired(self: DictionaryStack, f):
+    "Count the steps since each latent last fired."
+    self.since_fired.add_(1).masked_fill_((f > 0).any(1), 0)
 
-    @torch.no_grad()
-    def constrain(self):
-        "Unit-norm decoder rows (called after each optimizer step)."
-        self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8))
 
-    @torch.no_grad()
-    def remove_parallel_grad(self, row_dots: torch.Tensor | None = None):
-        """Remove the gradient component parallel to each decoder row (called before each step). `row_dots`: each
-        row's dot product with its gradient (M, d_sae), when known already (the fused loss's, from its active
-        entries), else computed here."""
-        if self.W_dec.grad is not None:
-            w = self.W_dec
-            dots = torch.linalg.vecdot(self.W_dec.grad, w) if row_dots is None else row_dots
-            self.W_dec.grad.addcmul_(dots[..., None], w, value=-1)
+@patch
+def aux_select(self: DictionaryStack, pre):
+    """AuxK (Gao et al.): the top aux_k dead latents reconstruct the full-level residual. Returns their activations
+    (M, B, n) over the n = most dead latents of any model (padded with masked live ones), the latents' indices
+    (M, n) and which models have dead latents; None when no model has any, or no model weighs AuxK (aux_coef 0)."""
+    if all(c.aux_weight == 0 for c in self.cfgs):
+        return None
+    dead = self.since_fired > self.cfgs[0].dead_window  # (M, d_sae)
+    n = int(dead.sum(1).max())
+    if n == 0:
+        return None
+    idx = dead.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :n]  # dead latents first
+    M, B, _ = pre.shape
+    act = F.relu(pre.gather(2, idx[:, None].expand(M, B, n))) * dead.gather(1, idx)[:, None]
+    kth = act.detach().topk(min(self.cfgs[0].aux_k, n), dim=-1).values[..., -1:]
+    return act * ((act >= kth) & (act > 0)), idx, dead.any(1)
+
+
+@patch
+def decoder_rows(self: DictionaryStack, idx):
+    "Decoder rows `idx` (M, n) in target units: (M, n, d_out)."
+    return self.W_dec.gather(1, idx[..., None].expand(-1, -1, self.W_dec.shape[-1])) * self.y_scale[:, None, None]
+
+
+@patch
+def auxk_loss(self: DictionaryStack, f_aux, idx, any_dead, resid):
+    """AuxK's loss per model (M,), from the latents of `aux_select` and the residual; also its error (M, B, d_out),
+    rows and residual variance."""
+    rows = self.decoder_rows(idx)
+    e = torch.bmm(f_aux, rows) - resid
+    aux, denom = self.auxk_of_error(e, resid, any_dead)
+    return aux, e, rows, denom
+
+
+@patch_to(DictionaryStack, static_method=True)
+def auxk_of_error(e, resid, any_dead):
+    """AuxK's loss per model (M,) from the error `e` (M, B, d_out) of the dead latents' reconstruction of the
+    residual `resid`: its mean squared norm over the residual's variance (zero for a model with no dead latent);
+    and that variance (M,)."""
+    denom = ((resid - resid.mean(1, keepdim=True)) ** 2).sum(-1).mean(-1).clamp_min(1e-8)
+    return e.square().sum(-1).mean(-1) / denom * any_dead, denom
+
+# %% ../nbs/05_dictionaries.ipynb #d499ee49
+@patch
+def loss(self: DictionaryStack, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Σ_g w_g ‖y − ŷ_g‖² (sum over dims, mean over batch) + aux_coef · AuxK; summed over the M models (autograd's
+    reference)."""
+    out = self(x)
+    rec = self.level_loss(out.recons - y)
+    self.mark_fired(out.f)
+    aux = torch.zeros(len(self.cfgs), device=x.device)
+    if (sel := self.aux_select(out.pre)) is not None:
+        aux = self.auxk_loss(*sel, (y - out.recons[-1]).detach())[0]
+    total = rec + self.aux_coefs * aux
+    return total.sum(), {'recon': rec.detach(), 'aux': aux.detach()}
+
+
+@patch
+def level_loss(self: DictionaryStack, diff):
+    "Σ_g w_g ‖ŷ_g − y‖² per model (M,), from the errors `diff` (G, M, B, d_out); in target-RMS units."
+    return (self.level_w.T * diff.square().sum(-1).mean(-1) / self.y_scale**2).sum(0)
+
+
+@patch(as_prop=True)
+def aux_coefs(self: DictionaryStack):
+    "Each model's AuxK weight (M,)."
+    return torch.tensor([c.aux_weight for c in self.cfgs], dtype=torch.float32, device=self.W_dec.device)
+
+# %% ../nbs/05_dictionaries.ipynb #e04d11df
+@patch
+@torch.no_grad()
+def constrain(self: DictionaryStack):
+    "Unit-norm decoder rows (called after each optimizer step)."
+    self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8))
+
+
+@patch
+@torch.no_grad()
+def remove_parallel_grad(self: DictionaryStack, row_dots: torch.Tensor | None = None):
+    """Remove the gradient component parallel to each decoder row (called before each step). `row_dots`: each
+    row's dot product with its gradient (M, d_sae), when known already (the fused loss's, from its active
+    entries), else computed here."""
+    if self.W_dec.grad is not None:
+        w = self.W_dec
+        dots = torch.linalg.vecdot(self.W_dec.grad, w) if row_dots is None else row_dots
+        self.W_dec.grad.addcmul_(dots[..., None], w, value=-1)
 
 # %% ../nbs/05_dictionaries.ipynb #a2f63fb5
 class PaperRepoTranscoder(torch.nn.Module):
@@ -440,40 +489,7 @@ class PaperRepoTranscoder(torch.nn.Module):
     def step(x):
         return F.relu(x) + (x > 1).to(x.dtype)  # relu(x) + 1·[x > 1], γ = β = 1
 
-    @torch.no_grad()
-    def block_topk_mask(self, a):
-        "Mask of the top-k by |value| inside each disjoint block: |a| ≥ the block's k-th largest |value|."
-        bounds = [0] + self.levels
-        kth = torch.cat(
-            [
-                a[:, lo:hi].abs().topk(min(k, hi - lo), dim=1, sorted=False).values.amin(1, keepdim=True)
-                for lo, hi, k in zip(bounds[:-1], bounds[1:], self.block_k)
-            ],
-            dim=1,
-        )  # (B, G)
-        return a.abs() >= kth[:, self.block_id]
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latents (1, B, d_sae): top-k by |value| inside each disjoint block (a mask from each block's k-th value; no
-        scatter)."""
-        a = self.step(self.encoder(x))
-        return (a * self.block_topk_mask(a))[None]
-
-    def decode(self, f, x=None):
-        return self.decoders[-1](f[0])[None]
-
-    def forward(self, x):
-        f = self.encode(x)
-        recons = torch.stack([dec(f[0, :, :m]) for dec, m in zip(self.decoders, self.levels)])[:, None]
-        return ForwardOutput(f, recons, f)
-
-    def loss(self, x, y):
-        out = self(x)
-        w = self.cfgs[0].loss_weights
-        mse = torch.stack([F.mse_loss(r[0], y) for r in out.recons])
-        total = (torch.tensor(w) * mse).sum() + self.cfgs[0].l1_coef * out.f.abs().mean()
-        return total, {'recon': mse.detach()[None]}
-
+    # no decoder norm, no parallel-gradient removal, no data-dependent init: the paper code has none
     def constrain(self):
         pass
 
@@ -482,6 +498,50 @@ class PaperRepoTranscoder(torch.nn.Module):
 
     def init_from_data(self, x, y):
         pass
+
+# %% ../nbs/05_dictionaries.ipynb #93f6a82d
+@patch
+@torch.no_grad()
+def block_topk_mask(self: PaperRepoTranscoder, a):
+    "Mask of the top-k by |value| inside each disjoint block: |a| ≥ the block's k-th largest |value|."
+    bounds = [0] + self.levels
+    kth = torch.cat(
+        [
+            a[:, lo:hi].abs().topk(min(k, hi - lo), dim=1, sorted=False).values.amin(1, keepdim=True)
+            for lo, hi, k in zip(bounds[:-1], bounds[1:], self.block_k)
+        ],
+        dim=1,
+    )  # (B, G)
+    return a.abs() >= kth[:, self.block_id]
+
+
+@patch
+def encode(self: PaperRepoTranscoder, x: torch.Tensor) -> torch.Tensor:
+    """Latents (1, B, d_sae): top-k by |value| inside each disjoint block (a mask from each block's k-th value; no
+    scatter)."""
+    a = self.step(self.encoder(x))
+    return (a * self.block_topk_mask(a))[None]
+
+# %% ../nbs/05_dictionaries.ipynb #44f3f0ed
+@patch
+def decode(self: PaperRepoTranscoder, f, x=None):
+    return self.decoders[-1](f[0])[None]
+
+
+@patch
+def forward(self: PaperRepoTranscoder, x):
+    f = self.encode(x)
+    recons = torch.stack([dec(f[0, :, :m]) for dec, m in zip(self.decoders, self.levels)])[:, None]
+    return ForwardOutput(f, recons, f)
+
+
+@patch
+def loss(self: PaperRepoTranscoder, x, y):
+    out = self(x)
+    w = self.cfgs[0].loss_weights
+    mse = torch.stack([F.mse_loss(r[0], y) for r in out.recons])
+    total = (torch.tensor(w) * mse).sum() + self.cfgs[0].l1_coef * out.f.abs().mean()
+    return total, {'recon': mse.detach()[None]}
 
 # %% ../nbs/05_dictionaries.ipynb #701b8414
 def dictionary_model(cfgs: list[DictConfig]) -> torch.nn.Module:
