@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch, patch_to
 from PIL import Image
 from safetensors.torch import save_file, load_file
 from tqdm import tqdm
@@ -82,47 +83,61 @@ class LiteEncoder(torch.nn.Module):
                 m.inplace = True
         self.image_size, self.trunk_blocks = image_size, trunk_blocks
 
-    def preprocess(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
-        "uint8 (n, h, w, 3), or a list of (h, w, 3) of any sizes -> normalised float (n, 3, image_size, image_size)."
-        if isinstance(images, list):
-            return torch.cat([self.preprocess(a[None]) for a in images])
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
-        if x.shape[-1] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode='bilinear', antialias=True)
-        return (x - _MEAN) / _STD
+# %% ../nbs/02_encoders.ipynb #54fee264
+@patch
+def preprocess(self: LiteEncoder, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+    "uint8 (n, h, w, 3), or a list of (h, w, 3) of any sizes -> normalised float (n, 3, image_size, image_size)."
+    if isinstance(images, list):
+        return torch.cat([self.preprocess(a[None]) for a in images])
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    if x.shape[-1] != self.image_size:
+        x = F.interpolate(x, size=(self.image_size, self.image_size), mode='bilinear', antialias=True)
+    return (x - _MEAN) / _STD
 
-    def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        "The frozen part: stem and the first `trunk_blocks` blocks."
-        n = self.net
-        x = n._swish(n._bn0(n._conv_stem(x.contiguous(memory_format=torch.channels_last))))
-        for b in n._blocks[: self.trunk_blocks]:
-            x = b(x)
-        return x.contiguous()  # the cache stores maps in the default layout
 
-    def top(self, t: torch.Tensor) -> torch.Tensor:
-        "The adaptable part, from trunk maps to the pooled embedding h2."
-        n = self.net
-        t = t.contiguous(memory_format=torch.channels_last)
-        for b in n._blocks[self.trunk_blocks :]:
-            t = b(t)
-        return n._swish(n._bn1(n._conv_head(t))).mean((2, 3))
+@patch
+def trunk(self: LiteEncoder, x: torch.Tensor) -> torch.Tensor:
+    "The frozen part: stem and the first `trunk_blocks` blocks."
+    n = self.net
+    x = n._swish(n._bn0(n._conv_stem(x.contiguous(memory_format=torch.channels_last))))
+    for b in n._blocks[: self.trunk_blocks]:
+        x = b(x)
+    return x.contiguous()  # the cache stores maps in the default layout
 
-    def top_parameters(self):
-        n = self.net
-        return [p for m in [*n._blocks[self.trunk_blocks :], n._conv_head, n._bn1] for p in m.parameters()]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.top(self.trunk(x))
+@patch
+def top(self: LiteEncoder, t: torch.Tensor) -> torch.Tensor:
+    "The adaptable part, from trunk maps to the pooled embedding h2."
+    n = self.net
+    t = t.contiguous(memory_format=torch.channels_last)
+    for b in n._blocks[self.trunk_blocks :]:
+        t = b(t)
+    return n._swish(n._bn1(n._conv_head(t))).mean((2, 3))
 
-    def fingerprint(self) -> str:
-        "Identifies the encoder's weights and preprocessing (the cache key)."
-        h = hashlib.sha1(f"{self.name}|{self.image_size}|{self.trunk_blocks}".encode())
-        for p in self.top_parameters():
-            h.update(p.detach().cpu().numpy().tobytes())
-        return f"{self.name}-{self.image_size}-{h.hexdigest()[:12]}"
 
-    def trunk_fingerprint(self) -> str:
-        return f"{self.name}-trunk{self.trunk_blocks}-{self.image_size}"
+@patch
+def top_parameters(self: LiteEncoder):
+    n = self.net
+    return [p for m in [*n._blocks[self.trunk_blocks :], n._conv_head, n._bn1] for p in m.parameters()]
+
+
+@patch
+def forward(self: LiteEncoder, x: torch.Tensor) -> torch.Tensor:
+    return self.top(self.trunk(x))
+
+# %% ../nbs/02_encoders.ipynb #b7c2020f
+@patch
+def fingerprint(self: LiteEncoder) -> str:
+    "Identifies the encoder's weights and preprocessing (the cache key)."
+    h = hashlib.sha1(f"{self.name}|{self.image_size}|{self.trunk_blocks}".encode())
+    for p in self.top_parameters():
+        h.update(p.detach().cpu().numpy().tobytes())
+    return f"{self.name}-{self.image_size}-{h.hexdigest()[:12]}"
+
+
+@patch
+def trunk_fingerprint(self: LiteEncoder) -> str:
+    return f"{self.name}-trunk{self.trunk_blocks}-{self.image_size}"
 
 # %% ../nbs/02_encoders.ipynb #b922b093
 class ClipEncoder(torch.nn.Module):
@@ -219,103 +234,116 @@ class EmbeddingCache:
         write_json(self.index_file, self.index)
         return self.index
 
-    def _add_shard(self, x: torch.Tensor, hashes: list[str], write_index: bool = True):
-        "Write rows `x` of images `hashes` as a new shard, atomically, then its sidecar (and the index)."
-        name = f"shard_{hashlib.sha1(''.join(hashes).encode()).hexdigest()[:16]}.safetensors"
-        tmp = self.folder / (name + '.tmp')
-        save_file({'x': x.contiguous()}, tmp)
-        os.replace(tmp, self.folder / name)  # a shard is under its name whole, or not at all
-        write_json(self.folder / (name + '.json'), hashes)
-        self.index['shards'].append(name)
-        self.index['rows'].update({h: [name, j] for j, h in enumerate(hashes)})
-        if write_index:
-            write_json(self.index_file, self.index)
+# %% ../nbs/02_encoders.ipynb #03cbb9fd
+@patch
+def _add_shard(self: EmbeddingCache, x: torch.Tensor, hashes: list[str], write_index: bool = True):
+    "Write rows `x` of images `hashes` as a new shard, atomically, then its sidecar (and the index)."
+    name = f"shard_{hashlib.sha1(''.join(hashes).encode()).hexdigest()[:16]}.safetensors"
+    tmp = self.folder / (name + '.tmp')
+    save_file({'x': x.contiguous()}, tmp)
+    os.replace(tmp, self.folder / name)  # a shard is under its name whole, or not at all
+    write_json(self.folder / (name + '.json'), hashes)
+    self.index['shards'].append(name)
+    self.index['rows'].update({h: [name, j] for j, h in enumerate(hashes)})
+    if write_index:
+        write_json(self.index_file, self.index)
 
-    def _shard(self, name):
-        if name not in self._shards:
-            self._shards[name] = load_file(self.folder / name)['x']
-        return self._shards[name]
 
-    def fill(
-        self,
-        paths,
-        fn,
-        batch_size: int = 100,
-        desc: str = 'encoding',
-        shard_rows: int = 1024,
-        part=(0, 1),
-        read=None,
-        num_workers: int = 0,
-        hashes=None,
-        progress: bool = True,
-    ) -> list[tuple[str, str]]:
-        """Compute and store the rows of the `paths` not cached yet; returns [(path, reason)] of the unreadable ones.
-        `fn(batch)` gets a list of paths, or with `read` (path -> pixels, raising ImageReadError) the pixels of the
-        batch's readable images, decoded by `num_workers` DataLoader workers. `part` = (rank, world): the images are
-        cut into blocks of `shard_rows` in the order given and this process computes the missing rows of blocks rank,
-        rank + world, …: a split that does not depend on what is cached, so processes need not agree on it."""
-        paths = [Path(p) for p in paths]
-        hashes = hashes or [content_hash(p) for p in paths]
-        self._hash_of.update(zip(paths, hashes))
-        first = {h: p for h, p in zip(reversed(hashes), reversed(paths))}
-        rank, world = part
-        units = list(dict.fromkeys(hashes if world > 1 else (h for h in hashes if h not in self.index['rows'])))
-        blocks = [units[i : i + shard_rows] for i in range(0, len(units), shard_rows)][rank::world]
-        mine = [todo for b in blocks if (todo := [h for h in b if h not in self.index['rows']])]
-        errors = []
-        bar = tqdm(total=sum(map(len, mine)), desc=desc, unit='image', disable=not progress or not mine)
-        for chunk in mine:
-            outs, done = [], []
-            if read is None:
-                batches = (
-                    (chunk[i : i + batch_size], [first[h] for h in chunk[i : i + batch_size]])
-                    for i in range(0, len(chunk), batch_size)
-                )
-            else:
-                loader = torch.utils.data.DataLoader(
-                    _Decoded([first[h] for h in chunk], read),
-                    batch_size=batch_size,
-                    num_workers=num_workers,
-                    collate_fn=list,
-                )
-                batches = self._readable(loader, chunk, first, errors)
-            for batch_hashes, items in batches:
-                if items:
-                    with torch.no_grad():
-                        outs.append(fn(items).float().cpu())
-                    done += batch_hashes
-                bar.update(len(batch_hashes))
-            if done:  # its sidecar makes the shard part of the cache: the index is rewritten once, at the end
-                self._add_shard(torch.cat(outs), done, write_index=False)
-        bar.close()
-        if world == 1 and mine:
-            self.merge()
-        return errors
+@patch
+def _shard(self: EmbeddingCache, name):
+    if name not in self._shards:
+        self._shards[name] = load_file(self.folder / name)['x']
+    return self._shards[name]
 
-    @staticmethod
-    def _readable(loader, chunk, first, errors):
-        "(hashes, pixels) of each loaded batch's readable images; the others go to `errors`."
-        for items in loader:
-            ok = [(chunk[i], px) for i, px, why in items if why is None]
-            errors += [(str(first[chunk[i]]), why) for i, px, why in items if why is not None]
-            yield [h for h, _ in ok], [px for _, px in ok]
+# %% ../nbs/02_encoders.ipynb #2928fc29
+@patch
+def fill(
+    self: EmbeddingCache,
+    paths,
+    fn,
+    batch_size: int = 100,
+    desc: str = 'encoding',
+    shard_rows: int = 1024,
+    part=(0, 1),
+    read=None,
+    num_workers: int = 0,
+    hashes=None,
+    progress: bool = True,
+) -> list[tuple[str, str]]:
+    """Compute and store the rows of the `paths` not cached yet; returns [(path, reason)] of the unreadable ones.
+    `fn(batch)` gets a list of paths, or with `read` (path -> pixels, raising ImageReadError) the pixels of the
+    batch's readable images, decoded by `num_workers` DataLoader workers. `part` = (rank, world): the images are
+    cut into blocks of `shard_rows` in the order given and this process computes the missing rows of blocks rank,
+    rank + world, …: a split that does not depend on what is cached, so processes need not agree on it."""
+    paths = [Path(p) for p in paths]
+    hashes = hashes or [content_hash(p) for p in paths]
+    self._hash_of.update(zip(paths, hashes))
+    first = {h: p for h, p in zip(reversed(hashes), reversed(paths))}
+    rank, world = part
+    units = list(dict.fromkeys(hashes if world > 1 else (h for h in hashes if h not in self.index['rows'])))
+    blocks = [units[i : i + shard_rows] for i in range(0, len(units), shard_rows)][rank::world]
+    mine = [todo for b in blocks if (todo := [h for h in b if h not in self.index['rows']])]
+    errors = []
+    bar = tqdm(total=sum(map(len, mine)), desc=desc, unit='image', disable=not progress or not mine)
+    for chunk in mine:
+        outs, done = [], []
+        if read is None:
+            batches = (
+                (chunk[i : i + batch_size], [first[h] for h in chunk[i : i + batch_size]])
+                for i in range(0, len(chunk), batch_size)
+            )
+        else:
+            loader = torch.utils.data.DataLoader(
+                _Decoded([first[h] for h in chunk], read),
+                batch_size=batch_size,
+                num_workers=num_workers,
+                collate_fn=list,
+            )
+            batches = self._readable(loader, chunk, first, errors)
+        for batch_hashes, items in batches:
+            if items:
+                with torch.no_grad():
+                    outs.append(fn(items).float().cpu())
+                done += batch_hashes
+            bar.update(len(batch_hashes))
+        if done:  # its sidecar makes the shard part of the cache: the index is rewritten once, at the end
+            self._add_shard(torch.cat(outs), done, write_index=False)
+    bar.close()
+    if world == 1 and mine:
+        self.merge()
+    return errors
 
-    def rows(self, paths, hashes=None) -> torch.Tensor:
-        "The cached tensors of `paths`, stacked in order (each must be cached; files `fill` hashed are not read again)."
-        hashes = hashes or [self._hash_of.get(Path(p)) or content_hash(p) for p in paths]
-        missing = [str(p) for p, h in zip(paths, hashes) if h not in self.index['rows']]
-        if missing:
-            raise KeyError(f"{len(missing)} images are not in the cache {self.folder}, e.g. {missing[0]}")
-        rows = [self.index['rows'][h] for h in hashes]
-        return torch.stack([self._shard(s)[j] for s, j in rows]) if rows else torch.empty(0)
 
-    def embed(self, paths, fn, batch_size: int = 100, desc: str = 'encoding', shard_rows: int = 1024) -> torch.Tensor:
-        """Tensors for `paths`; `fn(paths_batch) -> tensor` runs only for images not cached yet. Every `shard_rows`
-        images a shard is written (then its sidecar): a killed run loses at most one shard's work."""
-        paths = [Path(p) for p in paths]
-        hashes = [content_hash(p) for p in paths]
-        self.fill(paths, fn, batch_size, desc, shard_rows, hashes=hashes)
-        return self.rows(paths, hashes)
+@patch_to(EmbeddingCache, static_method=True)
+def _readable(loader, chunk, first, errors):
+    "(hashes, pixels) of each loaded batch's readable images; the others go to `errors`."
+    for items in loader:
+        ok = [(chunk[i], px) for i, px, why in items if why is None]
+        errors += [(str(first[chunk[i]]), why) for i, px, why in items if why is not None]
+        yield [h for h, _ in ok], [px for _, px in ok]
+
+# %% ../nbs/02_encoders.ipynb #1d1ccc7f
+@patch
+def rows(self: EmbeddingCache, paths, hashes=None) -> torch.Tensor:
+    "The cached tensors of `paths`, stacked in order (each must be cached; files `fill` hashed are not read again)."
+    hashes = hashes or [self._hash_of.get(Path(p)) or content_hash(p) for p in paths]
+    missing = [str(p) for p, h in zip(paths, hashes) if h not in self.index['rows']]
+    if missing:
+        raise KeyError(f"{len(missing)} images are not in the cache {self.folder}, e.g. {missing[0]}")
+    rows = [self.index['rows'][h] for h in hashes]
+    return torch.stack([self._shard(s)[j] for s, j in rows]) if rows else torch.empty(0)
+
+
+@patch
+def embed(
+    self: EmbeddingCache, paths, fn, batch_size: int = 100, desc: str = 'encoding', shard_rows: int = 1024
+) -> torch.Tensor:
+    """Tensors for `paths`; `fn(paths_batch) -> tensor` runs only for images not cached yet. Every `shard_rows`
+    images a shard is written (then its sidecar): a killed run loses at most one shard's work."""
+    paths = [Path(p) for p in paths]
+    hashes = [content_hash(p) for p in paths]
+    self.fill(paths, fn, batch_size, desc, shard_rows, hashes=hashes)
+    return self.rows(paths, hashes)
 
 # %% ../nbs/02_encoders.ipynb #d2fdc104
 def select_epoch(history: list[dict], n_val: int) -> int:

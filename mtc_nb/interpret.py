@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from tqdm import tqdm
 
 from .features import concept_matrix, concept_values, iou
@@ -330,174 +331,188 @@ class LMMInterpreter:
                 )
                 print(f"[mtc] LMM: {self.stopped}; what was not asked is asked on the next run", flush=True)
 
-    def _try(self, content):
-        "(a chat completion or None, whether a retry may help, what failed) of one request."
-        import openai
+# %% ../nbs/07_interpret.ipynb #f0140907
+@patch
+def _try(self: LMMInterpreter, content):
+    "(a chat completion or None, whether a retry may help, what failed) of one request."
+    import openai
 
-        try:
-            r = self.client.chat.completions.create(
-                model=self.cfg.model,
-                messages=[{'role': 'user', 'content': content}],
-                temperature=self.cfg.temperature,
-                seed=self.cfg.seed,
-                max_tokens=self.cfg.max_tokens,
+    try:
+        r = self.client.chat.completions.create(
+            model=self.cfg.model,
+            messages=[{'role': 'user', 'content': content}],
+            temperature=self.cfg.temperature,
+            seed=self.cfg.seed,
+            max_tokens=self.cfg.max_tokens,
+        )
+    except openai.APIStatusError as e:
+        code = e.status_code
+        if code in FATAL_STATUS:
+            self.fatal = (
+                f"the LMM endpoint {self.cfg.base_url} {FATAL_STATUS[code]} (HTTP {code}, model "
+                f"{self.cfg.model!r}): check lmm_base_url, lmm_model and the key in ${self.cfg.api_key_env}"
             )
-        except openai.APIStatusError as e:
-            code = e.status_code
-            if code in FATAL_STATUS:
-                self.fatal = (
-                    f"the LMM endpoint {self.cfg.base_url} {FATAL_STATUS[code]} (HTTP {code}, model "
-                    f"{self.cfg.model!r}): check lmm_base_url, lmm_model and the key in ${self.cfg.api_key_env}"
-                )
-                raise LMMFatalError(self.fatal) from None
-            retry = code in RETRY_STATUS or code >= 500
-            return None, (retry, _retry_after(e.response)), f"HTTP {code}: {one_line(e.message, 200)}"
-        except openai.APIConnectionError as e:  # a refused connection, a time-out
-            return None, (True, None), f"{type(e).__name__}: {one_line(e, 200)}"
-        except ValueError as e:  # a body that is not JSON (a connection torn mid-reply)
-            return None, (True, None), f"a reply that is not JSON ({one_line(e, 120)})"
-        if not hasattr(r, 'choices'):  # a 200 whose body is not a chat completion: a proxy's or a web server's page
-            return None, (False, None), f"a reply that is not a chat completion (it begins {one_line(r, 80)!r})"
-        return r, (False, None), None
+            raise LMMFatalError(self.fatal) from None
+        retry = code in RETRY_STATUS or code >= 500
+        return None, (retry, _retry_after(e.response)), f"HTTP {code}: {one_line(e.message, 200)}"
+    except openai.APIConnectionError as e:  # a refused connection, a time-out
+        return None, (True, None), f"{type(e).__name__}: {one_line(e, 200)}"
+    except ValueError as e:  # a body that is not JSON (a connection torn mid-reply)
+        return None, (True, None), f"a reply that is not JSON ({one_line(e, 120)})"
+    if not hasattr(r, 'choices'):  # a 200 whose body is not a chat completion: a proxy's or a web server's page
+        return None, (False, None), f"a reply that is not a chat completion (it begins {one_line(r, 80)!r})"
+    return r, (False, None), None
 
-    def _create(self, content):
-        """One chat completion, tried at most 1 + `max_retries` times while a retry may help (`_try`), waiting as the
-        endpoint asks or with exponential backoff. Raises `LMMRequestError` when it fails, or when the run has
-        stopped asking; `LMMFatalError` when the endpoint refuses the key, access or the model."""
-        detail = None
-        for attempt in range(self.cfg.max_retries + 1):
-            if self.fatal:
-                raise LMMFatalError(self.fatal)
-            if self.stopped:
-                raise LMMRequestError(f"not asked: {self.stopped}")
-            self._count(requests=1)
-            r, (retry, wait), detail = self._try(content)
-            if r is not None:
-                with self._lock:
-                    self.failures_in_a_row = 0
-                return r
-            self._failed(detail)
-            if not retry or attempt == self.cfg.max_retries:
-                break
-            time.sleep(wait if wait is not None else min(self.cfg.backoff * 2**attempt, 8))
-        raise LMMRequestError(detail)
 
-    def ask(self, kind: str, item, image_ids, path_of, **fill) -> dict:
-        """Ask prompt `kind` about images `image_ids` (files from `path_of(id)`); cached by (item, images, prompt,
-        model)."""
-        key = AnswerCache.key(item, list(image_ids), kind, PROMPT_VERSION, self.cfg.model, fill)
-        hit = self.cache.get(key)
-        if hit is not None and hit['status'] in ('ok', 'refused'):  # answers; a malformed reply is asked again
-            self._count(cache_hits=1)
-            return hit
-        text = PROMPTS[kind].format(**fill)
-        content = [{'type': 'text', 'text': text}] + [image_part(path_of(i), self.cfg.max_image_px) for i in image_ids]
-        row = {
-            'key': key,
-            'item': item,
-            'kind': kind,
-            'image_ids': list(image_ids),
-            'prompt_version': PROMPT_VERSION,
-            'model': self.cfg.model,
-            'temperature': self.cfg.temperature,
-            'seed': self.cfg.seed,
-            'fill': fill,
-            'time': time.time(),
-        }
-        try:
-            r = self._create(content)
-        except LMMRequestError as e:  # failed after every retry, or not asked: report, do not cache, go on
-            self._count(errors=1)
-            return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': one_line(e, 300)}
-        if not r.choices:  # the endpoint answered nothing: its error, not a refusal; not cached, so a rerun asks again
-            self._count(errors=1)
-            return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': 'a reply without choices'}
-        ch = r.choices[0]
-        msg = ch.message if ch else None
-        reply = msg.content if msg else None
-        reply = reply[:MAX_REPLY_CHARS] if isinstance(reply, str) else None  # kept, parsed and cached: bounded
-        if r.usage:
-            self._count(prompt_tokens=r.usage.prompt_tokens or 0, completion_tokens=r.usage.completion_tokens or 0)
-        parsed = parse_reply(kind, reply)
-        if (
-            (msg is not None and getattr(msg, 'refusal', None))
-            or (ch is not None and ch.finish_reason == 'content_filter')
-            or not reply
-        ):
-            status = 'refused'
-        elif parsed is None:
-            status = 'malformed'
-        else:
-            status = 'ok'
-        if status != 'ok':
-            self._count(**{status: 1})
-        row.update(
-            status=status,
-            text=reply,
-            parsed=parsed,
-            finish_reason=ch.finish_reason if ch else None,
-            usage=r.usage.model_dump() if r.usage else None,
-        )
-        self.cache.put(row)
-        return row
+@patch
+def _create(self: LMMInterpreter, content):
+    """One chat completion, tried at most 1 + `max_retries` times while a retry may help (`_try`), waiting as the
+    endpoint asks or with exponential backoff. Raises `LMMRequestError` when it fails, or when the run has
+    stopped asking; `LMMFatalError` when the endpoint refuses the key, access or the model."""
+    detail = None
+    for attempt in range(self.cfg.max_retries + 1):
+        if self.fatal:
+            raise LMMFatalError(self.fatal)
+        if self.stopped:
+            raise LMMRequestError(f"not asked: {self.stopped}")
+        self._count(requests=1)
+        r, (retry, wait), detail = self._try(content)
+        if r is not None:
+            with self._lock:
+                self.failures_in_a_row = 0
+            return r
+        self._failed(detail)
+        if not retry or attempt == self.cfg.max_retries:
+            break
+        time.sleep(wait if wait is not None else min(self.cfg.backoff * 2**attempt, 8))
+    raise LMMRequestError(detail)
 
-    def interpret_one(self, latent: int, image_ids, path_of) -> dict:
-        "Pass 1 (commonality), then pass 2 (error analysis) for one latent."
-        out = {
-            'latent': int(latent),
-            'interpreter': self.name,
-            'prompt_version': PROMPT_VERSION,
-            'commonality': None,
-            'error': None,
-            'error_mode': None,
-            'flagged': False,
-            'status': 'ok',
-            'score': np.nan,
-        }
-        p1 = self.ask('commonality', int(latent), image_ids, path_of)
-        if p1['status'] != 'ok':
-            return {**out, 'status': f"commonality {p1['status']}"}
-        out['commonality'] = p1['parsed']
-        p2 = self.ask('error', int(latent), image_ids, path_of, commonality=p1['parsed'])
-        if p2['status'] != 'ok':
-            return {**out, 'status': f"error-pass {p2['status']}"}
-        out['flagged'], out['error'] = bool(p2['parsed'][0]), p2['parsed'][1]
-        return out
+# %% ../nbs/07_interpret.ipynb #2c0e05a5
+@patch
+def ask(self: LMMInterpreter, kind: str, item, image_ids, path_of, **fill) -> dict:
+    """Ask prompt `kind` about images `image_ids` (files from `path_of(id)`); cached by (item, images, prompt,
+    model)."""
+    key = AnswerCache.key(item, list(image_ids), kind, PROMPT_VERSION, self.cfg.model, fill)
+    hit = self.cache.get(key)
+    if hit is not None and hit['status'] in ('ok', 'refused'):  # answers; a malformed reply is asked again
+        self._count(cache_hits=1)
+        return hit
+    text = PROMPTS[kind].format(**fill)
+    content = [{'type': 'text', 'text': text}] + [image_part(path_of(i), self.cfg.max_image_px) for i in image_ids]
+    row = {
+        'key': key,
+        'item': item,
+        'kind': kind,
+        'image_ids': list(image_ids),
+        'prompt_version': PROMPT_VERSION,
+        'model': self.cfg.model,
+        'temperature': self.cfg.temperature,
+        'seed': self.cfg.seed,
+        'fill': fill,
+        'time': time.time(),
+    }
+    try:
+        r = self._create(content)
+    except LMMRequestError as e:  # failed after every retry, or not asked: report, do not cache, go on
+        self._count(errors=1)
+        return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': one_line(e, 300)}
+    if not r.choices:  # the endpoint answered nothing: its error, not a refusal; not cached, so a rerun asks again
+        self._count(errors=1)
+        return {**row, 'status': 'error', 'text': None, 'parsed': None, 'detail': 'a reply without choices'}
+    ch = r.choices[0]
+    msg = ch.message if ch else None
+    reply = msg.content if msg else None
+    reply = reply[:MAX_REPLY_CHARS] if isinstance(reply, str) else None  # kept, parsed and cached: bounded
+    if r.usage:
+        self._count(prompt_tokens=r.usage.prompt_tokens or 0, completion_tokens=r.usage.completion_tokens or 0)
+    parsed = parse_reply(kind, reply)
+    if (
+        (msg is not None and getattr(msg, 'refusal', None))
+        or (ch is not None and ch.finish_reason == 'content_filter')
+        or not reply
+    ):
+        status = 'refused'
+    elif parsed is None:
+        status = 'malformed'
+    else:
+        status = 'ok'
+    if status != 'ok':
+        self._count(**{status: 1})
+    row.update(
+        status=status,
+        text=reply,
+        parsed=parsed,
+        finish_reason=ch.finish_reason if ch else None,
+        usage=r.usage.model_dump() if r.usage else None,
+    )
+    self.cache.put(row)
+    return row
 
-    def interpret(self, table: pd.DataFrame, path_of) -> pd.DataFrame:
-        "Interpret every latent of a feature table that is not skipped, `max_workers` at a time."
-        rows = table[~table.skipped]
-        with ThreadPoolExecutor(self.cfg.max_workers) as ex:
-            futs = [ex.submit(self.interpret_one, r.latent, r.top_ids, path_of) for r in rows.itertuples()]
-            out = [f.result() for f in tqdm(futs, desc=f'interpreting with {self.name}', leave=False)]
-        return pd.DataFrame(
-            out,
-            columns=[
-                'latent',
-                'interpreter',
-                'prompt_version',
-                'commonality',
-                'error',
-                'error_mode',
-                'flagged',
-                'status',
-                'score',
-            ],
-        )
+# %% ../nbs/07_interpret.ipynb #6ceb235d
+@patch
+def interpret_one(self: LMMInterpreter, latent: int, image_ids, path_of) -> dict:
+    "Pass 1 (commonality), then pass 2 (error analysis) for one latent."
+    out = {
+        'latent': int(latent),
+        'interpreter': self.name,
+        'prompt_version': PROMPT_VERSION,
+        'commonality': None,
+        'error': None,
+        'error_mode': None,
+        'flagged': False,
+        'status': 'ok',
+        'score': np.nan,
+    }
+    p1 = self.ask('commonality', int(latent), image_ids, path_of)
+    if p1['status'] != 'ok':
+        return {**out, 'status': f"commonality {p1['status']}"}
+    out['commonality'] = p1['parsed']
+    p2 = self.ask('error', int(latent), image_ids, path_of, commonality=p1['parsed'])
+    if p2['status'] != 'ok':
+        return {**out, 'status': f"error-pass {p2['status']}"}
+    out['flagged'], out['error'] = bool(p2['parsed'][0]), p2['parsed'][1]
+    return out
 
-    def judge(self, description: str, image_ids, path_of) -> list:
-        "Per image: does it show `description`? True / False / None (no usable answer)."
-        with ThreadPoolExecutor(self.cfg.max_workers) as ex:
-            rows = list(ex.map(lambda i: self.ask('judge', str(i), [i], path_of, description=description), image_ids))
-        return [r['parsed'] if r['status'] == 'ok' else None for r in rows]
 
-    def detection_score(self, description: str, pos_ids, neg_ids, path_of) -> float:
-        """Balanced accuracy of the judge at telling a feature's activating images from random ones, given only the
-        description."""
-        p, n = self.judge(description, pos_ids, path_of), self.judge(description, neg_ids, path_of)
-        tpr = np.mean([v is True for v in p]) if len(p) else np.nan
-        tnr = np.mean([v is False for v in n]) if len(n) else np.nan
-        return float((tpr + tnr) / 2)
+@patch
+def interpret(self: LMMInterpreter, table: pd.DataFrame, path_of) -> pd.DataFrame:
+    "Interpret every latent of a feature table that is not skipped, `max_workers` at a time."
+    rows = table[~table.skipped]
+    with ThreadPoolExecutor(self.cfg.max_workers) as ex:
+        futs = [ex.submit(self.interpret_one, r.latent, r.top_ids, path_of) for r in rows.itertuples()]
+        out = [f.result() for f in tqdm(futs, desc=f'interpreting with {self.name}', leave=False)]
+    return pd.DataFrame(
+        out,
+        columns=[
+            'latent',
+            'interpreter',
+            'prompt_version',
+            'commonality',
+            'error',
+            'error_mode',
+            'flagged',
+            'status',
+            'score',
+        ],
+    )
+
+# %% ../nbs/07_interpret.ipynb #07064e6b
+@patch
+def judge(self: LMMInterpreter, description: str, image_ids, path_of) -> list:
+    "Per image: does it show `description`? True / False / None (no usable answer)."
+    with ThreadPoolExecutor(self.cfg.max_workers) as ex:
+        rows = list(ex.map(lambda i: self.ask('judge', str(i), [i], path_of, description=description), image_ids))
+    return [r['parsed'] if r['status'] == 'ok' else None for r in rows]
+
+
+@patch
+def detection_score(self: LMMInterpreter, description: str, pos_ids, neg_ids, path_of) -> float:
+    """Balanced accuracy of the judge at telling a feature's activating images from random ones, given only the
+    description."""
+    p, n = self.judge(description, pos_ids, path_of), self.judge(description, neg_ids, path_of)
+    tpr = np.mean([v is True for v in p]) if len(p) else np.nan
+    tnr = np.mean([v is False for v in n]) if len(n) else np.nan
+    return float((tpr + tnr) / 2)
 
 # %% ../nbs/07_interpret.ipynb #18d437d7
 def relevance(table: pd.DataFrame, threshold: float = 0.95) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import ipywidgets as W
+from fastcore.basics import patch
 from IPython.display import HTML, display
 
 from .core import require_stage
@@ -120,126 +121,140 @@ class FeatureInspector(Inspector):
         self.next.on_click(lambda _: self.step(1))
         self._model_changed()
 
-    def data(self, name: str) -> dict:
-        "Per model, loaded once: its feature table, its held-out codes, its levels and its best planted concepts."
-        if name not in self._models:
-            folder, c = self.checkpoints[name]
-            A = latent_codes(load_dictionary(folder), self.acts['h2']).numpy()
-            table = pd.read_parquet(self.cfg.run_dir / 'features' / name / 'features.parquet').set_index('latent')
-            levels = list(levels_of(c))
-            C = concept_matrix(self.man)
-            C = C[[k for k in C if not k.startswith('label:')]]  # the planted modes and categories
-            best = pd.DataFrame({'best_concept': None, 'best_auroc': np.nan}, index=table.index)
-            if C.shape[1]:
-                au = np.nan_to_num(auroc_matrix(A, C.values), nan=-1.0)  # (d_sae, concepts)
-                best = pd.DataFrame(
-                    {'best_concept': C.columns[au.argmax(1)], 'best_auroc': au.max(1)}, index=table.index
-                )
-            self._models[name] = {
-                'A': A,
-                'table': table.join(best),
-                'levels': list(levels),
-                'level_of': level_of(levels, A.shape[1]),
-            }
-        return self._models[name]
+# %% ../nbs/10_widgets.ipynb #2f25ed95
+@patch
+def data(self: FeatureInspector, name: str) -> dict:
+    "Per model, loaded once: its feature table, its held-out codes, its levels and its best planted concepts."
+    if name not in self._models:
+        folder, c = self.checkpoints[name]
+        A = latent_codes(load_dictionary(folder), self.acts['h2']).numpy()
+        table = pd.read_parquet(self.cfg.run_dir / 'features' / name / 'features.parquet').set_index('latent')
+        levels = list(levels_of(c))
+        C = concept_matrix(self.man)
+        C = C[[k for k in C if not k.startswith('label:')]]  # the planted modes and categories
+        best = pd.DataFrame({'best_concept': None, 'best_auroc': np.nan}, index=table.index)
+        if C.shape[1]:
+            au = np.nan_to_num(auroc_matrix(A, C.values), nan=-1.0)  # (d_sae, concepts)
+            best = pd.DataFrame({'best_concept': C.columns[au.argmax(1)], 'best_auroc': au.max(1)}, index=table.index)
+        self._models[name] = {
+            'A': A,
+            'table': table.join(best),
+            'levels': list(levels),
+            'level_of': level_of(levels, A.shape[1]),
+        }
+    return self._models[name]
 
-    def _model_changed(self, change=None):
-        levels = self.data(self.model.value)['levels']
-        self.level.options = [('all levels', -1)] + [(f'{g}: latents < {w}', g) for g, w in enumerate(levels)]
-        self.level.value = -1
-        self._list_changed()
+# %% ../nbs/10_widgets.ipynb #b816d7a1
+@patch
+def _model_changed(self: FeatureInspector, change=None):
+    levels = self.data(self.model.value)['levels']
+    self.level.options = [('all levels', -1)] + [(f'{g}: latents < {w}', g) for g, w in enumerate(levels)]
+    self.level.value = -1
+    self._list_changed()
 
-    def ordered(self) -> pd.DataFrame:
-        "The model's mined latents at the chosen level, in the chosen order."
-        d = self.data(self.model.value)
-        t = d['table'][~d['table'].skipped]
-        if self.level.value >= 0:
-            t = t[d['level_of'][t.index] == self.level.value]
-        keys = {
-            'relevance': (['flagged', 'error_ratio', 'n_active'], False),
-            'error ratio': (['error_ratio'], False),
-            'planted-mode match': (['best_auroc'], False),
-        }[self.order.value]
-        return t.sort_values(keys[0], ascending=keys[1], kind='stable', na_position='last')
 
-    def _list_changed(self, change=None):
-        t = self.ordered()
-        error = lambda r: f" · ERROR: {r.error}" if r.flagged else ''
-        label = lambda j, r: f"{j} · level {r.level} · {r.commonality}{error(r)}"
-        options = [(label(j, r), int(j)) for j, r in t.iterrows()]
-        self.latent.options = options
-        if options:
-            self.latent.value = options[0][1]
-        self.refresh()
+@patch
+def ordered(self: FeatureInspector) -> pd.DataFrame:
+    "The model's mined latents at the chosen level, in the chosen order."
+    d = self.data(self.model.value)
+    t = d['table'][~d['table'].skipped]
+    if self.level.value >= 0:
+        t = t[d['level_of'][t.index] == self.level.value]
+    keys = {
+        'relevance': (['flagged', 'error_ratio', 'n_active'], False),
+        'error ratio': (['error_ratio'], False),
+        'planted-mode match': (['best_auroc'], False),
+    }[self.order.value]
+    return t.sort_values(keys[0], ascending=keys[1], kind='stable', na_position='last')
 
-    def step(self, by: int):
-        "Move to the next (by = 1) or previous (by = -1) latent of the list."
-        values = [v for _, v in self.latent.options]
-        if values:
-            self.latent.value = values[(values.index(self.latent.value) + by) % len(values)]
 
-    def relatives(self, j: int, top: int = 3) -> tuple[list, list]:
-        """(parents, children) of latent j: latents of coarser levels that fire most often when j fires (P(p | j)),
-        and of finer levels whose firing most often comes with j's (P(j | c)), as (latent, probability)."""
-        d = self.data(self.model.value)
-        fires = d['A'] > 0
-        n_j = fires[:, j].sum()
-        if n_j == 0:
-            return [], []
-        together = fires[fires[:, j]].sum(0)
-        lv = d['level_of']
-        p_given_j = together / n_j
-        j_given_c = np.divide(together, fires.sum(0), out=np.zeros(len(together)), where=fires.sum(0) > 0)
-        coarse = [i for i in np.argsort(-p_given_j, kind='stable') if lv[i] < lv[j] and together[i] > 0][:top]
-        fine = [i for i in np.argsort(-j_given_c, kind='stable') if lv[i] > lv[j] and together[i] > 0][:top]
-        return [(int(i), float(p_given_j[i])) for i in coarse], [(int(i), float(j_given_c[i])) for i in fine]
+@patch
+def _list_changed(self: FeatureInspector, change=None):
+    t = self.ordered()
+    error = lambda r: f" · ERROR: {r.error}" if r.flagged else ''
+    label = lambda j, r: f"{j} · level {r.level} · {r.commonality}{error(r)}"
+    options = [(label(j, r), int(j)) for j, r in t.iterrows()]
+    self.latent.options = options
+    if options:
+        self.latent.value = options[0][1]
+    self.refresh()
 
-    def render(self):
-        "Fill the view for the chosen latent."
-        if self.latent.value is None:
-            self.info.value, self.sheet.value, self.hist.value = '<p>no mined latent at this level</p>', b'', b''
-            return
-        import matplotlib.pyplot as plt
 
-        d, j = self.data(self.model.value), int(self.latent.value)
-        r = d['table'].loc[j]
-        labels = self.man.set_index('id').label
-        sheet = contact_sheet(
-            [self.path_of(i) for i in r.top_ids],
-            r.top_activations,
-            [labels[i] for i in r.top_ids],
-            [self.path_of(i) for i in r.interval_ids],
-            [labels[i] for i in r.interval_ids],
-            thumb=72,
-            cols=10,
-            title=f'{self.model.value} · latent {j}',
-        )
-        self.sheet.value = png_bytes(sheet)
-        fig, ax = plt.subplots(figsize=(3.2, 2.4))
-        on = d['A'][:, j][d['A'][:, j] > 0]
-        ax.hist(on, bins=30, color='#4c72b0')
-        ax.set(title=f'activations on {len(on)} held-out images', xlabel='activation', ylabel='images')
-        self.hist.value = png_bytes(fig)
-        parents, children = self.relatives(j)
-        fmt = lambda rel: ', '.join(f'{i} ({p:.0%})' for i, p in rel) or 'none'
-        truth = (
-            f" · best planted concept: <b>{html.escape(str(r.best_concept))}</b> (AUROC {r.best_auroc:.2f})"
-            if isinstance(r.best_concept, str)
-            else ''
-        )
-        self.info.value = (
-            f"<p><b>latent {j}</b> · level {int(r.level)} · <b>{html.escape(str(r.interpreter))}</b>: "
-            f"{html.escape(str(r.commonality))} — error: {html.escape(str(r.error or 'none'))}</p>"
-            f"<p>frequency {r.frequency:.2%} · error ratio {r.error_ratio:.2f} · fires on {int(r.n_active)} "
-            f"held-out images{truth}</p><p>parents (P(parent | this)): {fmt(parents)} · children "
-            f"(P(this | child)): {fmt(children)}</p>"
-        )
+@patch
+def step(self: FeatureInspector, by: int):
+    "Move to the next (by = 1) or previous (by = -1) latent of the list."
+    values = [v for _, v in self.latent.options]
+    if values:
+        self.latent.value = values[(values.index(self.latent.value) + by) % len(values)]
 
-    def view_html(self) -> str:
-        return (
-            f'<div class="mtc-feature-view">{self.info.value}{img_tag(self.sheet.value, "contact sheet")}'
-            f'{img_tag(self.hist.value, "activation histogram")}</div>'
-        )
+# %% ../nbs/10_widgets.ipynb #797f3a1a
+@patch
+def relatives(self: FeatureInspector, j: int, top: int = 3) -> tuple[list, list]:
+    """(parents, children) of latent j: latents of coarser levels that fire most often when j fires (P(p | j)),
+    and of finer levels whose firing most often comes with j's (P(j | c)), as (latent, probability)."""
+    d = self.data(self.model.value)
+    fires = d['A'] > 0
+    n_j = fires[:, j].sum()
+    if n_j == 0:
+        return [], []
+    together = fires[fires[:, j]].sum(0)
+    lv = d['level_of']
+    p_given_j = together / n_j
+    j_given_c = np.divide(together, fires.sum(0), out=np.zeros(len(together)), where=fires.sum(0) > 0)
+    coarse = [i for i in np.argsort(-p_given_j, kind='stable') if lv[i] < lv[j] and together[i] > 0][:top]
+    fine = [i for i in np.argsort(-j_given_c, kind='stable') if lv[i] > lv[j] and together[i] > 0][:top]
+    return [(int(i), float(p_given_j[i])) for i in coarse], [(int(i), float(j_given_c[i])) for i in fine]
+
+# %% ../nbs/10_widgets.ipynb #b72dc7d6
+@patch
+def render(self: FeatureInspector):
+    "Fill the view for the chosen latent."
+    if self.latent.value is None:
+        self.info.value, self.sheet.value, self.hist.value = '<p>no mined latent at this level</p>', b'', b''
+        return
+    import matplotlib.pyplot as plt
+
+    d, j = self.data(self.model.value), int(self.latent.value)
+    r = d['table'].loc[j]
+    labels = self.man.set_index('id').label
+    sheet = contact_sheet(
+        [self.path_of(i) for i in r.top_ids],
+        r.top_activations,
+        [labels[i] for i in r.top_ids],
+        [self.path_of(i) for i in r.interval_ids],
+        [labels[i] for i in r.interval_ids],
+        thumb=72,
+        cols=10,
+        title=f'{self.model.value} · latent {j}',
+    )
+    self.sheet.value = png_bytes(sheet)
+    fig, ax = plt.subplots(figsize=(3.2, 2.4))
+    on = d['A'][:, j][d['A'][:, j] > 0]
+    ax.hist(on, bins=30, color='#4c72b0')
+    ax.set(title=f'activations on {len(on)} held-out images', xlabel='activation', ylabel='images')
+    self.hist.value = png_bytes(fig)
+    parents, children = self.relatives(j)
+    fmt = lambda rel: ', '.join(f'{i} ({p:.0%})' for i, p in rel) or 'none'
+    truth = (
+        f" · best planted concept: <b>{html.escape(str(r.best_concept))}</b> (AUROC {r.best_auroc:.2f})"
+        if isinstance(r.best_concept, str)
+        else ''
+    )
+    self.info.value = (
+        f"<p><b>latent {j}</b> · level {int(r.level)} · <b>{html.escape(str(r.interpreter))}</b>: "
+        f"{html.escape(str(r.commonality))} — error: {html.escape(str(r.error or 'none'))}</p>"
+        f"<p>frequency {r.frequency:.2%} · error ratio {r.error_ratio:.2f} · fires on {int(r.n_active)} "
+        f"held-out images{truth}</p><p>parents (P(parent | this)): {fmt(parents)} · children "
+        f"(P(this | child)): {fmt(children)}</p>"
+    )
+
+
+@patch
+def view_html(self: FeatureInspector) -> str:
+    return (
+        f'<div class="mtc-feature-view">{self.info.value}{img_tag(self.sheet.value, "contact sheet")}'
+        f'{img_tag(self.hist.value, "activation histogram")}</div>'
+    )
 
 # %% ../nbs/10_widgets.ipynb #cb9d1b0a
 def calibration_html(rows: pd.DataFrame) -> str:
@@ -289,50 +304,57 @@ class ImageInspector(Inspector):
         self.upload.observe(self._uploaded, 'value')
         self.refresh()
 
-    def _uploaded(self, change):
-        if not change['new']:
-            return
-        item = change['new'][0]
-        path = self._tmp / Path(item['name']).name
-        path.write_bytes(bytes(item['content']))
-        self.select(path)
+# %% ../nbs/10_widgets.ipynb #ab3441c0
+@patch
+def _uploaded(self: ImageInspector, change):
+    if not change['new']:
+        return
+    item = change['new'][0]
+    path = self._tmp / Path(item['name']).name
+    path.write_bytes(bytes(item['content']))
+    self.select(path)
 
-    def select(self, path):
-        "Score and show the image at `path`."
-        self.current = Path(path)
-        self.refresh()
 
-    def render(self):
-        if self.current is None:
-            self.info.value, self.image.value = '<p>no image</p>', b''
-            return
-        rows, unreadable = score_images(self.scorer, [self.current], progress=False)
-        if unreadable:
-            self.info.value, self.image.value = f'<p>cannot score {html.escape(unreadable[0][1])}</p>', b''
-            return
-        row = rows[0]
-        image = read_image(self.current)
-        image.thumbnail((256, 256))
-        self.image.value = png_bytes(image)
-        feats = ''.join(
-            f"<tr><td>{html.escape(f['name'])}</td><td>{f['level']}</td><td>{f['activation']:.3f}</td>"
-            f"<td>{'' if f['error_ratio'] is None else format(f['error_ratio'], '.2f')}</td></tr>"
-            for f in row['features']
-        )
-        table = (
-            f"<table><tr><th>failure feature</th><th>level</th><th>activation</th><th>error ratio</th></tr>"
-            f"{feats}</table>"
-            if feats
-            else '<p>no failure feature fires</p>'
-        )
-        verdict = 'implausible' if row['implausible'] else 'plausible'
-        self.info.value = (
-            f"<p><b>{html.escape(self.current.name)}</b>: implausibility h0 = "
-            f"{row['implausibility']:.3f} ({verdict})</p>{table}"
-        )
+@patch
+def select(self: ImageInspector, path):
+    "Score and show the image at `path`."
+    self.current = Path(path)
+    self.refresh()
 
-    def view_html(self) -> str:
-        return f'<div class="mtc-image-view">{img_tag(self.image.value, "image")}{self.info.value}</div>'
+# %% ../nbs/10_widgets.ipynb #18c67b90
+@patch
+def render(self: ImageInspector):
+    if self.current is None:
+        self.info.value, self.image.value = '<p>no image</p>', b''
+        return
+    rows, unreadable = score_images(self.scorer, [self.current], progress=False)
+    if unreadable:
+        self.info.value, self.image.value = f'<p>cannot score {html.escape(unreadable[0][1])}</p>', b''
+        return
+    row = rows[0]
+    image = read_image(self.current)
+    image.thumbnail((256, 256))
+    self.image.value = png_bytes(image)
+    feats = ''.join(
+        f"<tr><td>{html.escape(f['name'])}</td><td>{f['level']}</td><td>{f['activation']:.3f}</td>"
+        f"<td>{'' if f['error_ratio'] is None else format(f['error_ratio'], '.2f')}</td></tr>"
+        for f in row['features']
+    )
+    table = (
+        f"<table><tr><th>failure feature</th><th>level</th><th>activation</th><th>error ratio</th></tr>{feats}</table>"
+        if feats
+        else '<p>no failure feature fires</p>'
+    )
+    verdict = 'implausible' if row['implausible'] else 'plausible'
+    self.info.value = (
+        f"<p><b>{html.escape(self.current.name)}</b>: implausibility h0 = "
+        f"{row['implausibility']:.3f} ({verdict})</p>{table}"
+    )
+
+
+@patch
+def view_html(self: ImageInspector) -> str:
+    return f'<div class="mtc-image-view">{img_tag(self.image.value, "image")}{self.info.value}</div>'
 
 # %% ../nbs/10_widgets.ipynb #996d8b03
 class BenchmarkExplorer(Inspector):
@@ -354,47 +376,51 @@ class BenchmarkExplorer(Inspector):
         self.generator.observe(self.refresh, 'value')
         self.refresh()
 
-    def render(self):
-        import matplotlib.pyplot as plt
+# %% ../nbs/10_widgets.ipynb #d0dbb8db
+@patch
+def render(self: BenchmarkExplorer):
+    import matplotlib.pyplot as plt
 
-        g = self.generator.value
-        t = self.bench['table']
-        t = t[(t.generator == g) & (t.estimate == 'corrected')].reset_index(drop=True)
-        with plt.rc_context({'text.parse_math': False}):  # a folder's or an LMM's name is drawn as typed
-            fig, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1))
-            y = np.arange(len(t))
-            ax.errorbar(
-                t.prevalence,
-                y,
-                # a corrected estimate can fall outside its bootstrap percentile interval: no negative bar
-                xerr=np.clip([t.prevalence - t.ci_low, t.ci_high - t.prevalence], 0, None),
-                fmt='o',
-                capsize=3,
-                label='estimate, 95% CI',
-            )
-            if t['true'].notna().any():
-                ax.plot(t['true'], y, 'x', color='red', label='truth (simulated)')
-            ax.set_yticks(y, [f"{m} ({lvl})" for m, lvl in zip(t['mode'], t.level)], fontsize=8)
-            ax.invert_yaxis()
-            ax.set(xlabel='share of images', xlim=(-0.02, 1.02), title=f'failure profile of {g}')
-            ax.legend(fontsize=7, loc='lower right')
-            self.profile.value = png_bytes(fig)
-        images = self.bench['images']
-        images = images[images.generator == g]
-        parts = []
-        for f in self.bench['features'].itertuples():
-            firing = images[images[f'fires:{f.feature}']].head(self.examples)
-            if not len(firing):
-                continue
-            thumbs = []
-            for r in firing.itertuples():
-                im = read_image(benchmark_image(self.cfg, r))
-                im.thumbnail((72, 72))
-                thumbs.append(img_tag(png_bytes(im), r.file))
-            parts.append(f"<p><b>{html.escape(f.name)}</b> ({html.escape(f.feature)}): {''.join(thumbs)}</p>")
-        parts = parts or ['<p>no failure feature fires on this generator</p>']
-        self.info.value = calibration_html(t) + ''.join(parts)
+    g = self.generator.value
+    t = self.bench['table']
+    t = t[(t.generator == g) & (t.estimate == 'corrected')].reset_index(drop=True)
+    with plt.rc_context({'text.parse_math': False}):  # a folder's or an LMM's name is drawn as typed
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1))
+        y = np.arange(len(t))
+        ax.errorbar(
+            t.prevalence,
+            y,
+            # a corrected estimate can fall outside its bootstrap percentile interval: no negative bar
+            xerr=np.clip([t.prevalence - t.ci_low, t.ci_high - t.prevalence], 0, None),
+            fmt='o',
+            capsize=3,
+            label='estimate, 95% CI',
+        )
+        if t['true'].notna().any():
+            ax.plot(t['true'], y, 'x', color='red', label='truth (simulated)')
+        ax.set_yticks(y, [f"{m} ({lvl})" for m, lvl in zip(t['mode'], t.level)], fontsize=8)
+        ax.invert_yaxis()
+        ax.set(xlabel='share of images', xlim=(-0.02, 1.02), title=f'failure profile of {g}')
+        ax.legend(fontsize=7, loc='lower right')
+        self.profile.value = png_bytes(fig)
+    images = self.bench['images']
+    images = images[images.generator == g]
+    parts = []
+    for f in self.bench['features'].itertuples():
+        firing = images[images[f'fires:{f.feature}']].head(self.examples)
+        if not len(firing):
+            continue
+        thumbs = []
+        for r in firing.itertuples():
+            im = read_image(benchmark_image(self.cfg, r))
+            im.thumbnail((72, 72))
+            thumbs.append(img_tag(png_bytes(im), r.file))
+        parts.append(f"<p><b>{html.escape(f.name)}</b> ({html.escape(f.feature)}): {''.join(thumbs)}</p>")
+    parts = parts or ['<p>no failure feature fires on this generator</p>']
+    self.info.value = calibration_html(t) + ''.join(parts)
 
-    def view_html(self) -> str:
-        profile = img_tag(self.profile.value, 'failure profile')
-        return f'<div class="mtc-benchmark-view">{profile}{self.info.value}</div>'
+
+@patch
+def view_html(self: BenchmarkExplorer) -> str:
+    profile = img_tag(self.profile.value, 'failure profile')
+    return f'<div class="mtc-benchmark-view">{profile}{self.info.value}</div>'
