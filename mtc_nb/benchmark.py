@@ -58,6 +58,8 @@ UNSEEN_STYLES = {
     'noisy': Style(grain=16.0, blur=0.5, saturation=0.8),
     'tight-cool': Style(zoom=1.35, tint=(0.9, 1.0, 1.12), saturation=1.25),
 }
+
+# %% ../nbs/09_benchmark.ipynb #ab5beecc
 PANEL = (
     SimGenerator('sim-A', _rates(0.03), GENERATORS['gen_crisp'], True, 'nearly clean: every mode rare'),
     SimGenerator('sim-B', _rates(0.6), GENERATORS['gen_vivid'], True, 'very poor: every mode often'),
@@ -118,7 +120,7 @@ PANEL = (
 )
 CLEAN, CONTROL = 'sim-A', 'sim-H'
 
-
+# %% ../nbs/09_benchmark.ipynb #b5a89a15
 def panel_specs(gen: SimGenerator, n: int, seed: int = 0, world: str = 'layered') -> pd.DataFrame:
     """One row per image of simulated generator `gen`: id, generator, label, its first mode (drawn at `gen`'s rates)
     and that mode's category, every planted mode and leaf (a second failure and variants as in the `world` the
@@ -306,7 +308,7 @@ def _shows(man: pd.DataFrame, kind: str, value: str) -> np.ndarray:
     only the first, so a feature is chosen and thresholded against every image of its failure."""
     return concept_values(man, kind).map(lambda values: value in values).to_numpy(bool)
 
-
+# %% ../nbs/09_benchmark.ipynb #c3e4c27d
 def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> pd.DataFrame:
     """One row per candidate failure feature: its concept, latent, level, threshold (validation split), AUROCs, and
     TPR/FPR on the test split. Planted modes and categories where the manifests have them; else the latents of

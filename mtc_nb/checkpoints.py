@@ -16,7 +16,10 @@ CHECKPOINT_SCHEMA_VERSION = 2  # 1: one file layout per artifact kind (head.safe
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
+# %% auto #0
+__all__ = ['CHECKPOINT_SCHEMA_VERSION', 'save_checkpoint', 'load_checkpoint']
 
+# %% ../nbs/91_checkpoints.ipynb #87c24212
 def save_checkpoint(folder: str | os.PathLike, kind: str, tensors: dict, config: dict, **meta) -> Path:
     """Save an artifact of `kind` to `folder`: `tensors` (name → tensor) as safetensors, `config` (what rebuilds the
     model) and `meta` (anything else: history, metrics) as JSON. Returns the folder."""
@@ -33,7 +36,7 @@ def save_checkpoint(folder: str | os.PathLike, kind: str, tensors: dict, config:
     write_json(folder / 'config.json', {**record, 'weights_sha256': _sha256(data), **meta})
     return folder
 
-
+# %% ../nbs/91_checkpoints.ipynb #7e604f2d
 def load_checkpoint(folder: str | os.PathLike, kind: str, remedy: str = 'train it again') -> tuple[dict, dict]:
     """(tensors, record) of the artifact of `kind` saved in `folder`: record is its config.json (`config` holds what
     rebuilds the model). Every way a checkpoint can be missing or damaged is a ValueError/FileNotFoundError that
@@ -64,6 +67,3 @@ def load_checkpoint(folder: str | os.PathLike, kind: str, remedy: str = 'train i
     except Exception as e:
         raise ValueError(f"{weights} is not a readable safetensors file ({e}): {redo}") from None
     return tensors, record
-
-# %% auto #0
-__all__ = ['CHECKPOINT_SCHEMA_VERSION', 'save_checkpoint', 'load_checkpoint']

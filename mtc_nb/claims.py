@@ -313,7 +313,7 @@ def peer_verdicts(table: dict) -> list[dict]:
 def _peer_cell(mean: float, std: float) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
-
+# %% ../nbs/11_claims.ipynb #b61a52fb
 def _peer_table(table: dict, levels: list) -> list[str]:
     head = ['model', *(f'FVU at {w}' for w in levels), 'L0', 'dead', 'native L0', 'samples/s']
     lines = [f"**k = {table['k']}**", '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
@@ -324,7 +324,7 @@ def _peer_table(table: dict, levels: list) -> list[str]:
         lines.append('| ' + ' | '.join([r['model'], *fvus, *tail]) + ' |')
     return lines
 
-
+# %% ../nbs/11_claims.ipynb #792c490b
 def _peer_sentence(k: int, v: dict, levels: list) -> str:
     widths = levels[-len(v['wins']) :]
     lost = [
@@ -339,7 +339,7 @@ def _peer_sentence(k: int, v: dict, levels: list) -> str:
     dead = f"{v['dead']:.1%} dead" + ('' if v['dead_ok'] else f" (goal ≤ {DEAD_GOAL:.0%})")
     return f"- k = {k}, {v['kind']}: {fvu}; {dead}; {v['speedup']:.1f}× the fastest peer's speed."
 
-
+# %% ../nbs/11_claims.ipynb #30761c45
 def peers_markdown(results: dict) -> str:
     "The recorded peer comparison (`peers` of `results`): a table per k and a sentence per family and k."
     record = results.get('peers')

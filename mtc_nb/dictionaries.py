@@ -380,7 +380,7 @@ def mark_fired(self: DictionaryStack, f):
     "Count the steps since each latent last fired."
     self.since_fired.add_(1).masked_fill_((f > 0).any(1), 0)
 
-
+# %% ../nbs/05_dictionaries.ipynb #b49c3d1e
 @patch
 def aux_select(self: DictionaryStack, pre):
     """AuxK (Gao et al.): the top aux_k dead latents reconstruct the full-level residual. Returns their activations
@@ -398,13 +398,13 @@ def aux_select(self: DictionaryStack, pre):
     kth = act.detach().topk(min(self.cfgs[0].aux_k, n), dim=-1).values[..., -1:]
     return act * ((act >= kth) & (act > 0)), idx, dead.any(1)
 
-
+# %% ../nbs/05_dictionaries.ipynb #ed866632
 @patch
 def decoder_rows(self: DictionaryStack, idx):
     "Decoder rows `idx` (M, n) in target units: (M, n, d_out)."
     return self.W_dec.gather(1, idx[..., None].expand(-1, -1, self.W_dec.shape[-1])) * self.y_scale[:, None, None]
 
-
+# %% ../nbs/05_dictionaries.ipynb #9f60ac3a
 @patch
 def auxk_loss(self: DictionaryStack, f_aux, idx, any_dead, resid):
     """AuxK's loss per model (M,), from the latents of `aux_select` and the residual; also its error (M, B, d_out),
@@ -414,7 +414,7 @@ def auxk_loss(self: DictionaryStack, f_aux, idx, any_dead, resid):
     aux, denom = self.auxk_of_error(e, resid, any_dead)
     return aux, e, rows, denom
 
-
+# %% ../nbs/05_dictionaries.ipynb #14de1f30
 @patch_to(DictionaryStack, static_method=True)
 def auxk_of_error(e, resid, any_dead):
     """AuxK's loss per model (M,) from the error `e` (M, B, d_out) of the dead latents' reconstruction of the

@@ -313,7 +313,7 @@ def fill(
         self.merge()
     return errors
 
-
+# %% ../nbs/02_encoders.ipynb #c36f15c7
 @patch_to(EmbeddingCache, static_method=True)
 def _readable(loader, chunk, first, errors):
     "(hashes, pixels) of each loaded batch's readable images; the others go to `errors`."

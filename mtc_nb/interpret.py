@@ -363,7 +363,7 @@ def _try(self: LMMInterpreter, content):
         return None, (False, None), f"a reply that is not a chat completion (it begins {one_line(r, 80)!r})"
     return r, (False, None), None
 
-
+# %% ../nbs/07_interpret.ipynb #ed285009
 @patch
 def _create(self: LMMInterpreter, content):
     """One chat completion, tried at most 1 + `max_retries` times while a retry may help (`_try`), waiting as the
@@ -473,7 +473,7 @@ def interpret_one(self: LMMInterpreter, latent: int, image_ids, path_of) -> dict
     out['flagged'], out['error'] = bool(p2['parsed'][0]), p2['parsed'][1]
     return out
 
-
+# %% ../nbs/07_interpret.ipynb #1ff2a1d3
 @patch
 def interpret(self: LMMInterpreter, table: pd.DataFrame, path_of) -> pd.DataFrame:
     "Interpret every latent of a feature table that is not skipped, `max_workers` at a time."

@@ -152,7 +152,7 @@ def _model_changed(self: FeatureInspector, change=None):
     self.level.value = -1
     self._list_changed()
 
-
+# %% ../nbs/10_widgets.ipynb #dbdf40ce
 @patch
 def ordered(self: FeatureInspector) -> pd.DataFrame:
     "The model's mined latents at the chosen level, in the chosen order."
@@ -167,7 +167,7 @@ def ordered(self: FeatureInspector) -> pd.DataFrame:
     }[self.order.value]
     return t.sort_values(keys[0], ascending=keys[1], kind='stable', na_position='last')
 
-
+# %% ../nbs/10_widgets.ipynb #f40d690f
 @patch
 def _list_changed(self: FeatureInspector, change=None):
     t = self.ordered()
@@ -179,7 +179,7 @@ def _list_changed(self: FeatureInspector, change=None):
         self.latent.value = options[0][1]
     self.refresh()
 
-
+# %% ../nbs/10_widgets.ipynb #833ccacd
 @patch
 def step(self: FeatureInspector, by: int):
     "Move to the next (by = 1) or previous (by = -1) latent of the list."
@@ -248,7 +248,7 @@ def render(self: FeatureInspector):
         f"(P(this | child)): {fmt(children)}</p>"
     )
 
-
+# %% ../nbs/10_widgets.ipynb #b1bff434
 @patch
 def view_html(self: FeatureInspector) -> str:
     return (
@@ -419,7 +419,7 @@ def render(self: BenchmarkExplorer):
     parts = parts or ['<p>no failure feature fires on this generator</p>']
     self.info.value = calibration_html(t) + ''.join(parts)
 
-
+# %% ../nbs/10_widgets.ipynb #fb9dfd93
 @patch
 def view_html(self: BenchmarkExplorer) -> str:
     profile = img_tag(self.profile.value, 'failure profile')
