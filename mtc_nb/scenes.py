@@ -143,7 +143,7 @@ _COLORS = [
 ]
 _SKIN = [(235, 195, 160), (200, 150, 110), (140, 95, 65), (250, 215, 185)]
 
-
+# %% ../nbs/01_scenes.ipynb #f625e99d
 def draw_attributes(rng: np.random.Generator, kind: str) -> dict:
     "Every random choice of a vignette of `kind`, drawn up front (JSON-friendly)."
     u = lambda a, b: float(rng.uniform(a, b))
@@ -242,6 +242,104 @@ def _lambert(W, cx, cy, r, lx, base, sphere=True):
         lam = np.clip(nx * lx * 0.9 + nz * 0.5, 0, 1) / 1.03
     return np.array(base, float)[None, None] * (0.25 + 0.9 * lam[..., None])
 
+# %% ../nbs/01_scenes.ipynb #da5885b5
+def _cast_shadow(img, W, cx, base_y, width, elevation, direction, scale=1.0, alpha=1.0):
+    "The shadow an object of `width` standing at (cx, base_y) casts away from the sun (`direction`: -1 left, 1 right)."
+    L = width * (0.8 + 0.9 / np.tan(elevation)) * scale
+    x0, x1 = cx - width * 0.55, cx + width * 0.55
+    xs, xt = cx + direction * width * 0.3, cx + direction * (width * 0.5 + L)
+
+    def shadow(d):
+        d.polygon(
+            [
+                (xs, base_y + width * 0.1),
+                (xs, base_y - width * 0.25),
+                (xt, base_y - width * 0.45),
+                (xt, base_y - width * 0.05),
+            ],
+            fill=255,
+        )
+        d.ellipse([x0, base_y - width * 0.18, x1, base_y + width * 0.12], fill=255)
+
+    return _paint(img, shadow, W, img * 0.3, alpha=alpha, blur=W * 0.01)
+
+# %% ../nbs/01_scenes.ipynb #dff1c9d5
+def _sphere(img, W, cx, bottom, size, lit, base):
+    "A ball resting at `bottom`, shaded from the `lit` side (-1, 1; 0 evenly)."
+    r = size * 0.55
+    cy = bottom - r
+    return _paint(
+        img, lambda d: d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255), W, _lambert(W, cx, cy, r, lit, base)
+    )
+
+# %% ../nbs/01_scenes.ipynb #0f63a655
+def _cylinder(img, W, cx, bottom, size, height, lit, base):
+    "An upright cylinder of `height` (a share of `size`) standing at `bottom`, its lid a shade lighter."
+    r = size * 0.45
+    h = size * height
+
+    def body(d):
+        d.rectangle([cx - r, bottom - h, cx + r, bottom - r * 0.3], fill=255)
+        d.ellipse([cx - r, bottom - r * 0.6, cx + r, bottom], fill=255)
+
+    img = _paint(img, body, W, _lambert(W, cx, bottom, r, lit, base, sphere=False))
+    lid = lambda d: d.ellipse([cx - r, bottom - h - r * 0.3, cx + r, bottom - h + r * 0.3], fill=255)
+    return _paint(img, lid, W, np.array(base) * 1.05)
+
+# %% ../nbs/01_scenes.ipynb #e8c49ce3
+def _box(img, W, bx, by, bw, bh, lit, cb):
+    "One box in oblique view: its front, its right side (bright when lit from the right) and its top."
+    dep = bw * 0.175
+    front = [(bx - bw / 2, by), (bx + bw / 2, by), (bx + bw / 2, by - bh), (bx - bw / 2, by - bh)]
+    right = [
+        (bx + bw / 2, by),
+        (bx + bw / 2 + dep, by - dep),
+        (bx + bw / 2 + dep, by - bh - dep),
+        (bx + bw / 2, by - bh),
+    ]
+    top = [
+        (bx - bw / 2, by - bh),
+        (bx + bw / 2, by - bh),
+        (bx + bw / 2 + dep, by - bh - dep),
+        (bx - bw / 2 + dep, by - bh - dep),
+    ]
+    img = _paint(img, lambda d: d.polygon(front, fill=255), W, cb * (0.75 if lit > 0 else 1.0 if lit < 0 else 0.9))
+    side = np.clip(cb * (1.15 if lit > 0 else 0.35 if lit < 0 else 0.9), 0, 255)
+    img = _paint(img, lambda d: d.polygon(right, fill=255), W, side)
+    return _paint(img, lambda d: d.polygon(top, fill=255), W, np.clip(cb * 1.2, 0, 255))
+
+# %% ../nbs/01_scenes.ipynb #f3cba78c
+def _boxes(img, W, a, planted, cx, bottom, size, lit, base):
+    "A box, or a stack of two whose top box sits centred, near the edge or past it (`unstable_stack`)."
+    w, h = size * a['box_w'], size * a['box_h']
+    boxes = [(cx, bottom, w, h)]
+    if a['kind'] == 'stack':
+        offsets = {'edge': a['edge_off'], 'far': a['unstable_off'], None: a['unstable_off']}
+        off = offsets[planted['unstable_stack']] if 'unstable_stack' in planted else a['stable_off']
+        off = off * a['off_side'] * w
+        boxes.append((cx + off, bottom - h, w * a['top_w'], h * a['top_h']))
+    for bx, by, bw, bh in boxes:
+        img = _box(img, W, bx, by, bw, bh, lit, np.array(base, float))
+    return img
+
+# %% ../nbs/01_scenes.ipynb #2b719330
+def _glass(img, W, a, planted, cx, bottom, size, width):
+    "A glass of liquid whose surface stays level, or tilts with the glass standing upright (`liquid_tilted`)."
+    gh = size * a['glass_h']
+    x0, x1 = cx - width / 2, cx + width / 2
+    yb, yt = bottom, bottom - gh
+    ys = yb - gh * a['level']
+    tilt = a['slight_tilt'] if planted.get('liquid_tilted') == 'slight' else a['tilt']
+    dy = np.tan(np.deg2rad(tilt)) * width / 2 * a['tilt_side'] if 'liquid_tilted' in planted else 0.0
+    liq = np.array(_COLORS[a['liquid']], float)
+    img = _paint(img, lambda d: d.polygon([(x0, yb), (x1, yb), (x1, ys + dy), (x0, ys - dy)], fill=255), W, liq)
+    lw = max(2, int(W * 0.012))
+    img = _paint(
+        img, lambda d: d.line([(x0, yt), (x0, yb), (x1, yb), (x1, yt)], fill=255, width=lw), W, (235, 240, 250)
+    )
+    surface = lambda d: d.line([(x0, ys - dy), (x1, ys + dy)], fill=255, width=max(1, lw // 2))
+    return _paint(img, surface, W, np.clip(liq * 1.3 + 30, 0, 255))
+
 # %% ../nbs/01_scenes.ipynb #72db1a97
 def _sunlit(img, a, planted, W):
     "Object, stack or glass standing on the ground under the sun, with the `planted` {mode: variant} failures."
@@ -262,114 +360,17 @@ def _sunlit(img, a, planted, W):
     if a['kind'] == 'stack':
         width = size * a['box_w']
     if 'shadow_missing' not in planted or shadow_alpha < 1:
-        L = width * (0.8 + 0.9 / np.tan(a['elevation'])) * shadow_scale
-        x0, x1 = cx - width * 0.55, cx + width * 0.55
-        xs, xt = cx + shadow_dir * width * 0.3, cx + shadow_dir * (width * 0.5 + L)
-
-        def shadow(d):
-            d.polygon(
-                [
-                    (xs, base_y + width * 0.1),
-                    (xs, base_y - width * 0.25),
-                    (xt, base_y - width * 0.45),
-                    (xt, base_y - width * 0.05),
-                ],
-                fill=255,
-            )
-            d.ellipse([x0, base_y - width * 0.18, x1, base_y + width * 0.12], fill=255)
-
-        img = _paint(img, shadow, W, img * 0.3, alpha=shadow_alpha, blur=W * 0.01)
+        img = _cast_shadow(img, W, cx, base_y, width, a['elevation'], shadow_dir, shadow_scale, shadow_alpha)
     lift = a['low_lift'] if planted.get('floating') == 'low' else a['lift'] if 'floating' in planted else 0.0
     bottom = base_y - size * lift
     base = _COLORS[a['color']]
     if a['kind'] == 'object' and a['shape'] == 'sphere':
-        r = size * 0.55
-        cy = bottom - r
-        img = _paint(
-            img, lambda d: d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255), W, _lambert(W, cx, cy, r, lit, base)
-        )
-    elif a['kind'] == 'object' and a['shape'] == 'cylinder':
-        r = size * 0.45
-        h = size * a['cyl_h']
-
-        def body(d):
-            d.rectangle([cx - r, bottom - h, cx + r, bottom - r * 0.3], fill=255)
-            d.ellipse([cx - r, bottom - r * 0.6, cx + r, bottom], fill=255)
-
-        img = _paint(img, body, W, _lambert(W, cx, bottom, r, lit, base, sphere=False))
-        img = _paint(
-            img,
-            lambda d: d.ellipse([cx - r, bottom - h - r * 0.3, cx + r, bottom - h + r * 0.3], fill=255),
-            W,
-            np.array(base) * 1.05,
-        )
-    elif a['kind'] in ('object', 'stack'):
-        w, h = size * a['box_w'], size * a['box_h']
-        boxes = [(cx, bottom, w, h)]
-        if a['kind'] == 'stack':
-            offsets = {'edge': a['edge_off'], 'far': a['unstable_off'], None: a['unstable_off']}
-            off = offsets[planted['unstable_stack']] if 'unstable_stack' in planted else a['stable_off']
-            off = off * a['off_side'] * w
-            boxes.append((cx + off, bottom - h, w * a['top_w'], h * a['top_h']))
-        cb = np.array(base, float)
-        for bx, by, bw, bh in boxes:
-            dep = bw * 0.175
-            img = _paint(
-                img,
-                lambda d: d.polygon(
-                    [(bx - bw / 2, by), (bx + bw / 2, by), (bx + bw / 2, by - bh), (bx - bw / 2, by - bh)], fill=255
-                ),
-                W,
-                cb * (0.75 if lit > 0 else 1.0 if lit < 0 else 0.9),
-            )
-            img = _paint(
-                img,
-                lambda d: d.polygon(
-                    [
-                        (bx + bw / 2, by),
-                        (bx + bw / 2 + dep, by - dep),
-                        (bx + bw / 2 + dep, by - bh - dep),
-                        (bx + bw / 2, by - bh),
-                    ],
-                    fill=255,
-                ),
-                W,
-                np.clip(cb * (1.15 if lit > 0 else 0.35 if lit < 0 else 0.9), 0, 255),
-            )
-            img = _paint(
-                img,
-                lambda d: d.polygon(
-                    [
-                        (bx - bw / 2, by - bh),
-                        (bx + bw / 2, by - bh),
-                        (bx + bw / 2 + dep, by - bh - dep),
-                        (bx - bw / 2 + dep, by - bh - dep),
-                    ],
-                    fill=255,
-                ),
-                W,
-                np.clip(cb * 1.2, 0, 255),
-            )
-    else:  # glass of liquid
-        gh = size * a['glass_h']
-        x0, x1 = cx - width / 2, cx + width / 2
-        yb, yt = bottom, bottom - gh
-        ys = yb - gh * a['level']
-        tilt = a['slight_tilt'] if planted.get('liquid_tilted') == 'slight' else a['tilt']
-        dy = np.tan(np.deg2rad(tilt)) * width / 2 * a['tilt_side'] if 'liquid_tilted' in planted else 0.0
-        liq = np.array(_COLORS[a['liquid']], float)
-        img = _paint(img, lambda d: d.polygon([(x0, yb), (x1, yb), (x1, ys + dy), (x0, ys - dy)], fill=255), W, liq)
-        lw = max(2, int(W * 0.012))
-        img = _paint(
-            img, lambda d: d.line([(x0, yt), (x0, yb), (x1, yb), (x1, yt)], fill=255, width=lw), W, (235, 240, 250)
-        )
-        img = _paint(
-            img,
-            lambda d: d.line([(x0, ys - dy), (x1, ys + dy)], fill=255, width=max(1, lw // 2)),
-            W,
-            np.clip(liq * 1.3 + 30, 0, 255),
-        )
-    return img
+        return _sphere(img, W, cx, bottom, size, lit, base)
+    if a['kind'] == 'object' and a['shape'] == 'cylinder':
+        return _cylinder(img, W, cx, bottom, size, a['cyl_h'], lit, base)
+    if a['kind'] in ('object', 'stack'):
+        return _boxes(img, W, a, planted, cx, bottom, size, lit, base)
+    return _glass(img, W, a, planted, cx, bottom, size, width)
 
 # %% ../nbs/01_scenes.ipynb #d75a32f6
 def _hand(img, a, planted, W):
