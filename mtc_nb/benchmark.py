@@ -1035,10 +1035,97 @@ def calibration_notes(table: pd.DataFrame) -> list[str]:
         )
     return out
 
-# %% ../nbs/09_benchmark.ipynb #9af9d0e6
+# %% ../nbs/09_benchmark.ipynb #21131f94
 UNINFORMATIVE_WIDTH = 0.9  # an interval this wide (of [0, 1]) says little about a failure's prevalence
 
 
+def _ranking_section(ranks: pd.DataFrame, tag) -> list[str]:
+    "The generators ranked by corrected implausibility rate, each rank with its 95% interval."
+    out = [
+        '## Ranking by implausibility rate (corrected for the classifier\'s errors)',
+        '',
+        '| rank | generator | rate | 95% interval of the rank |',
+        '|---|---|---|---|',
+    ]
+    return out + [
+        f"| {r.rank} | {tag(r.generator)} | {r.rate:.3f} | {r.rank_low}–{r.rank_high} |" for r in ranks.itertuples()
+    ]
+
+# %% ../nbs/09_benchmark.ipynb #c046cf81
+def _failures_section(corrected: pd.DataFrame, tag) -> list[str]:
+    "Each generator's three most prevalent failures of at least 2% with an informative interval; the rest counted."
+    out = ['', '## Most prevalent failures (corrected prevalence, 95% interval)', '']
+    out += [
+        'The three largest estimates of at least 2%; a failure whose interval spans '
+        f"{UNINFORMATIVE_WIDTH:.0%} of [0, 1] or more says little, and is only counted.",
+        '',
+    ]
+    failures = corrected[corrected.level != 'overall']
+    for g, d in failures.groupby('generator'):
+        informative = d[(d.ci_high - d.ci_low) < UNINFORMATIVE_WIDTH]
+        top = informative[informative.prevalence >= 0.02].sort_values('prevalence', ascending=False).head(3)
+        items = [
+            f"{markdown_text(r.feature)} {r.prevalence:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in top.itertuples()
+        ]
+        said = '; '.join(items) or 'no failure of at least 2% measured with an informative interval'
+        wide = len(d) - len(informative)
+        out.append(f"- **{tag(g)}**: {said}" + (f" ({wide} more with wide intervals)" if wide else ''))
+    if failures.empty:
+        out.append('No failure feature entered the benchmark: the rates above are all it measures (see below).')
+    return out
+
+# %% ../nbs/09_benchmark.ipynb #5a563025
+def _validation_section(summary: dict) -> list[str]:
+    "How well the benchmark recovered the simulated panel's known truth (`validate_panel`)."
+    num = lambda k, spec='.3f': 'n/a' if summary.get(k) is None else format(summary[k], spec)
+    return [
+        '',
+        '## Validation on the simulated panel',
+        '',
+        f"- Spearman ρ, measured vs true implausibility rate: {num('spearman_rate')}; the true rate inside its "
+        f"95% interval for {num('rate_ci_coverage', '.0%')} of the generators",
+        f"- per-mode prevalence MAE (recovered modes): corrected {num('prevalence_mae')}, "
+        f"raw {num('prevalence_mae_raw')}; seen styles {num('seen_style_mae')}, "
+        f"unseen styles {num('unseen_style_mae')}",
+        f"- the truth inside the 95% interval: {num('ci_coverage', '.0%')} of {summary['n_cells']} cells",
+        f"- the style-only control ({CONTROL}: {CLEAN}'s failures in another style) not measured as failing more "
+        f"than {CLEAN}, beyond what their true rates and intervals allow: {summary['control_ok']}",
+    ]
+
+# %% ../nbs/09_benchmark.ipynb #43397468
+def _causal_section(causal: pd.DataFrame) -> list[str]:
+    "How many failure features move the implausibility logit when ablated; those that do not, by name."
+    flagged = causal[causal.no_effect | ~causal.beyond_random] if len(causal) else causal
+    out = [
+        '',
+        '## Causal check',
+        '',
+        f"{len(causal) - len(flagged)} of {len(causal)} failure features move the implausibility logit beyond "
+        "random latents of their level when ablated.",
+    ]
+    return out + [
+        f"- no effect beyond random latents: {markdown_text(r.feature)} (drop {r.ablation_drop:.3f}, "
+        f"random p95 {r.random_drop_p95:.3f})"
+        for r in flagged.itertuples()
+    ]
+
+# %% ../nbs/09_benchmark.ipynb #a8033dd0
+def _unnamed_section(unnamed: dict, profile: str) -> list[str]:
+    "The latents read without a name, their contact sheets, and how to have them named."
+    out = [
+        '',
+        '## Unnamed features',
+        '',
+        'No feature has a name yet (no LMM named one, and your images carry no concept annotations), so the '
+        'benchmark reads the latents that best tell implausible from plausible images of the validation split. '
+        'Look at their contact sheets, or have an LMM name them: '
+        f"`mtc reproduce --profile {markdown_text(profile)} -p lmm_base_url URL -p lmm_model MODEL` "
+        '(the key in the environment variable of `lmm_api_key_env`).',
+        '',
+    ]
+    return out + [f"- latent {j}: {markdown_text(s) if s else 'no contact sheet'}" for j, s in unnamed.items()]
+
+# %% ../nbs/09_benchmark.ipynb #9af9d0e6
 def markdown_summary(
     table: pd.DataFrame,
     ranks: pd.DataFrame,
@@ -1054,7 +1141,6 @@ def markdown_summary(
     every problem with the generator folders. Every name (a folder's, an LMM's) is escaped (`markdown_text`)."""
     sim = set(table.generator[table.simulated])
     tag = lambda g: markdown_text(g) + (' (simulated)' if g in sim else '')
-    corr = table[table.estimate == 'corrected']
     out = ['# How each generator fails', '']
     if sim:
         out += [
@@ -1062,75 +1148,11 @@ def markdown_summary(
             'modes, not real image generators.',
             '',
         ]
-    out += [
-        '## Ranking by implausibility rate (corrected for the classifier\'s errors)',
-        '',
-        '| rank | generator | rate | 95% interval of the rank |',
-        '|---|---|---|---|',
-    ]
-    out += [
-        f"| {r.rank} | {tag(r.generator)} | {r.rate:.3f} | {r.rank_low}–{r.rank_high} |" for r in ranks.itertuples()
-    ]
-    out += calibration_notes(table)
-    out += ['', '## Most prevalent failures (corrected prevalence, 95% interval)', '']
-    out += [
-        'The three largest estimates of at least 2%; a failure whose interval spans '
-        f"{UNINFORMATIVE_WIDTH:.0%} of [0, 1] or more says little, and is only counted.",
-        '',
-    ]
-    failures = corr[corr.level != 'overall']
-    for g, d in failures.groupby('generator'):
-        informative = d[(d.ci_high - d.ci_low) < UNINFORMATIVE_WIDTH]
-        top = informative[informative.prevalence >= 0.02].sort_values('prevalence', ascending=False).head(3)
-        items = [
-            f"{markdown_text(r.feature)} {r.prevalence:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in top.itertuples()
-        ]
-        said = '; '.join(items) or 'no failure of at least 2% measured with an informative interval'
-        wide = len(d) - len(informative)
-        out.append(f"- **{tag(g)}**: {said}" + (f" ({wide} more with wide intervals)" if wide else ''))
-    if failures.empty:
-        out.append('No failure feature entered the benchmark: the rates above are all it measures (see below).')
-    if summary:
-        num = lambda k, spec='.3f': 'n/a' if summary.get(k) is None else format(summary[k], spec)
-        out += [
-            '',
-            '## Validation on the simulated panel',
-            '',
-            f"- Spearman ρ, measured vs true implausibility rate: {num('spearman_rate')}; the true rate inside its "
-            f"95% interval for {num('rate_ci_coverage', '.0%')} of the generators",
-            f"- per-mode prevalence MAE (recovered modes): corrected {num('prevalence_mae')}, "
-            f"raw {num('prevalence_mae_raw')}; seen styles {num('seen_style_mae')}, "
-            f"unseen styles {num('unseen_style_mae')}",
-            f"- the truth inside the 95% interval: {num('ci_coverage', '.0%')} of {summary['n_cells']} cells",
-            f"- the style-only control ({CONTROL}: {CLEAN}'s failures in another style) not measured as failing more "
-            f"than {CLEAN}, beyond what their true rates and intervals allow: {summary['control_ok']}",
-        ]
-    flagged = causal[causal.no_effect | ~causal.beyond_random] if len(causal) else causal
-    out += [
-        '',
-        '## Causal check',
-        '',
-        f"{len(causal) - len(flagged)} of {len(causal)} failure features move the implausibility logit beyond "
-        "random latents of their level when ablated.",
-    ]
-    out += [
-        f"- no effect beyond random latents: {markdown_text(r.feature)} (drop {r.ablation_drop:.3f}, "
-        f"random p95 {r.random_drop_p95:.3f})"
-        for r in flagged.itertuples()
-    ]
-    if unnamed:
-        out += [
-            '',
-            '## Unnamed features',
-            '',
-            'No feature has a name yet (no LMM named one, and your images carry no concept annotations), so the '
-            'benchmark reads the latents that best tell implausible from plausible images of the validation split. '
-            'Look at their contact sheets, or have an LMM name them: '
-            f"`mtc reproduce --profile {markdown_text(profile)} -p lmm_base_url URL -p lmm_model MODEL` "
-            '(the key in the environment variable of `lmm_api_key_env`).',
-            '',
-        ]
-        out += [f"- latent {j}: {markdown_text(s) if s else 'no contact sheet'}" for j, s in unnamed.items()]
+    out += _ranking_section(ranks, tag) + calibration_notes(table)
+    out += _failures_section(table[table.estimate == 'corrected'], tag)
+    out += _validation_section(summary) if summary else []
+    out += _causal_section(causal)
+    out += _unnamed_section(unnamed, profile) if unnamed else []
     if excluded is not None and len(excluded):
         out += ['', '## Features left out', '', 'A feature enters only if it detects its concept on labelled images.']
         out.append('')
