@@ -66,25 +66,24 @@ def _int_at_least(v: dict, name: str, low: int) -> str | None:
         return f"{name} = {x!r}: a whole number ≥ {low}"
     return None
 
-# %% ../nbs/90_core.ipynb #36480d3e
-def settings_problems(v: dict) -> list[str]:
-    "Every problem with the settings `v` of a profile, each naming its setting (empty: they are fine)."
-    from mtc_nb.dictionaries import KINDS
-    from mtc_nb.scenes import MODES
+# %% ../nbs/90_core.ipynb #574ea613
+_MINIMUM = {
+    **dict.fromkeys(('seed', 'workers', 'finetune_epochs', 'feature_min_images', 'lmm_judged_features'), 0),
+    **dict.fromkeys(('n_images', 'trunk_blocks', 'batch_size', 'head_hidden', 'head_epochs', 'head_batch'), 1),
+    **dict.fromkeys(('dict_k', 'dict_epochs', 'dict_batch', 'paper_epochs', 'feature_top_n', 'lmm_max_workers'), 1),
+    'image_size': 32,  # the encoder's input: a smaller image has no spatial extent left after its strides
+    'benchmark_images': 0,
+    'benchmark_calibration_styles': 0,
+    'benchmark_labelled_sample': 0,
+    'benchmark_bootstrap': 100,  # a 95% percentile interval needs a hundred resamples at the least
+}  # the whole-number settings and their least values
 
-    minimum = {
-        **dict.fromkeys(('seed', 'workers', 'finetune_epochs', 'feature_min_images', 'lmm_judged_features'), 0),
-        **dict.fromkeys(('n_images', 'trunk_blocks', 'batch_size', 'head_hidden', 'head_epochs', 'head_batch'), 1),
-        **dict.fromkeys(('dict_k', 'dict_epochs', 'dict_batch', 'paper_epochs', 'feature_top_n', 'lmm_max_workers'), 1),
-        'image_size': 32,  # the encoder's input: a smaller image has no spatial extent left after its strides
-        'benchmark_images': 0,
-        'benchmark_calibration_styles': 0,
-        'benchmark_labelled_sample': 0,
-        'benchmark_bootstrap': 100,  # a 95% percentile interval needs a hundred resamples at the least
-    }
-    out = [p for name, low in minimum.items() if name in v and (p := _int_at_least(v, name, low))]
-    from mtc_nb.scenes import WORLDS
 
+def _data_problems(v: dict) -> list[str]:
+    "The whole numbers, the choices, the learning rates, the world's modes, the splits and the seeds."
+    from mtc_nb.scenes import MODES, WORLDS
+
+    out = [p for name, low in _MINIMUM.items() if name in v and (p := _int_at_least(v, name, low))]
     choices = {'dataset': ('scenes', 'folders'), 'encoder': ('efficientnet-lite0', 'clip'), 'world': tuple(WORLDS)}
     out += [f"{k} = {v[k]!r}: one of {list(c)}" for k, c in choices.items() if k in v and v[k] not in c]
     for name in ('finetune_lr', 'head_lr'):
@@ -103,6 +102,14 @@ def settings_problems(v: dict) -> list[str]:
     seeds = v.get('seeds')
     if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
         out.append(f"seeds = {seeds!r}: one or more whole numbers")
+    return out
+
+# %% ../nbs/90_core.ipynb #3fceba12
+def _dictionary_problems(v: dict) -> list[str]:
+    "The dictionary families, their levels, the canonical model's k sweep and the matched k."
+    from mtc_nb.dictionaries import KINDS
+
+    out = []
     models = v.get('dict_models') or []
     if not models or [m for m in models if m not in KINDS] or len(set(models)) < len(models):
         out.append(f"dict_models = {models!r}: one or more of {list(KINDS)}, each once")
@@ -121,6 +128,12 @@ def settings_problems(v: dict) -> list[str]:
             )
     if levels and isinstance(v.get('dict_k'), int) and isinstance(levels[-1], int) and v['dict_k'] > levels[-1]:
         out.append(f"dict_k = {v['dict_k']}: at most the dictionary's width {levels[-1]}")
+    return out
+
+# %% ../nbs/90_core.ipynb #a3dc004f
+def _machine_problems(v: dict) -> list[str]:
+    "Processes, threads, contact sheets and the device."
+    out = []
     for name, what in (('dict_workers', 'processes'), ('threads', 'threads')):
         value = v.get(name, 'auto')
         if value != 'auto' and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -130,6 +143,12 @@ def settings_problems(v: dict) -> list[str]:
         out.append(f"feature_sheets = {sheets!r}: all, or how many contact sheets (a whole number ≥ 0)")
     if v.get('device') is not None and not _DEVICE.fullmatch(str(v['device'])):
         out.append(f"device = {v['device']!r}: auto, cpu, cuda or cuda:N")
+    return out
+
+# %% ../nbs/90_core.ipynb #c97e29d4
+def _lmm_problems(v: dict) -> list[str]:
+    "The endpoint's address, its model and the name of the key's environment variable (never the key)."
+    out = []
     url = v.get('lmm_base_url')
     if url is not None and not re.match(r'https?://[^\s/]+', str(url)):
         out.append(f"lmm_base_url = {url!r}: an http:// or https:// address of an OpenAI-compatible endpoint, or empty")
@@ -138,6 +157,11 @@ def settings_problems(v: dict) -> list[str]:
     if v.get('lmm_api_key_env') is not None and not re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]*', str(v['lmm_api_key_env'])):
         out.append(f"lmm_api_key_env = {v['lmm_api_key_env']!r}: the name of an environment variable (the key's)")
     return out
+
+# %% ../nbs/90_core.ipynb #36480d3e
+def settings_problems(v: dict) -> list[str]:
+    "Every problem with the settings `v` of a profile, each naming its setting (empty: they are fine)."
+    return _data_problems(v) + _dictionary_problems(v) + _machine_problems(v) + _lmm_problems(v)
 
 # %% ../nbs/90_core.ipynb #b572ce80
 def validate_settings(name: str, values: dict) -> None:
@@ -725,7 +749,7 @@ def _rate_tolerance(p: float, n: int) -> float:
 
 # %% ../nbs/90_core.ipynb #edf10154
 # the benchmark's validation figures move with the encoder: three standard deviations over seeds on one encoder
-# (benchmarks/benchmark_seeds.py) plus the difference between encoders tuned on two CPUs, as the floors above
+# (benchmarks/benchmark_seeds.py) plus the difference between encoders tuned on two CPUs (docs/decisions.md)
 BENCHMARK_FLOORS = {
     'spearman_rate': 0.05,
     'prevalence_mae': 0.05,
@@ -734,9 +758,9 @@ BENCHMARK_FLOORS = {
     'rate_mae': 0.02,
 }
 
-
-def headline_numbers(results: dict) -> dict:
-    "Headline numbers of a results.json document with their tolerances: {key: (value, tolerance or 0 for exact)}."
+# %% ../nbs/90_core.ipynb #ed1ea678
+def _dataset_headlines(results: dict) -> dict:
+    "The dataset's counts and the classifier's test accuracy, AUROC and per-mode recall (binomial tolerances)."
     out = {}
     ds = results.get('dataset', {})
     for k in ('n_images', 'n_modes', 'n_categories'):
@@ -754,12 +778,13 @@ def headline_numbers(results: dict) -> dict:
         n = per_mode_n.get(mode, n_test / (2 * max(ds.get('n_modes', 1), 1)))
         if r is not None:
             out[f'classifier.per_mode_recall.{mode}'] = (r, _rate_tolerance(r, n))
-    # floors: the spread measured beyond the seeds', which vary the dictionaries, not the encoder. A fresh clone under
-    # MKL_CBWR=COMPATIBLE moved the SAEs' FVU (of h2) by 6-7% and a relevance fraction by 0.05; a run on an H200 GPU,
-    # whose encoder was tuned there, moved the SAEs' FVU by 12% (h1 models' by 23-33%). What reconstructs h1
-    # depends on the fine-tuned encoder and head as well: three cold runs on 2-core AMD machines (two of this code, one
-    # of the encoder's earlier code path) tuned three encoders, and every h1 model's FVU moved by 30-34% between them
-    # (canonical 0.0045, 0.0034, 0.0045; 42% at paper_repo's first level, whose seeds spread more)
+    return out
+
+# %% ../nbs/90_core.ipynb #858b212d
+def _dictionary_headlines(results: dict) -> dict:
+    """Each family's FVU and L0 per level and its dead fraction: three seed spreads plus a floor for what the seeds do
+    not vary (the encoder each machine tunes; docs/decisions.md gives the spreads measured)."""
+    out = {}
     for model, v in results.get('dictionaries', {}).items():
         fvu_floor = 0.15 if model in ('sae', 'matryoshka_sae') else 0.35
         for k, floor in (('fvu', fvu_floor), ('l0', 0.05)):
@@ -769,7 +794,13 @@ def headline_numbers(results: dict) -> dict:
         if v.get('dead_fraction') is not None:
             dead_tol = 3 * (v.get('dead_fraction_std') or 0) + 0.02
             out[f'dictionaries.{model}.dead_fraction'] = (v['dead_fraction'], dead_tol)
-    n_modes = max(ds.get('n_modes', 1), 1)
+    return out
+
+# %% ../nbs/90_core.ipynb #b6f57132
+def _feature_headlines(results: dict) -> dict:
+    "Each family's relevance, accuracy and coverage, its ground-truth F1 and MCC, and the paper's relevance."
+    out = {}
+    n_modes = max(results.get('dataset', {}).get('n_modes', 1), 1)
     for model, v in results.get('features', {}).items():
         for k, floor in (
             ('relevance_fraction', 0.06),
@@ -788,8 +819,14 @@ def headline_numbers(results: dict) -> dict:
         if paper.get('relevance_fraction') is not None:
             spread = paper.get('relevance_fraction_std') or 0
             out[f'features.{model}.paper_relevance_fraction'] = (paper['relevance_fraction'], 3 * spread + 0.06)
+    return out
+
+# %% ../nbs/90_core.ipynb #5fb818b2
+def _benchmark_headlines(results: dict) -> dict:
+    "The benchmark's validation on the simulated panel: errors, interval coverages (binomial) and the control."
+    out = {}
     bench = results.get('benchmark') or {}
-    for k, floor in BENCHMARK_FLOORS.items():  # the benchmark's validation on the simulated panel
+    for k, floor in BENCHMARK_FLOORS.items():
         if bench.get(k) is not None:
             out[f'benchmark.{k}'] = (bench[k], floor)
     n_cells = max(int(bench.get('n_cells') or 0), 1)
@@ -805,6 +842,12 @@ def headline_numbers(results: dict) -> dict:
     if bench.get('control_ok') is not None:
         out['benchmark.control_ok'] = (int(bench['control_ok']), 0)
     return out
+
+# %% ../nbs/90_core.ipynb #482f0a21
+def headline_numbers(results: dict) -> dict:
+    "Headline numbers of a results.json document with their tolerances: {key: (value, tolerance or 0 for exact)}."
+    sections = (_dataset_headlines, _dictionary_headlines, _feature_headlines, _benchmark_headlines)
+    return {key: value for section in sections for key, value in section(results).items()}
 
 # %% ../nbs/90_core.ipynb #cd56932b
 def check_results(committed: dict, fresh: dict):
