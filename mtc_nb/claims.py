@@ -212,7 +212,7 @@ CLAIMS = (
     ),
 )
 
-
+# %% ../nbs/11_claims.ipynb #d71148b5
 def claims_table(results: dict) -> pd.DataFrame:
     "One row per claim of the abstract: the claim, what measures it, the result, the verdict and its limits."
     rows = []

@@ -520,7 +520,7 @@ STAGE_MODULES = {
 }
 MANIFEST_SCHEMA_VERSION = 1
 
-
+# %% ../nbs/90_core.ipynb #36555a73
 class StaleStageError(RuntimeError):
     "A stage was asked to read an upstream stage whose outputs are missing or were made from other settings."
 
