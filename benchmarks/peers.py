@@ -376,7 +376,8 @@ def make_model(name, shape, k, seed, steps, train_x, train_y, overrides=None):
 
 
 def parse_variant(text: str) -> dict:
-    "'lr=5.7e-4,aux_coef=8' -> {'lr': 5.7e-4, 'aux_coef': 8.0} (DictConfig field names)."
+    """'lr=5.7e-4,aux_coef=8' -> {'lr': 5.7e-4, 'aux_coef': 8.0} (DictConfig field names; a tuple's values separated by
+    '/')."""
     out = {}
     for item in filter(None, text.split(',')):
         key, value = item.split('=')
@@ -386,6 +387,9 @@ def parse_variant(text: str) -> dict:
         if key not in DictConfig.__dataclass_fields__:
             raise ValueError(f"--ours-variant: {key!r} is not a DictConfig field")
         default = getattr(DictConfig, key)
+        if '/' in value:  # a tuple (level_weights, levels): 'level_weights=0.1/0.1/0.2/0.2/0.4'
+            out[key] = tuple(float(x) if '.' in x else int(x) for x in value.split('/'))
+            continue
         if default is None:  # a per-kind default (lr, aux_coef, dead_steps, ...): an int when it reads as one
             out[key] = int(value) if value.lstrip('-').isdigit() else float(value)
         else:

@@ -39,7 +39,7 @@ __all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SIDE_TABLES', 'LABELS'
 class SimGenerator:
     "A simulated generator of the embedded panel: how often it plants each failure mode, and how it renders."
 
-    name: str  # sim-A … sim-H; every output names it simulated
+    name: str  # sim-A … sim-L; every output names it simulated
     rates: dict  # per mode: P(the mode is planted | the vignette can show it)
     style: Style  # palette, contrast, blur, grain, tint, framing
     seen_style: bool  # whether the classifier was trained on images of this style
@@ -1036,9 +1036,6 @@ def calibration_notes(table: pd.DataFrame) -> list[str]:
     return out
 
 # %% ../nbs/09_benchmark.ipynb #21131f94
-UNINFORMATIVE_WIDTH = 0.9  # an interval this wide (of [0, 1]) says little about a failure's prevalence
-
-
 def _ranking_section(ranks: pd.DataFrame, tag) -> list[str]:
     "The generators ranked by corrected implausibility rate, each rank with its 95% interval."
     out = [
@@ -1052,6 +1049,9 @@ def _ranking_section(ranks: pd.DataFrame, tag) -> list[str]:
     ]
 
 # %% ../nbs/09_benchmark.ipynb #c046cf81
+UNINFORMATIVE_WIDTH = 0.9  # an interval this wide (of [0, 1]) says little about a failure's prevalence
+
+
 def _failures_section(corrected: pd.DataFrame, tag) -> list[str]:
     "Each generator's three most prevalent failures of at least 2% with an informative interval; the rest counted."
     out = ['', '## Most prevalent failures (corrected prevalence, 95% interval)', '']

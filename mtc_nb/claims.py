@@ -11,6 +11,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .text import markdown_text
+
 # %% auto #0
 __all__ = ['CANONICAL', 'OWN_METHOD', 'OWN_LABELS', 'PAPER_MISREAD', 'CLAIMS', 'DEAD_GOAL', 'metric_of', 'versus_best',
            'claims_table', 'paper_metrics_markdown', 'claims_markdown', 'peer_verdicts', 'peers_markdown']
@@ -278,7 +280,7 @@ def peer_verdicts(table: dict) -> list[dict]:
     ablation of ours) are shown in the table but judged by nobody."""
     ours, peers = {}, {}
     for row in table['rows']:
-        library, kind = row['model'].split(':')
+        library, _, kind = row['model'].partition(':')
         if '@' in kind or ' ' in kind:
             continue
         if library == 'ours':
@@ -321,14 +323,16 @@ def _peer_table(table: dict, levels: list) -> list[str]:
         widths = len(r['fvu'])
         fvus = ['–'] * (len(levels) - widths) + [_peer_cell(m, s) for m, s in zip(r['fvu'], r['fvu_std'])]
         tail = [f"{r['l0']:.1f}", f"{r['dead']:.1%}", f"{r['native_l0']:.1f}", f"{r['samples_per_s']:,.0f}"]
-        lines.append('| ' + ' | '.join([r['model'], *fvus, *tail]) + ' |')
+        lines.append('| ' + ' | '.join([markdown_text(r['model']), *fvus, *tail]) + ' |')
     return lines
 
 # %% ../nbs/11_claims.ipynb #792c490b
 def _peer_sentence(k: int, v: dict, levels: list) -> str:
     widths = levels[-len(v['wins']) :]
     lost = [
-        f"{w} (+{v['margin'][i]:.1%} against {v['best_model'][i]})" for i, w in enumerate(widths) if not v['wins'][i]
+        f"{w} (+{v['margin'][i]:.1%} against {markdown_text(v['best_model'][i])})"
+        for i, w in enumerate(widths)
+        if not v['wins'][i]
     ]
     where = 'every level' if len(widths) > 1 else 'full width'
     fvu = (
@@ -337,7 +341,7 @@ def _peer_sentence(k: int, v: dict, levels: list) -> str:
         else f"higher FVU than the best peer at {', '.join(lost)}"
     )
     dead = f"{v['dead']:.1%} dead" + ('' if v['dead_ok'] else f" (goal ≤ {DEAD_GOAL:.0%})")
-    return f"- k = {k}, {v['kind']}: {fvu}; {dead}; {v['speedup']:.1f}× the fastest peer's speed."
+    return f"- k = {k}, {markdown_text(v['kind'])}: {fvu}; {dead}; {v['speedup']:.1f}× the fastest peer's speed."
 
 # %% ../nbs/11_claims.ipynb #30761c45
 def peers_markdown(results: dict) -> str:
@@ -349,9 +353,10 @@ def peers_markdown(results: dict) -> str:
     lines = []
     for table in record['tables']:
         lines += _peer_table(table, levels) + ['']
+    measured = f"measured {markdown_text(record['date'])}: {markdown_text(record['command'])}"
     lines += [
         f"Seeds {', '.join(map(str, record['seeds']))} (mean ± standard deviation); {record['epochs']} epochs "
-        f"({record['steps']} steps of {record['batch']}); measured {record['date']}: `{record['command']}`.",
+        f"({record['steps']} steps of {record['batch']}); {measured}.",
         '',
     ]
     lines += [_peer_sentence(t['k'], v, levels) for t in record['tables'] for v in peer_verdicts(t)]

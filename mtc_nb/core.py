@@ -741,8 +741,8 @@ def timed(cfg: Profile, stage: str):
 # %% ../nbs/90_core.ipynb #b86632ee
 def _rate_tolerance(p: float, n: int) -> float:
     """Three binomial standard errors of a rate `p` measured on `n` items, plus one item. The standard error is Agresti
-    and Coull's (the rate with two hits and two misses added): the plain one is zero at p = 0 or 1, so a recall of 55
-    of 55 allowed a rerun to miss one image and no more (a run on an H200 GPU missed two)."""
+    and Coull's (the rate with two hits and two misses added): the plain one is zero at p = 0 or 1, so a perfect
+    recall would allow a rerun to miss one image and no more."""
     n = max(int(n), 1)
     p_adjusted = (p * n + 2) / (n + 4)
     return 3 * math.sqrt(p_adjusted * (1 - p_adjusted) / (n + 4)) + 1 / n

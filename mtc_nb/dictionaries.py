@@ -228,7 +228,7 @@ class DictionaryStack(torch.nn.Module):
             w = torch.randn(c.d_sae, c.d_out, generator=g)
             w = w / w.norm(dim=1, keepdim=True)
             W_dec.append(w)
-            # an SAE's encoder starts as its decoder's transpose (Gao et al.): 39% → 0% dead latents here, and a lower
+            # an SAE's encoder starts as its decoder's transpose (Gao et al.): far fewer dead latents here, and a lower
             # FVU (benchmarks/peers.py); a transcoder's, whose input is not its target, small and random
             if c.is_transcoder:
                 W_enc.append(torch.randn(c.d_in, c.d_sae, generator=g) * (0.1 / math.sqrt(c.d_in)))

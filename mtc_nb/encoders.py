@@ -45,7 +45,7 @@ def load_images(paths, size: int | None = None) -> np.ndarray | list[np.ndarray]
 # %% ../nbs/02_encoders.ipynb #71abce53
 def fold_symmetric_padding(net: torch.nn.Module) -> int:
     """Move each static "same" padding that pads every side alike into its convolution's own `padding` (the same
-    zeros, without a padded copy of the maps: a 5×5 depthwise convolution on 4×4 maps trains 1.8× faster); the
+    zeros, without a padded copy of the maps, which is faster: docs/decisions.md); the
     asymmetric paddings of the stride-2 convolutions stay. Returns how many were folded."""
     folded = 0
     for m in net.modules():
@@ -77,7 +77,7 @@ class LiteEncoder(torch.nn.Module):
             )
         self.net.eval().requires_grad_(False)
         fold_symmetric_padding(self.net)
-        self.net.to(memory_format=torch.channels_last)  # oneDNN's depthwise convolutions: 1.7× faster on a CPU
+        self.net.to(memory_format=torch.channels_last)  # oneDNN's depthwise convolutions run faster so on a CPU
         for m in self.net.modules():  # each ReLU6 overwrites the maps it reads (the same values, no new maps)
             if isinstance(m, torch.nn.ReLU6):
                 m.inplace = True

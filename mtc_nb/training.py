@@ -20,12 +20,12 @@ __all__ = ['SPARSE_DECODE_MAX_DENSITY', 'SPARSE_AUXK_MAX_DENSITY', 'PAPER_MAX_GR
            'InMemoryPairs', 'ShardedPairs', 'make_optimizer', 'train_step', 'eval_fvu', 'train_dictionaries']
 
 # %% ../nbs/05b_training.ipynb #2b5c1f25
-# up to this share of active latents the decoder's products run sparse (`SparseDecode`): at 10% (k = 200 of 2,048)
-# a transcoder's step was 11% slower sparse than dense, an SAE's 9% faster (one thread, random activations)
+# up to this share of active latents the decoder's products run sparse (`SparseDecode`; why this share:
+# docs/decisions.md)
 SPARSE_DECODE_MAX_DENSITY = 0.05
 # up to this share of active entries among AuxK's selected latents (dead ones: most of their pre-activations are
-# negative), a sparse decode computes AuxK's products over those entries only, in its own pass (measured faster at
-# every density of the default run's kinds, 0.4% to 8.4%: benchmarks/step_cost.py)
+# negative), a sparse decode computes AuxK's products over those entries only, in its own pass (benchmarks/step_cost.py;
+# docs/decisions.md)
 SPARSE_AUXK_MAX_DENSITY = 0.1
 
 
