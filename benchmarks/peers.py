@@ -70,10 +70,11 @@ def scaled(library_steps: float, library: str, steps: int) -> int:
 
 
 class Ours:
-    """A library dictionary trained exactly as `train_dictionaries` trains it (without the epoch selection). Four
+    """A library dictionary trained exactly as `train_dictionaries` trains it (without the epoch selection). Five
     overrides are not DictConfig fields, for the ablation only: `beta2` (Adam's), `clip` (grad norm per model),
-    `lr_floor` (where the cosine schedule ends, a fraction of the learning rate; the library's is 0.1) and `enc_init`
-    (a transcoder's initial encoder scale, the library's 0.1/sqrt(d_in) times this)."""
+    `lr_floor` (where the cosine schedule ends, a fraction of the learning rate; the library's is 0.1), `enc_init`
+    (a transcoder's initial encoder scale, the library's 0.1/sqrt(d_in) times this) and `centre` (0: the input
+    centring b_pre starts at zero instead of the training mean)."""
 
     def __init__(self, kind, shape, k, seed, steps, train, overrides=None):
         d_in, d_out, d_sae, levels, epochs, batch = shape
@@ -82,6 +83,7 @@ class Ours:
         beta2 = overrides.pop('beta2', None)
         lr_floor = overrides.pop('lr_floor', None)
         enc_init = overrides.pop('enc_init', None)
+        centre = overrides.pop('centre', 1.0)
         run = dict(kind=kind, d_in=d_in, d_out=d_out, d_sae=d_sae, levels=levels, k=k, seed=seed, epochs=epochs)
         self.cfg = DictConfig(**{**run, 'batch_size': batch, **overrides}).validate()  # an override may set k
         self.model = dictionary_model([self.cfg])
@@ -89,6 +91,9 @@ class Ours:
             with torch.no_grad():
                 self.model.W_enc.mul_(enc_init)
         self.model.init_from_data(*train)
+        if not centre:
+            with torch.no_grad():
+                self.model.b_pre.zero_()
         self.opt, self.sched, self.every = make_optimizer(self.model, self.cfg, steps)
         if beta2 is not None:
             for group in self.opt.param_groups:
@@ -381,7 +386,7 @@ def parse_variant(text: str) -> dict:
     out = {}
     for item in filter(None, text.split(',')):
         key, value = item.split('=')
-        if key in ('clip', 'beta2', 'lr_floor', 'enc_init'):
+        if key in ('clip', 'beta2', 'lr_floor', 'enc_init', 'centre'):
             out[key] = float(value)
             continue
         if key not in DictConfig.__dataclass_fields__:
@@ -493,31 +498,35 @@ def print_table(rows, k, seeds, levels):
 
 
 def draw(record, path) -> None:
-    "Held-out FVU against the level's width at matched L0, one panel per k, one line per model (± std)."
+    "Held-out FVU against the level's width at matched L0: transcoders and SAEs apart, one panel per k (± std)."
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     tables = record['tables']
-    fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4.6), squeeze=False)
-    for ax, table in zip(axes[0], tables):
-        for r in table['rows']:
-            if len(r['fvu']) < 2:
-                continue
-            style = '-' if r['model'].startswith('ours:') else '--'
-            ax.errorbar(
-                record['levels'], r['fvu'], yerr=r['fvu_std'], ls=style, marker='o', capsize=2, label=r['model']
-            )
-        ax.set_xscale('log', base=2)
-        ax.set_yscale('log')
-        ax.set_xlabel('latents used (Matryoshka level)')
-        ax.set_ylabel('held-out FVU')
-        ax.set_title(f"k = {table['k']}: L0 matched by construction", fontsize=10)
-        ax.legend(fontsize=7)
+    fig, axes = plt.subplots(2, len(tables), figsize=(6 * len(tables), 8), squeeze=False)
+    for col, table in enumerate(tables):
+        for row, (family, what) in enumerate((('transcoder', 'h2 → h1'), ('sae', 'h2 → h2'))):
+            ax = axes[row, col]
+            for r in table['rows']:
+                kind = r['model'].partition(':')[2]
+                is_family = ('sae' in kind) == (family == 'sae')
+                if len(r['fvu']) < 2 or not is_family:
+                    continue
+                style = '-' if r['model'].startswith('ours:') else '--'
+                ax.errorbar(
+                    record['levels'], r['fvu'], yerr=r['fvu_std'], ls=style, marker='o', capsize=2, label=r['model']
+                )
+            ax.set_xscale('log', base=2)
+            ax.set_yscale('log')
+            ax.set_xlabel('latents used (Matryoshka level)')
+            ax.set_ylabel('held-out FVU')
+            ax.set_title(f"Matryoshka {family}s ({what}), k = {table['k']}, L0 matched", fontsize=10)
+            ax.legend(fontsize=7)
     fig.suptitle('Matryoshka dictionaries beside the peer libraries (mean ± std over seeds)', fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
 
 
 if __name__ == '__main__':

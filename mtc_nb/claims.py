@@ -313,7 +313,9 @@ def peer_verdicts(table: dict) -> list[dict]:
 
 # %% ../nbs/11_claims.ipynb #e53a067d
 def _peer_cell(mean: float, std: float) -> str:
-    return f"{mean:.4f} ± {std:.4f}"
+    "A mean FVU with its spread, to three significant digits of the mean."
+    decimals = max(3, 2 - math.floor(math.log10(abs(mean)))) if mean else 4
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 # %% ../nbs/11_claims.ipynb #b61a52fb
 def _peer_table(table: dict, levels: list) -> list[str]:
