@@ -17,7 +17,8 @@ from scipy.optimize import lsq_linear
 from scipy.stats import binom, spearmanr
 from tqdm import tqdm
 
-from .scenes import MODES, KINDS, GENERATORS, WORLDS, scan_images, Style, apply_style, draw_attributes, read_image
+from .images import read_image, scan_images
+from .scenes import MODES, KINDS, GENERATORS, WORLDS, Style, apply_style, draw_attributes
 from .scenes import plant, render
 from .text import is_utf8_name, markdown_text, one_line, printable_name
 from .interpret import describe_concept

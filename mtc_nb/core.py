@@ -511,12 +511,12 @@ STAGE_SETTINGS = {  # the settings each stage reads (settings of earlier stages 
     ),
 }
 STAGE_MODULES = {
-    'scenes': ('scenes',),
-    'encoder': ('encoders', 'checkpoints'),
+    'scenes': ('scenes', 'images'),
+    'encoder': ('encoders', 'images', 'checkpoints'),
     'classifier': ('classifier', 'metrics', 'checkpoints'),  # a stage's code
     'dictionaries': ('dictionaries', 'training', 'evaluation', 'metrics', 'checkpoints'),
-    'features': ('features', 'interpret', 'ground_truth'),
-    'benchmark': ('benchmark',),
+    'features': ('features', 'interpret', 'ground_truth', 'images'),
+    'benchmark': ('benchmark', 'images'),
 }
 MANIFEST_SCHEMA_VERSION = 1
 

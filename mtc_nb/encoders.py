@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .core import write_json, seed_everything
 from .checkpoints import save_checkpoint, load_checkpoint
-from .scenes import read_image, ImageReadError
+from .images import read_image, ImageReadError
 
 # %% auto #0
 __all__ = ['CACHE_SCHEMA_VERSION', 'ENCODER_REMEDY', 'load_images', 'fold_symmetric_padding', 'LiteEncoder', 'ClipEncoder',

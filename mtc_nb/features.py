@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from .scenes import read_image
+from .images import read_image
 from .metrics import auroc_matrix  # the one AUROC
 
 # %% auto #0

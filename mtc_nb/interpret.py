@@ -19,7 +19,7 @@ from fastcore.basics import patch
 from tqdm import tqdm
 
 from .features import concept_matrix, concept_values, iou
-from .scenes import read_image
+from .images import read_image
 from .text import one_line
 
 # %% auto #0

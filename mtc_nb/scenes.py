@@ -5,7 +5,7 @@ purpose and recorded as ground truth."""
 
 # %% ../nbs/01_scenes.ipynb #3bb5b42a
 from __future__ import annotations
-import errno, hashlib, io, json, os
+import io, json, os
 from dataclasses import dataclass
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
@@ -13,18 +13,15 @@ import multiprocessing as mp
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, ImageFilter, ImageEnhance, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFilter, ImageEnhance
 from tqdm import tqdm
 
 from .core import write_json
-from .text import is_utf8_name, printable_name
 
 # %% auto #0
 __all__ = ['MODES', 'CATEGORIES', 'KINDS', 'VARIANTS', 'RARE_VARIANT_SHARE', 'GENERATORS', 'WORLDS', 'GROUNDS', 'MIN_STYLED_SIDE',
-           'IMAGE_EXTS', 'UNDECODABLE_EXTS', 'MIN_IMAGE_SIDE', 'Mode', 'Style', 'World', 'plant', 'draw_attributes',
-           'planted_modes', 'apply_style', 'render', 'twins', 'gallery', 'variant_gallery', 'assign_splits',
-           'sample_specs', 'make_dataset', 'world_summary', 'ImageReadError', 'read_image', 'scan_images',
-           'check_images', 'index_folders', 'images_per_class_needed']
+           'Mode', 'Style', 'World', 'plant', 'draw_attributes', 'planted_modes', 'apply_style', 'render', 'twins',
+           'gallery', 'variant_gallery', 'assign_splits', 'sample_specs', 'make_dataset', 'world_summary']
 
 # %% ../nbs/01_scenes.ipynb #c8cb07b7
 @dataclass(frozen=True)
@@ -716,197 +713,3 @@ def world_summary(manifest: pd.DataFrame) -> dict:
         for s in ('train', 'test')
     }
     return out
-
-# %% ../nbs/01_scenes.ipynb #f2221100
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff')  # what PIL decodes (GIF: 1st frame)
-UNDECODABLE_EXTS = ('.heic', '.heif', '.avif', '.jxl', '.raw', '.cr2', '.nef', '.dng', '.psd', '.svg')  # PIL cannot
-MIN_IMAGE_SIDE = 8  # below this an encoder's processor cannot even tell the channel axis
-
-
-class ImageReadError(ValueError):
-    "A file that is not a usable image; `reason` says why."
-
-    def __init__(self, path, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = str(path), reason
-
-# %% ../nbs/01_scenes.ipynb #e0bea9d8
-def _rgb8(im: Image.Image) -> Image.Image:
-    "8-bit RGB of any PIL mode: 16-bit and float greys scaled (not clipped) to 8 bits, transparency put on white."
-    if im.mode in ('I', 'F') or im.mode.startswith('I;16'):
-        values = np.asarray(im, dtype=np.float64)
-        if im.mode.startswith('I;16') or values.max() > 255:
-            top = 65535.0
-        elif im.mode == 'F' and values.max() <= 1:
-            top = 1.0
-        else:
-            top = 255.0
-        grey = np.clip(values / top * 255 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, 'L').convert('RGB')
-    if im.mode in ('RGBA', 'LA', 'PA') or (im.mode == 'P' and 'transparency' in im.info):
-        rgba = im.convert('RGBA')
-        white = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert('RGB')
-    return im.convert('RGB')
-
-# %% ../nbs/01_scenes.ipynb #13d3ccdb
-def read_image(path: str | os.PathLike | io.BytesIO) -> Image.Image:
-    """The image at `path` as every stage reads it: decoded in full (a truncated file fails here, not in a later
-    stage), turned upright by its EXIF orientation, converted to 8-bit RGB (`_rgb8`). Raises `ImageReadError` with
-    the reason for anything that is not a usable image: empty, not an image, truncated, too large to decode safely,
-    or smaller than `MIN_IMAGE_SIDE` pixels a side."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = _rgb8(ImageOps.exif_transpose(im))
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(path, f"too large to decode safely ({e})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(path, f"not a readable image ({type(e).__name__}: {e})") from None
-    if min(rgb.size) < MIN_IMAGE_SIDE:
-        raise ImageReadError(path, f"{rgb.size[0]}x{rgb.size[1]} px, smaller than {MIN_IMAGE_SIDE} px a side")
-    return rgb
-
-# %% ../nbs/01_scenes.ipynb #81753647
-def _why_not_an_image(path: Path) -> str | None:
-    "Why a file found in a folder of images is not one to read (None: it is), by its name and link alone."
-    if not is_utf8_name(path):
-        return "its name is not valid UTF-8 (shown with \\x escapes): rename it"
-    if path.is_symlink() and not path.exists():
-        try:
-            os.stat(path)
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                return "a symbolic link that leads back to itself (a loop)"
-        return f"a symbolic link to nothing ({printable_name(os.readlink(path))})"
-    suffix = path.suffix.lower()
-    if suffix in UNDECODABLE_EXTS:
-        return f"a {suffix} image, which this project cannot decode: convert it to PNG or JPEG"
-    if suffix not in IMAGE_EXTS:
-        return f"not an image file by its extension ({suffix or 'none'}; images are {', '.join(IMAGE_EXTS)})"
-    return None
-
-# %% ../nbs/01_scenes.ipynb #658bcd08
-def scan_images(folder: Path, expected: tuple = ()) -> tuple[list[Path], list[dict]]:
-    """(the image files under `folder`, by extension and sorted; one {'file', 'reason'} per other file, left out).
-    Hidden files and folders (macOS `._` resource forks among them) are passed over silently, and so are the names of
-    `expected` at the top of `folder` (a generator's `prompts.csv`). Links are followed; a link to nothing, a loop, or
-    a name that is not UTF-8 is left out with its reason. One policy for every reader of image folders."""
-    folder = Path(folder)
-    found, left_out, searched = [], [], set()
-    leave = lambda p, reason: left_out.append({'file': printable_name(p.relative_to(folder)), 'reason': reason})
-    for here, dirs, files in os.walk(folder, followlinks=True):
-        here = Path(here)
-        if os.path.realpath(here) in searched:  # a link back to a folder searched already
-            leave(here, "a link to a folder searched already (a loop): not searched again")
-            dirs[:] = []
-            continue
-        searched.add(os.path.realpath(here))
-        dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-        for name in sorted(files):
-            if name.startswith('.') or (here == folder and name in expected):
-                continue
-            why = _why_not_an_image(here / name)
-            if why:
-                leave(here / name, why)
-            else:
-                found.append(here / name)
-    return sorted(found), left_out
-
-# %% ../nbs/01_scenes.ipynb #da53be6f
-def check_images(root: Path, files: list[Path], labels: list[int]) -> tuple[list[int], list[dict]]:
-    """Read every file once (`read_image`): (indices of the usable ones, one {'file', 'reason'} per file left out).
-    A byte-identical copy inside one class is left out; copies in both classes are all left out, as no label is
-    right for them."""
-    keep, skipped, first_of, in_both = [], [], {}, set()
-    both = "no label is right for it, so every copy is left out (keep one, in its class)"
-    for i, p in enumerate(tqdm(files, desc='checking images', unit='image', mininterval=2)):
-        name = str(p.relative_to(root))
-        try:
-            data = p.read_bytes()  # read once: decoded and hashed from memory
-            read_image(io.BytesIO(data))
-        except ImageReadError as e:
-            skipped.append({'file': name, 'reason': e.reason})
-            continue
-        except OSError as e:  # a file that vanished or that this user may not read
-            skipped.append({'file': name, 'reason': f"cannot be read ({type(e).__name__}: {e.strerror or e})"})
-            continue
-        digest = hashlib.sha1(data).hexdigest()
-        if digest in first_of:
-            j = first_of[digest]
-            if labels[j] != labels[i]:
-                in_both.add(j)
-                other = {
-                    'file': name,
-                    'reason': f"the same file as {files[j].relative_to(root)}, in the other class: {both}",
-                }
-                skipped.append(other)
-                continue
-            skipped.append({'file': name, 'reason': f"duplicate of {files[j].relative_to(root)}"})
-            continue
-        first_of[digest] = i
-        keep.append(i)
-    for j in sorted(in_both):
-        copy = {'file': str(files[j].relative_to(root)), 'reason': f"a copy of it is in the other class: {both}"}
-        skipped.append(copy)
-    return [i for i in keep if i not in in_both], skipped
-
-# %% ../nbs/01_scenes.ipynb #69c850bc
-def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
-    """A manifest for images in `root/human_correct` (label 0) and `root/human_error` (label 1), each file read once
-    (`check_images`): (manifest of the usable images, the files left out with their reasons)."""
-    root = Path(root).expanduser()
-    files, labels, not_images = [], [], []
-    for sub, label in (('human_correct', 0), ('human_error', 1)):
-        d = root / sub
-        if not d.is_dir():
-            raise FileNotFoundError(f"Expected a folder of images at {d} (label {label}); see data/README.md")
-        found, left_out = scan_images(d)
-        not_images += [{**s, 'file': f"{sub}/{s['file']}"} for s in left_out]
-        files += found
-        labels += [label] * len(found)
-    keep, unusable = check_images(root, files, labels)
-    skipped = not_images + unusable
-    rows = []
-    for i in keep:
-        sub = files[i].relative_to(root).parts[0]
-        inner = files[i].relative_to(root / sub)
-        rows.append(
-            dict(
-                id=f"{sub}/{inner.as_posix()}",
-                label=labels[i],
-                mode='unknown' if labels[i] else 'none',
-                category='unknown' if labels[i] else 'none',
-                kind='unknown',
-                generator=inner.parts[0] if len(inner.parts) > 1 else 'unknown',
-                file=str(files[i].relative_to(root)),
-            )
-        )
-    df = pd.DataFrame(rows)
-    if df.empty or df.label.nunique() < 2:
-        raise ValueError(
-            f"No usable images, or a single class, under {root} ({len(skipped)} files left out): "
-            "need images in both human_correct/ and human_error/"
-        )
-    counts = df.label.value_counts()
-    if counts.min() < (need := images_per_class_needed(splits)):
-        raise ValueError(
-            f"Too few images under {root} for the splits {tuple(splits)}: each class needs at least "
-            f"{need} so that every split holds both (found {counts.get(0, 0)} plausible, "
-            f"{counts.get(1, 0)} implausible, {len(skipped)} files left out)"
-        )
-    rng, split = np.random.default_rng(seed), np.empty(len(df), object)
-    for label in (0, 1):  # split each class on its own: every split holds both
-        rows_of_label = np.flatnonzero(df.label.values == label)
-        split[rows_of_label] = assign_splits(rng.permutation(len(rows_of_label)), splits)
-    df.insert(1, 'split', split)
-    return df, skipped
-
-# %% ../nbs/01_scenes.ipynb #21403559
-def images_per_class_needed(splits) -> int:
-    "The fewest images of one class that `assign_splits` spreads over every split with a non-zero fraction."
-    for n in range(1, 10_000):
-        names = set(assign_splits(np.arange(n), splits))
-        if all(name in names for name, fraction in zip(('train', 'val', 'test'), splits) if fraction > 0):
-            return n
-    raise ValueError(f"splits {tuple(splits)} leave a split empty at any size")

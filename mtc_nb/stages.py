@@ -18,7 +18,8 @@ from .core import open_stage, close_stage, require_stage, stage_dir, stage_threa
 __all__ = ['scenes_stage', 'load_scenes', 'adapt_encoder', 'trunk_maps', 'stage_encoder', 'encoder_stage', 'load_embeddings', 'embed_profile_images', 'classifier_stage', 'stage_configs', 'checkpoint_name', 'dictionary_workers', 'dictionaries_stage', 'stage_dictionaries', 'lmm_config', 'analyse_dictionary', 'features_stage', 'lmm_retry', 'summarise_features', 'profile_scorer', 'canonical_checkpoint', 'run_benchmark', 'benchmark_stage', 'benchmark_image', 'load_benchmark', 'label']
 
 # %% ../nbs/01_scenes.ipynb #e8cc902a
-from .scenes import index_folders, make_dataset
+from .images import index_folders
+from .scenes import make_dataset
 
 
 def scenes_stage(cfg, force: bool = False) -> tuple[pd.DataFrame, Path]:
@@ -66,7 +67,7 @@ def load_scenes(cfg) -> tuple[pd.DataFrame, Path]:
     return pd.read_parquet(folder / 'manifest.parquet'), image_dir
 
 # %% ../nbs/02_encoders.ipynb #80877394
-from .scenes import ImageReadError
+from .images import ImageReadError
 from .encoders import LiteEncoder, ClipEncoder, EmbeddingCache, adapt_top, save_encoder, load_encoder
 from .encoders import cache_frozen, frozen_part
 from safetensors.torch import save_file, load_file

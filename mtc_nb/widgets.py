@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from IPython.display import HTML, display
 
 from .core import require_stage
-from .scenes import read_image
+from .images import read_image
 from .benchmark import score_images
 from .classifier import load_activations
 from .dictionaries import load_dictionary, levels_of

@@ -15,7 +15,8 @@ from conftest import run_chain, paper_profile
 from mtc_nb.core import load_profile, run_stages
 from mtc_nb.encoders import load_images, LiteEncoder
 from mtc_nb.testing import tiny_clip
-from mtc_nb.scenes import draw_attributes, render, read_image, ImageReadError, index_folders
+from mtc_nb.images import ImageReadError, index_folders, read_image
+from mtc_nb.scenes import draw_attributes, render
 from mtc_nb.dictionaries import DictConfig, save_dictionary, load_dictionary
 from mtc_nb.stages import _completed_row
 from mtc_nb.training import train_dictionaries

@@ -12,7 +12,7 @@ from conftest import run_chain, tiny_profile, paper_profile
 from mtc_nb.benchmark import index_generated
 from mtc_nb.core import load_profile, read_manifest, run_lock, run_stages, RunLockedError, StaleStageError, main
 from mtc_nb.interpret import LMMConfig, LMMInterpreter, LMMFatalError, MAX_PHRASE_CHARS, MAX_REPLY_CHARS
-from mtc_nb.scenes import index_folders
+from mtc_nb.images import index_folders
 from mtc_nb.testing import LocalChatServer
 from test_lmm import images, table  # noqa: F401 (the LMM tests' images fixture and feature table)
 
