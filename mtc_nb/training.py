@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from safetensors import safe_open
 from tqdm import tqdm
 
@@ -66,23 +67,25 @@ class SparseDecode:
         self.blocks = sums[: M * B * G].view(M, B, G, d_out).permute(2, 0, 1, 3)  # (G, M, B, d_out)
         self.aux_recon = sums[M * B * G :].view(M, B, d_out) if aux is not None else None  # before the target's scale
 
-    def backward(self, d_blocks: torch.Tensor, d_aux: torch.Tensor | None = None) -> tuple:
-        """(∂/∂W_dec (M, d_sae, d_out), ∂/∂f (M, B, d_sae), zero off the active entries, and each decoder row's dot
-        product with its gradient (M, d_sae)) from ∂/∂blocks (G, M, B, d_out) and, with `aux`, ∂/∂`aux_recon` `d_aux`
-        (M, B, d_out): AuxK's share is in all three. Row i's gradient is Σ_e f_e ∂/∂sum_e over its entries e, and
-        ∂/∂f_e = ⟨∂/∂sum_e, W_dec[i]⟩, so its dot product is Σ_e f_e ∂/∂f_e: a sum over the entries, not over
-        d_sae × d_out products."""
-        M, B, D = self.shape
-        d_sums = d_blocks.permute(1, 2, 0, 3).reshape(-1, self.W.shape[1])
-        if self.aux_entries is not None:
-            d_sums = torch.cat([d_sums, d_aux.reshape(M * B, -1)])
-        d_W, d_acts = torch.autograd.grad(self.sums, (self.W, self.acts), d_sums)
-        row_dots = d_acts.new_zeros(M * D).index_add_(0, self.rows, self.acts.detach() * d_acts).view(M, D)
-        n = len(self.entries[0])
-        d_f = d_acts.new_zeros(self.shape).index_put_(self.entries, d_acts[:n])
-        if self.aux_entries is not None:  # AuxK's latents are dead, not the decode's: accumulate all the same
-            d_f.index_put_(self.aux_entries, d_acts[n:], accumulate=True)
-        return d_W.view(M, D, -1), d_f, row_dots
+# %% ../nbs/05b_training.ipynb #9d45b668
+@patch
+def backward(self: SparseDecode, d_blocks: torch.Tensor, d_aux: torch.Tensor | None = None) -> tuple:
+    """(∂/∂W_dec (M, d_sae, d_out), ∂/∂f (M, B, d_sae), zero off the active entries, and each decoder row's dot
+    product with its gradient (M, d_sae)) from ∂/∂blocks (G, M, B, d_out) and, with `aux`, ∂/∂`aux_recon` `d_aux`
+    (M, B, d_out): AuxK's share is in all three. Row i's gradient is Σ_e f_e ∂/∂sum_e over its entries e, and
+    ∂/∂f_e = ⟨∂/∂sum_e, W_dec[i]⟩, so its dot product is Σ_e f_e ∂/∂f_e: a sum over the entries, not over
+    d_sae × d_out products."""
+    M, B, D = self.shape
+    d_sums = d_blocks.permute(1, 2, 0, 3).reshape(-1, self.W.shape[1])
+    if self.aux_entries is not None:
+        d_sums = torch.cat([d_sums, d_aux.reshape(M * B, -1)])
+    d_W, d_acts = torch.autograd.grad(self.sums, (self.W, self.acts), d_sums)
+    row_dots = d_acts.new_zeros(M * D).index_add_(0, self.rows, self.acts.detach() * d_acts).view(M, D)
+    n = len(self.entries[0])
+    d_f = d_acts.new_zeros(self.shape).index_put_(self.entries, d_acts[:n])
+    if self.aux_entries is not None:  # AuxK's latents are dead, not the decode's: accumulate all the same
+        d_f.index_put_(self.aux_entries, d_acts[n:], accumulate=True)
+    return d_W.view(M, D, -1), d_f, row_dots
 
 # %% ../nbs/05b_training.ipynb #a4e196ea
 def _auxk_error_scale(model, any_dead, denom, B: int) -> torch.Tensor:
