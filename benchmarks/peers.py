@@ -402,15 +402,21 @@ def parse_variant(text: str) -> dict:
     return out
 
 
-def matched_codes(model, x, calibration_x, k):
-    """Codes of `x` with the model's threshold on its own selection score set so that its mean L0 on `calibration_x`
-    is `k`: the (k·n)-th largest score there. A model without a score (TopK) keeps its own codes."""
+def matched_threshold(model, calibration_x, k) -> torch.Tensor | None:
+    """The threshold on the model's own selection score at which its mean L0 on `calibration_x` is `k`: the (k·n)-th
+    largest score there. None for a model without a score (TopK keeps k per sample already)."""
     if model.scored is None:
-        return model.infer(x)[0]
-    score_calibration, value_calibration = model.scored(calibration_x)
-    flat = torch.where(value_calibration > 0, score_calibration, torch.zeros_like(score_calibration)).flatten()
+        return None
+    score, value = model.scored(calibration_x)
+    flat = torch.where(value > 0, score, torch.zeros_like(score)).flatten()
     n_keep = min(k * len(calibration_x), int((flat > 0).sum()))
-    threshold = flat.kthvalue(len(flat) - n_keep + 1).values
+    return flat.kthvalue(len(flat) - n_keep + 1).values
+
+
+def matched_codes(model, x, threshold) -> torch.Tensor:
+    "Codes of `x` at `threshold` (`matched_threshold`); the model's own codes when it has none."
+    if threshold is None:
+        return model.infer(x)[0]
     score, value = model.scored(x)
     return value * ((score >= threshold) & (value > 0))
 
@@ -421,9 +427,10 @@ def measure(model, x, y, train_x, calibration_x, k):
     first as many as the held-out split has: the two dead fractions on n samples tell rare latents from overfitted
     ones (a latent that fires on a few training samples in a thousand is silent on a held-out split by chance)."""
     native_codes, native_recons = model.infer(x)
-    codes = matched_codes(model, x, calibration_x, k)
-    recons = native_recons if model.scored is None else model.decode(codes, x)
-    train_codes = matched_codes(model, train_x, calibration_x, k)
+    threshold = matched_threshold(model, calibration_x, k)
+    codes = matched_codes(model, x, threshold)
+    recons = native_recons if threshold is None else model.decode(codes, x)
+    train_codes = matched_codes(model, train_x, threshold)
     fvus = [float(fvu(y, r)) for r in recons]
     return {
         'fvu': fvus,
