@@ -12,7 +12,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .core import open_stage, close_stage, require_stage, stage_dir, stage_threads, write_json
+from .manifests import open_stage, close_stage, require_stage, stage_dir
+from .core import stage_threads, write_json
 
 # %% auto #0
 __all__ = ['scenes_stage', 'load_scenes', 'adapt_encoder', 'trunk_maps', 'stage_encoder', 'encoder_stage', 'load_embeddings', 'embed_profile_images', 'classifier_stage', 'stage_configs', 'checkpoint_name', 'dictionary_workers', 'dictionaries_stage', 'stage_dictionaries', 'lmm_config', 'analyse_dictionary', 'features_stage', 'lmm_retry', 'summarise_features', 'profile_scorer', 'canonical_checkpoint', 'run_benchmark', 'benchmark_stage', 'benchmark_image', 'load_benchmark', 'label']
@@ -673,7 +674,7 @@ def summarise_features(d: pd.DataFrame) -> dict:
     return out
 
 # %% ../nbs/09_benchmark.ipynb #7e335eb2
-from .core import StaleStageError, settings_changed
+from .manifests import StaleStageError, settings_changed
 from .benchmark import Scorer
 
 
@@ -712,7 +713,7 @@ def profile_scorer(cfg) -> Scorer:
 from .benchmark import make_panel, calibrate_features, gate_features, measure, ranking, validate_panel
 from .benchmark import calibration_styles, panel_sample, style_weights
 from .benchmark import causal_check, markdown_summary
-from .core import swap_in
+from .manifests import swap_in
 from .text import printable_name
 
 

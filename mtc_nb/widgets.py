@@ -15,7 +15,7 @@ import ipywidgets as W
 from fastcore.basics import patch
 from IPython.display import HTML, display
 
-from .core import require_stage
+from .manifests import require_stage
 from .images import read_image
 from .benchmark import score_images
 from .classifier import load_activations

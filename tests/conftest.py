@@ -206,7 +206,8 @@ def own_run(tmp_path_factory):
     an LMM that answers in markup. Returns {'root', 'settings', 'offline': what the first run left, 'label': its
     output}."""
     import contextlib, io, shutil
-    from mtc_nb.core import run_stages, main
+    from mtc_nb.reproduce import run_stages
+    from mtc_nb.cli import main
     from mtc_nb.testing import tiny_clip, LocalChatServer
 
     root = own_folders(tmp_path_factory.mktemp('own'))

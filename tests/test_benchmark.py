@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 from conftest import run_chain, tiny_profile, TINY
-from mtc_nb.core import StaleStageError, main
+from mtc_nb.manifests import StaleStageError
+from mtc_nb.cli import main
 from mtc_nb.benchmark import write_labels, PANEL
 from mtc_nb.stages import label
 from mtc_nb.scenes import draw_attributes, render

@@ -126,7 +126,7 @@ def test_the_feature_inspector_live_in_jupyterlab(run, browser, tmp_path):
 def test_the_static_html_shows_the_preview(run, browser, tmp_path):
     import nbformat
     from nbclient import NotebookClient
-    from mtc_nb.core import render_html
+    from mtc_nb.reproduce import render_html
 
     folder, lab = run
     executed = tmp_path / 'inspect.ipynb'

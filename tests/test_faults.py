@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 from conftest import run_chain, paper_profile
-from mtc_nb.core import load_profile, run_stages
+from mtc_nb.core import load_profile
+from mtc_nb.reproduce import run_stages
 from mtc_nb.encoders import load_images, LiteEncoder
 from mtc_nb.testing import tiny_clip
 from mtc_nb.images import ImageReadError, index_folders, read_image
@@ -377,7 +378,7 @@ def test_a_kill_in_each_stage_resumes_to_the_uninterrupted_results(tmp_path, mon
     "Killed inside the encoder, the head, mining and the benchmark in turn, the chain ends where a clean run ends."
     import importlib
     from conftest import tiny_profile
-    from mtc_nb.core import read_manifest
+    from mtc_nb.manifests import read_manifest
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -4,7 +4,8 @@ import shutil
 from pathlib import Path
 import pytest
 from nbdev.test import test_nb as run_notebook  # renamed: pytest must not collect it
-from mtc_nb.core import STAGES, load_profile
+from mtc_nb.manifests import STAGES
+from mtc_nb.core import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / 'nbs').glob('*.ipynb'))

@@ -10,7 +10,10 @@ import pytest
 from PIL import Image
 from conftest import run_chain, tiny_profile, paper_profile
 from mtc_nb.benchmark import index_generated
-from mtc_nb.core import load_profile, read_manifest, run_lock, run_stages, RunLockedError, StaleStageError, main
+from mtc_nb.core import load_profile
+from mtc_nb.manifests import read_manifest, StaleStageError
+from mtc_nb.reproduce import run_lock, run_stages, RunLockedError
+from mtc_nb.cli import main
 from mtc_nb.interpret import LMMConfig, LMMInterpreter, LMMFatalError, MAX_PHRASE_CHARS, MAX_REPLY_CHARS
 from mtc_nb.images import index_folders
 from mtc_nb.testing import LocalChatServer
@@ -347,7 +350,7 @@ def test_a_refused_key_leaves_the_features_stage_incomplete_and_a_fixed_one_fini
 
 def test_failed_interpretations_are_asked_again_and_the_benchmark_follows(folders_cfg, monkeypatch):
     import mtc_nb.stages as stages
-    from mtc_nb.core import stage_state
+    from mtc_nb.manifests import stage_state
 
     state = {'fail': True}
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 from conftest import run_chain, paper_profile, PAPER_TINY
-from mtc_nb.core import StaleStageError, _jsonable
+from mtc_nb.manifests import StaleStageError
+from mtc_nb.core import _jsonable
 from mtc_nb.encoders import ClipEncoder, load_images
 from mtc_nb.classifier import load_activations
 from mtc_nb.scenes import draw_attributes, render

@@ -3,7 +3,9 @@
 import configparser, re, tomllib
 from pathlib import Path
 import pytest
-from mtc_nb.core import build_readme, load_profile, STAGES
+from mtc_nb.results import build_readme
+from mtc_nb.core import load_profile
+from mtc_nb.manifests import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / 'pyproject.toml').read_text())
@@ -33,7 +35,7 @@ def test_readme_is_built_from_index():
 
 
 def test_docs_pages_are_built_from_their_sources_and_their_links_resolve():
-    from mtc_nb.core import build_docs
+    from mtc_nb.results import build_docs
 
     pages = build_docs(ROOT)
     assert {p.name for p in pages} >= {'results.md', 'peers.md', 'running.md', 'notebooks.md'}
@@ -81,7 +83,7 @@ def test_stage_notebooks_have_a_parameters_cell():
 
 
 def test_mtc_command_rejects_unknown_profile():
-    from mtc_nb.core import main
+    from mtc_nb.cli import main
 
     with pytest.raises(SystemExit, match='Unknown profile'):  # a message, not a traceback
         main(['reproduce', '--profile', 'no_such_profile'])
@@ -90,7 +92,7 @@ def test_mtc_command_rejects_unknown_profile():
 def test_stage_notebooks_tag_their_self_checks():
     "A library self-check never aborts `mtc reproduce`: every asserting cell before a stage's parameters is tagged."
     import json
-    from mtc_nb.core import SELF_CHECK_TAG
+    from mtc_nb.reproduce import SELF_CHECK_TAG
 
     for s in STAGES:
         cells = json.loads((ROOT / 'nbs' / f'{s}.ipynb').read_text())['cells']
@@ -107,7 +109,7 @@ def test_stage_notebooks_tag_their_self_checks():
 
 
 def test_a_variant_runs_beside_the_profiles_own_run():
-    from mtc_nb.core import variant_settings
+    from mtc_nb.cli import variant_settings
 
     cfg = load_profile('tutorial', **variant_settings('k16'), dict_k=16, dict_k_sweep=[16])
     assert cfg.run_dir == ROOT / 'data' / 'variants' / 'k16' / 'tutorial'

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_chain, tiny_profile
-from mtc_nb.core import UPSTREAM, read_manifest, stage_state, StaleStageError
+from mtc_nb.manifests import UPSTREAM, read_manifest, stage_state, StaleStageError
 
 STAGES = list(UPSTREAM)
 ONE_SETTING = {
@@ -141,7 +141,7 @@ def test_a_run_killed_mid_stage_resumes_with_the_same_results(tmp_path):
 def test_mtc_reproduce_skips_what_is_current_and_reruns_what_changed(tmp_path, capfd):
     """The papermill chain: executed copies, injected parameters, skips with a reason, --force, a changed setting; the
     output (the kernels' included, hence `capfd`) has no warning of an unencrypted kernel."""
-    from mtc_nb.core import run_stages
+    from mtc_nb.reproduce import run_stages
 
     kw = {'data_dir': str(tmp_path / 'data'), 'figures_dir': str(tmp_path / 'fig')}
     from conftest import TINY
