@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from mtc_nb.core import load_profile
-from mtc_nb.benchmark import score_images, make_panel
+from mtc_nb.scoring import score_images
+from mtc_nb.panel import make_panel
 from mtc_nb.stages import profile_scorer
 
 

@@ -121,7 +121,7 @@ def _dispatch(a, root: Path) -> None:
         embed_command(a.profile, a.workers, a.shard_rows, **{k: _parse(v) for k, v in a.param})
     elif a.cmd == 'label':
         import sys
-        from mtc_nb.benchmark import write_labels
+        from mtc_nb.scoring import write_labels
         from mtc_nb.stages import label
 
         rows, unreadable = label(a.paths, a.profile, **{k: _parse(v) for k, v in a.param})

@@ -176,7 +176,7 @@ def load_embeddings(cfg) -> tuple[torch.Tensor, list[str]]:
 
 # %% ../nbs/02_encoders.ipynb #7fb27b941602401d91542211134fc71a
 # a command beside the stage (`mtc embed`): it fills the cache the stage reads, and is outside the stage's code hash
-from .benchmark import index_generated  # the benchmark's reading of generator folders
+from .panel import index_generated  # the benchmark's reading of generator folders
 
 
 def embed_profile_images(
@@ -675,7 +675,7 @@ def summarise_features(d: pd.DataFrame) -> dict:
 
 # %% ../nbs/09_benchmark.ipynb #7e335eb2
 from .manifests import StaleStageError, settings_changed
-from .benchmark import Scorer
+from .scoring import Scorer
 
 
 def profile_scorer(cfg) -> Scorer:
@@ -710,9 +710,12 @@ def profile_scorer(cfg) -> Scorer:
     )
 
 # %% ../nbs/09_benchmark.ipynb #112fe586
-from .benchmark import make_panel, calibrate_features, gate_features, measure, ranking, validate_panel
-from .benchmark import calibration_styles, panel_sample, style_weights
-from .benchmark import causal_check, markdown_summary
+from .panel import make_panel
+from .benchmark import calibrate_features, gate_features, measure, ranking, validate_panel
+from .prevalence import calibration_styles, style_weights
+from .benchmark import panel_sample
+from .causal import causal_check
+from .benchmark import markdown_summary
 from .manifests import swap_in
 from .text import printable_name
 
@@ -880,7 +883,7 @@ def load_benchmark(cfg) -> dict:
 
 # %% ../nbs/09_benchmark.ipynb #e26241d1
 # a command beside the stage (`mtc label`): it scores your images with the stage's outputs; outside its code hash
-from .benchmark import image_paths, score_images
+from .scoring import image_paths, score_images
 
 
 def label(paths, profile: str = 'default', **overrides) -> tuple[list[dict], list]:

@@ -17,7 +17,7 @@ from IPython.display import HTML, display
 
 from .manifests import require_stage
 from .images import read_image
-from .benchmark import score_images
+from .scoring import score_images
 from .classifier import load_activations
 from .dictionaries import load_dictionary, levels_of
 from .features import latent_codes, contact_sheet, concept_matrix, level_of

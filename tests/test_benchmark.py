@@ -10,7 +10,8 @@ from PIL import Image
 from conftest import run_chain, tiny_profile, TINY
 from mtc_nb.manifests import StaleStageError
 from mtc_nb.cli import main
-from mtc_nb.benchmark import write_labels, PANEL
+from mtc_nb.scoring import write_labels
+from mtc_nb.panel import PANEL
 from mtc_nb.stages import label
 from mtc_nb.scenes import draw_attributes, render
 

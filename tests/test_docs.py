@@ -51,7 +51,7 @@ def test_every_notebook_has_a_page_and_the_benchmark_shows_its_figures(page):
 
 def test_the_api_reference_and_the_search_find_the_library(page):
     api = open_page(page, 'api.html')
-    assert 'mtc_nb.benchmark.prevalence' in api.inner_text('article')
+    assert 'mtc_nb.prevalence.prevalence' in api.inner_text('article')
     search = open_page(page, 'search.html?q=prevalence')
     search.wait_for_selector('#search-results li', timeout=15000)
     assert 'prevalence' in search.inner_text('#search-results')

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 from conftest import run_chain, tiny_profile, paper_profile
-from mtc_nb.benchmark import index_generated
+from mtc_nb.panel import index_generated
 from mtc_nb.core import load_profile
 from mtc_nb.manifests import read_manifest, StaleStageError
 from mtc_nb.reproduce import run_lock, run_stages, RunLockedError
@@ -226,7 +226,7 @@ def test_label_on_a_folder_with_no_image_says_so(chain, tmp_path, capsys):
 def test_label_writes_a_name_that_is_not_utf8(chain, tmp_path):
     import io
     from mtc_nb.stages import label
-    from mtc_nb.benchmark import write_labels
+    from mtc_nb.scoring import write_labels
 
     name = tmp_path / os.fsdecode(b'gen\xe9.png')
     Image.new('RGB', (32, 32), (10, 20, 30)).save(name)
