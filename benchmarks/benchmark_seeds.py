@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mtc_nb.core import _parse, load_profile, update_results
-from mtc_nb.stages import canonical_checkpoint, run_benchmark
+from mtc_nb.stages.benchmark import canonical_checkpoint, run_benchmark
 
 GOALS = {
     'spearman_rate': '≥ 0.9',

@@ -9,7 +9,7 @@ import argparse, tempfile, time
 from pathlib import Path
 import torch, torch.nn.functional as F
 from mtc_nb.core import load_profile, seed_everything
-from mtc_nb.stages import scenes_stage
+from mtc_nb.stages.scenes import scenes_stage
 from mtc_nb.encoders import LiteEncoder, load_encoder, load_images, EmbeddingCache
 from mtc_nb.classifier import PlausibilityHead
 

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from mtc_nb.dictionaries import DictConfig, paper_repo_config, dictionary_model
 from mtc_nb.training import train_dictionaries, make_optimizer, train_step, _group
 from mtc_nb.core import load_profile
-from mtc_nb.stages import stage_configs, _group_cost
+from mtc_nb.stages.dictionaries import stage_configs, _group_cost
 
 
 class ReferencePaperTranscoder(nn.Module):

@@ -24,7 +24,8 @@ from mtc_nb.classifier import load_activations
 from mtc_nb.dictionaries import DictConfig, levels_of
 from mtc_nb.features import latent_codes
 from mtc_nb.ground_truth import ground_truth_scores
-from mtc_nb.stages import load_scenes, stage_configs
+from mtc_nb.stages.scenes import load_scenes
+from mtc_nb.stages.dictionaries import stage_configs
 from mtc_nb.training import train_dictionaries
 
 SCORES = {  # column: (label, path into a ground_truth_scores result)

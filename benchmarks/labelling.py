@@ -17,7 +17,7 @@ import torch
 from mtc_nb.core import load_profile
 from mtc_nb.scoring import score_images
 from mtc_nb.panel import make_panel
-from mtc_nb.stages import profile_scorer
+from mtc_nb.stages.benchmark import profile_scorer
 
 
 def images_per_second(fn, n: int) -> float:

@@ -16,7 +16,7 @@ def one_worker(profile: str, epochs: int, hand_labels: bool) -> dict:
     "In this process: a worker's work on the largest group; returns its peak RSS (MB) after each phase."
     import numpy as np
     import torch
-    from mtc_nb import stages
+    from mtc_nb.stages import dictionaries as stages
     from mtc_nb.core import load_profile
     from mtc_nb.training import train_dictionaries, _group
     from mtc_nb.evaluation import evaluate_dictionary
@@ -56,7 +56,7 @@ def main():
     ap.add_argument('--labels-of')
     args = ap.parse_args()
     if args.labels_of:
-        from mtc_nb import stages
+        from mtc_nb.stages import dictionaries as stages
         from mtc_nb.core import load_profile
 
         print(json.dumps(stages._test_labels(load_profile(args.labels_of)).tolist()))

@@ -68,7 +68,10 @@ def assemble(profile: str) -> None:
         (SOURCE / 'notebooks' / p.name).write_text(json.dumps(notebook_for_site(p, runs)))
     listing = ['# The notebooks', '', 'Each notebook as the `' + profile + '` profile runs it.', '', '```{toctree}', '']
     (SOURCE / 'notebooks' / 'index.md').write_text('\n'.join(listing + [p.stem for p in notebooks] + ['```', '']))
-    modules = sorted(p.stem for p in (ROOT / 'mtc_nb').glob('*.py') if not p.stem.startswith('_'))
+    library = ROOT / 'mtc_nb'
+    modules = sorted(
+        '.'.join(p.relative_to(library).with_suffix('').parts) for p in library.rglob('*.py') if p.stem[0] != '_'
+    )
     api = ['# API reference', '']
     for m in modules:
         api += [f'## `mtc_nb.{m}`', '', '```{eval-rst}', f'.. automodule:: mtc_nb.{m}', '   :members:', '```', '']

@@ -13,7 +13,7 @@ from .reproduce import RunLockedError, StageFailedError, run_stages
 from .results import build_docs, build_readme, check_results
 
 # %% auto #0
-__all__ = ['embed_command', 'variant_settings', 'main']
+__all__ = ['embed_profile_images', 'label', 'embed_command', 'variant_settings', 'main']
 
 # %% ../nbs/90e_cli.ipynb #4de8471c
 def _committed_results(ref: str, root: Path) -> dict:
@@ -24,6 +24,47 @@ def _committed_results(ref: str, root: Path) -> dict:
     show = ['git', '-C', str(root), 'show', f"{ref[4:]}:figures/results.json"]
     return json.loads(subprocess.run(show, check=True, capture_output=True, text=True).stdout)
 
+# %% ../nbs/90e_cli.ipynb #7fb27b941602401d91542211134fc71a
+def embed_profile_images(
+    cfg, part=(0, 1), num_workers: int = 0, device: str | None = None, progress: bool = True, shard_rows: int = 1024
+) -> dict:
+    """Fill the profile's cache with the frozen features (`frozen_part`) of every image its stages will encode: the
+    scenes stage's images, then the generator folders under `generated_root` (what the benchmark scores). This
+    process does its `part` (rank, world) of them. Returns {'images', 'unreadable', 'cache'}. It fills what the encoder
+    stage reads and computes nothing of its own: no stage imports it, so editing it reruns none."""
+    from mtc_nb.encoders import ClipEncoder, LiteEncoder, cache_frozen
+    from mtc_nb.panel import index_generated  # the benchmark's reading of generator folders
+    from mtc_nb.stages.encoder import check_encoder_name
+    from mtc_nb.stages.scenes import load_scenes
+
+    check_encoder_name(cfg)
+    device = device or cfg.torch_device
+    enc = (
+        ClipEncoder(cfg.path('clip_path'), device)
+        if cfg.encoder == 'clip'
+        else LiteEncoder(cfg.image_size, cfg.trunk_blocks)
+    )
+    manifest, image_dir = load_scenes(cfg)
+    paths = [Path(image_dir) / f for f in manifest.file]
+    generated = index_generated(cfg.path('generated_root'))[0]
+    paths += [cfg.path('generated_root') / f for f in generated.file] if len(generated) else []
+    cache, ok, errors = cache_frozen(
+        cfg.run_dir / 'cache', enc, paths, cfg.batch_size, part, num_workers, device, progress, shard_rows
+    )
+    return {'images': len(paths), 'unreadable': errors, 'cache': cache}
+
+# %% ../nbs/90e_cli.ipynb #e26241d1
+def label(paths, profile: str = 'default', **overrides) -> tuple[list[dict], list]:
+    """(per readable image: h0 and the failure features that fire; [(file, reason)] of the unreadable) for `paths`,
+    scored with the outputs of the profile's benchmark stage."""
+    from mtc_nb.scoring import image_paths, score_images
+    from mtc_nb.stages.benchmark import profile_scorer
+
+    files, left_out = image_paths(paths)  # bad paths fail before any model is loaded
+    scorer = profile_scorer(load_profile(profile, **overrides))
+    rows, unreadable = score_images(scorer, files, progress=False)
+    return rows, left_out + unreadable
+
 # %% ../nbs/90e_cli.ipynb #8daebc09
 def embed_command(profile: str, loader_workers: int | None = None, shard_rows: int = 1024, **overrides) -> dict:
     """`mtc embed`: encode every image of a profile into its cache, this process's share of them. Run it alone, or as
@@ -31,7 +72,6 @@ def embed_command(profile: str, loader_workers: int | None = None, shard_rows: i
     on a machine without one, N processes on its CPU cores (accelerate starts them with torchrun; its `--cpu` flag
     starts only one). Each rank fills its own shards, rank 0 merges the index; a rerun computes only what is missing."""
     from accelerate import Accelerator
-    from mtc_nb.stages import embed_profile_images
 
     cfg = load_profile(profile, **overrides)
     on_cpu = cfg.torch_device == 'cpu'
@@ -122,7 +162,6 @@ def _dispatch(a, root: Path) -> None:
     elif a.cmd == 'label':
         import sys
         from mtc_nb.scoring import write_labels
-        from mtc_nb.stages import label
 
         rows, unreadable = label(a.paths, a.profile, **{k: _parse(v) for k, v in a.param})
         write_labels(rows, unreadable, a.format, sys.stdout)

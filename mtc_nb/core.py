@@ -99,12 +99,12 @@ def _data_problems(v: dict) -> list[str]:
 # %% ../nbs/90_core.ipynb #3fceba12
 def _dictionary_problems(v: dict) -> list[str]:
     "The dictionary families, their levels, the canonical model's k sweep and the matched k."
-    from mtc_nb.dictionaries import KINDS
+    from mtc_nb.dictionaries import DICTIONARY_KINDS
 
     out = []
     models = v.get('dict_models') or []
-    if not models or [m for m in models if m not in KINDS] or len(set(models)) < len(models):
-        out.append(f"dict_models = {models!r}: one or more of {list(KINDS)}, each once")
+    if not models or [m for m in models if m not in DICTIONARY_KINDS] or len(set(models)) < len(models):
+        out.append(f"dict_models = {models!r}: one or more of {list(DICTIONARY_KINDS)}, each once")
     levels = v.get('dict_levels') or []
     ints = all(isinstance(x, int) and not isinstance(x, bool) for x in levels)
     if not levels or not ints or levels[0] < 1 or any(b <= a for a, b in zip(levels, levels[1:])):

@@ -19,47 +19,31 @@ from fastcore.basics import patch, patch_to
 from .checkpoints import save_checkpoint, load_checkpoint
 
 # %% auto #0
-__all__ = ['KINDS', 'NESTED_KINDS', 'LEARNING_RATE_2048', 'DECODER_LR_SCALE', 'AUX_COEF', 'DEAD_STEPS', 'levels_of', 'DictConfig',
-           'paper_block_k', 'paper_repo_config', 'ForwardOutput', 'DictionaryStack', 'PaperRepoTranscoder',
-           'dictionary_model', 'save_dictionary', 'load_dictionary']
+__all__ = ['KIND_DEFAULTS', 'DICTIONARY_KINDS', 'NESTED_KINDS', 'KindDefaults', 'levels_of', 'DictConfig', 'paper_block_k',
+           'paper_repo_config', 'ForwardOutput', 'DictionaryStack', 'PaperRepoTranscoder', 'dictionary_model',
+           'save_dictionary', 'load_dictionary']
 
 # %% ../nbs/05_dictionaries.ipynb #17812212
-KINDS = ('matryoshka_transcoder', 'paper_repo', 'transcoder', 'sae', 'matryoshka_sae', 'skip_transcoder')
+@dataclass(frozen=True)
+class KindDefaults:
+    "What a kind of dictionary trains with where a config leaves the field at None (why: docs/decisions.md)."
+
+    learning_rate_2048: float  # the learning rate at 2,048 latents, scaled by sqrt(2048 / d_sae)
+    decoder_lr_scale: float  # the decoder's rate as a multiple of the rest's
+    aux_coef: float  # AuxK's loss weight
+    dead_steps: int  # steps of silence after which AuxK counts a latent as dead
+
+
+KIND_DEFAULTS = {
+    'matryoshka_transcoder': KindDefaults(3.5e-4, 8.0, 1.0, 8),
+    'paper_repo': KindDefaults(1e-4, 1.0, 0.0, 8),
+    'transcoder': KindDefaults(3.5e-4, 8.0, 1.0, 4),
+    'sae': KindDefaults(1e-3, 4.0, 32.0, 4),
+    'matryoshka_sae': KindDefaults(1e-3, 4.0, 32.0, 8),
+    'skip_transcoder': KindDefaults(3.5e-4, 8.0, 1.0, 8),
+}
+DICTIONARY_KINDS = tuple(KIND_DEFAULTS)
 NESTED_KINDS = ('matryoshka_transcoder', 'paper_repo', 'matryoshka_sae')  # the kinds whose latents nest in levels
-# each kind's learning rate at 2,048 latents, its decoder's speed-up, AuxK's weight and dead window (Configs, above;
-# the measurements: docs/decisions.md)
-LEARNING_RATE_2048 = {
-    'matryoshka_transcoder': 3.5e-4,
-    'transcoder': 3.5e-4,
-    'skip_transcoder': 3.5e-4,
-    'sae': 1e-3,
-    'matryoshka_sae': 1e-3,
-    'paper_repo': 1e-4,
-}
-DECODER_LR_SCALE = {
-    'matryoshka_transcoder': 8.0,
-    'transcoder': 8.0,
-    'skip_transcoder': 8.0,
-    'sae': 4.0,
-    'matryoshka_sae': 4.0,
-    'paper_repo': 1.0,
-}
-AUX_COEF = {
-    'matryoshka_transcoder': 1.0,
-    'transcoder': 1.0,
-    'skip_transcoder': 1.0,
-    'sae': 32.0,
-    'matryoshka_sae': 32.0,
-    'paper_repo': 0.0,
-}
-DEAD_STEPS = {
-    'matryoshka_transcoder': 8,
-    'transcoder': 4,
-    'skip_transcoder': 8,
-    'sae': 4,
-    'matryoshka_sae': 8,
-    'paper_repo': 8,
-}
 
 
 def levels_of(config: dict) -> tuple:
@@ -71,7 +55,7 @@ def levels_of(config: dict) -> tuple:
 class DictConfig:
     "One dictionary to train. Its `kind` fixes target (h1 or h2), nesting and architecture."
 
-    kind: str = 'matryoshka_transcoder'  # one of KINDS
+    kind: str = 'matryoshka_transcoder'  # one of DICTIONARY_KINDS
     d_in: int = 1280  # width of the input (h2)
     d_out: int = 256  # width of the target (h1 for transcoders, = d_in for SAEs)
     d_sae: int = 2048  # number of latents
@@ -80,14 +64,14 @@ class DictConfig:
     block_k: tuple = (16, 32, 64, 128, 256)  # paper_repo: top-k inside each disjoint block
     level_weights: tuple | None = None  # loss weight per level; None: equal (paper_repo: 0.1 … 0.3)
     aux_k: int = 512  # AuxK: how many dead latents reconstruct the residual
-    # AuxK loss weight; None: AUX_COEF[kind]. The reconstruction term is about d_out·FVU, so d_out/32 is Gao et al.'s
-    # 1/32 (ignored by paper_repo, which has no AuxK)
+    # AuxK loss weight; None: the kind's (KIND_DEFAULTS). The reconstruction term is about d_out·FVU, so d_out/32 is
+    # Gao et al.'s 1/32 (ignored by paper_repo, which has no AuxK)
     aux_coef: float | None = None
-    # a latent silent this many steps counts as dead for AuxK; None: DEAD_STEPS[kind]
+    # a latent silent this many steps counts as dead for AuxK; None: the kind's (KIND_DEFAULTS)
     dead_steps: int | None = None
     l1_coef: float = 0.01  # paper_repo: weight of mean |z|
-    lr: float | None = None  # None: LEARNING_RATE_2048[kind] · sqrt(2048 / d_sae) (paper_repo: 1e-4)
-    # the decoder's (W_dec, b_dec) learning rate as a multiple of lr; None: DECODER_LR_SCALE[kind] (paper_repo: 1, as
+    lr: float | None = None  # None: the kind's rate at 2,048 latents · sqrt(2048 / d_sae) (paper_repo: 1e-4)
+    # the decoder's (W_dec, b_dec) learning rate as a multiple of lr; None: the kind's (paper_repo: 1, as
     # the paper code trains)
     decoder_lr_scale: float | None = None
     weight_decay: float = 0.0  # AdamW weight decay (paper_repo: 1e-5)
@@ -101,6 +85,10 @@ class DictConfig:
     rate_floor: float = 0.5
     rate_floor_cap: float = 1 / 128  # the floor never asks a latent to fire on more than this share of samples
     rate_floor_step: float = 2.5e-3  # the bias's rise per step of silence, as a fraction of the threshold θ
+
+    def __post_init__(self):
+        "Every config is checked as it is made (`validate`, below): a field that cannot train fails here, by name."
+        self.validate()
 
 # %% ../nbs/05_dictionaries.ipynb #5ef66553
 @patch(as_prop=True)
@@ -133,20 +121,20 @@ def learning_rate(self: DictConfig) -> float:
     if self.lr is not None:
         return self.lr
     if self.kind == 'paper_repo':
-        return LEARNING_RATE_2048['paper_repo']
-    return LEARNING_RATE_2048[self.kind] * math.sqrt(2048 / self.d_sae)
+        return KIND_DEFAULTS['paper_repo'].learning_rate_2048
+    return KIND_DEFAULTS[self.kind].learning_rate_2048 * math.sqrt(2048 / self.d_sae)
 
 
 @patch(as_prop=True)
 def aux_weight(self: DictConfig) -> float:
-    "AuxK's loss weight: `aux_coef`, or the kind's AUX_COEF."
-    return AUX_COEF[self.kind] if self.aux_coef is None else self.aux_coef
+    "AuxK's loss weight: `aux_coef`, or the kind's default."
+    return KIND_DEFAULTS[self.kind].aux_coef if self.aux_coef is None else self.aux_coef
 
 
 @patch(as_prop=True)
 def dead_window(self: DictConfig) -> int:
-    "Steps of silence after which AuxK counts a latent as dead: `dead_steps`, or the kind's DEAD_STEPS."
-    return DEAD_STEPS[self.kind] if self.dead_steps is None else self.dead_steps
+    "Steps of silence after which AuxK counts a latent as dead: `dead_steps`, or the kind's default."
+    return KIND_DEFAULTS[self.kind].dead_steps if self.dead_steps is None else self.dead_steps
 
 
 @patch(as_prop=True)
@@ -157,15 +145,16 @@ def floor_rate(self: DictConfig) -> float:
 
 @patch(as_prop=True)
 def decoder_learning_rate(self: DictConfig) -> float:
-    "The rate of W_dec and b_dec: `learning_rate` times `decoder_lr_scale` (default: the kind's DECODER_LR_SCALE)."
-    scale = DECODER_LR_SCALE[self.kind] if self.decoder_lr_scale is None else self.decoder_lr_scale
+    "The rate of W_dec and b_dec: `learning_rate` times `decoder_lr_scale` (default: the kind's)."
+    scale = KIND_DEFAULTS[self.kind].decoder_lr_scale if self.decoder_lr_scale is None else self.decoder_lr_scale
     return self.learning_rate * scale
 
 # %% ../nbs/05_dictionaries.ipynb #64630249
 @patch
 def validate(self: DictConfig):
-    if self.kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+    "The config itself, or a ValueError naming the field that cannot train."
+    if self.kind not in DICTIONARY_KINDS:
+        raise ValueError(f"kind must be one of {DICTIONARY_KINDS}, got {self.kind!r}")
     if list(self.level_widths) != sorted(set(self.level_widths)) or self.level_widths[-1] != self.d_sae:
         raise ValueError(f"levels must increase strictly and end at d_sae={self.d_sae}, got {self.level_widths}")
     if len(self.loss_weights) != len(self.level_widths):
@@ -200,7 +189,7 @@ def paper_repo_config(d_in: int, d_out: int, **kw) -> DictConfig:
     "The paper code's Matryoshka transcoder, hyper-parameters included."
     kw.setdefault('block_k', paper_block_k(kw.get('levels', DictConfig.levels)))
     kw.setdefault('rate_floor', 0.0)
-    return DictConfig(kind='paper_repo', d_in=d_in, d_out=d_out, weight_decay=1e-5, batch_size=32, **kw).validate()
+    return DictConfig(kind='paper_repo', d_in=d_in, d_out=d_out, weight_decay=1e-5, batch_size=32, **kw)
 
 # %% ../nbs/05_dictionaries.ipynb #4cac9894
 class ForwardOutput(NamedTuple):
@@ -216,7 +205,6 @@ class DictionaryStack(torch.nn.Module):
 
     def __init__(self, cfgs: list[DictConfig]):
         super().__init__()
-        cfgs = [c.validate() for c in cfgs]
         c0 = cfgs[0]
         shape = lambda c: (c.kind, c.d_in, c.d_out, c.d_sae, c.level_widths)
         if c0.kind == 'paper_repo' or any(shape(c) != shape(c0) for c in cfgs):
@@ -474,7 +462,7 @@ class PaperRepoTranscoder(torch.nn.Module):
 
     def __init__(self, cfg: DictConfig):
         super().__init__()
-        self.cfgs = [cfg.validate()]
+        self.cfgs = [cfg]
         self.levels = list(cfg.levels)
         torch.manual_seed(cfg.seed)
         self.encoder = torch.nn.Linear(cfg.d_in, cfg.d_sae)

@@ -4,16 +4,15 @@
 
 # %% ../nbs/90b_manifests.ipynb #1972b1d8
 from __future__ import annotations
-import ast, contextlib, functools, hashlib, json, os, re, shutil, time
+import ast, contextlib, functools, hashlib, importlib.util, json, os, shutil, time
 from pathlib import Path
 
 from .core import Profile, machine_info, stage_threads, update_results, write_json, _jsonable
 
 # %% auto #0
-__all__ = ['STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'MANIFEST_SCHEMA_VERSION', 'COMMAND_CELL',
-           'StaleStageError', 'imported_modules', 'stage_layer_cells', 'stage_modules', 'code_of', 'stage_specs',
-           'ancestors', 'stage_dir', 'read_manifest', 'stage_state', 'require_stage', 'settings_changed', 'open_stage',
-           'swap_in', 'close_stage', 'timed']
+__all__ = ['STAGE_OF_NOTEBOOK', 'STAGES', 'UPSTREAM', 'STAGE_SETTINGS', 'MANIFEST_SCHEMA_VERSION', 'StaleStageError',
+           'imported_modules', 'stage_modules', 'code_of', 'stage_specs', 'ancestors', 'stage_dir', 'read_manifest',
+           'stage_state', 'require_stage', 'settings_changed', 'open_stage', 'swap_in', 'close_stage', 'timed']
 
 # %% ../nbs/90b_manifests.ipynb #c6139732
 STAGE_OF_NOTEBOOK = {
@@ -93,66 +92,36 @@ def _folder_listing(root: Path) -> str | None:
 
 # %% ../nbs/90b_manifests.ipynb #fe0a2f64
 def _module_source(module: str) -> str:
-    import importlib.util
-
+    "The source of this library's module `module` (`core`, `stages.scenes`, …)."
     return Path(importlib.util.find_spec(f'mtc_nb.{module}').origin).read_text(encoding='utf-8')
 
 # %% ../nbs/90b_manifests.ipynb #6234b8bd
-def _library_module(node: ast.ImportFrom) -> str | None:
-    "The module of this library that `from … import` statement `node` reads (`from .X`, `from mtc_nb.X`), or None."
-    parts = (node.module or '').split('.')
-    if node.level == 1 and node.module:
-        return parts[0]
-    if node.level == 0 and parts[0] == 'mtc_nb' and len(parts) > 1:
-        return parts[1]
-    return None
-
-
-def imported_modules(source: str) -> set[str]:
-    """The modules of this library that Python `source` imports (`from .X import`, `from mtc_nb.X import`,
-    `import mtc_nb.X`), wherever the import stands: at the top or inside a function."""
-    found = set()
+def imported_modules(source: str, module: str = '') -> set[str]:
+    """The modules of this library that Python `source`, the text of module `module`, imports (`from .X import`,
+    `from ..X import`, `from mtc_nb.X import`, `import mtc_nb.X`), wherever the import stands: at the top or inside a
+    function. Named as `module` is: `core`, `stages.scenes`."""
+    package = 'mtc_nb.' + module.rpartition('.')[0] if '.' in module else 'mtc_nb'
+    names = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and _library_module(node):
-            found.add(_library_module(node))
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = importlib.util.resolve_name('.' * node.level + (node.module or ''), package)
+            names |= {base} if node.module else {f'{base}.{a.name}' for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add(node.module or '')
         elif isinstance(node, ast.Import):
-            found |= {a.name.split('.')[1] for a in node.names if a.name.startswith('mtc_nb.')}
-    return found
-
-# %% ../nbs/90b_manifests.ipynb #5e7225fc
-COMMAND_CELL = '# a command beside the stage'  # a stage-layer cell that opens with it is outside the code hash
-
-
-def _layer_cells(notebook: str) -> list[str]:
-    "The cells of the stage layer (`mtc_nb/stages.py`) exported from `notebook` (each opens with its `# %%` line)."
-    cells = re.split(r'^(?=# %% )', _module_source('stages'), flags=re.M)
-    return [c for c in cells if c.startswith(f'# %% ../nbs/{notebook}.ipynb')]
-
-
-def stage_layer_cells(stage: str) -> str:
-    """The source of `stage`'s cells of the stage layer: the cells exported from its notebook, less its commands
-    (`mtc embed`, `mtc label`: cells whose code opens with `COMMAND_CELL`), which read the stages' outputs and compute
-    none, so editing one reruns nothing."""
-    notebook = next(nb for nb, s in STAGE_OF_NOTEBOOK.items() if s == stage)
-    return ''.join(c for c in _layer_cells(notebook) if not c.partition('\n')[2].startswith(COMMAND_CELL))
+            names |= {a.name for a in node.names}
+    return {name.removeprefix('mtc_nb.') for name in names if name.startswith('mtc_nb.')}
 
 # %% ../nbs/90b_manifests.ipynb #7a7b75ab
 def stage_modules(stage: str) -> tuple[str, ...]:
-    """The library modules that compute `stage`, read from the imports: those its cells of the stage layer import or
-    take a name from (a name another stage's cell imported counts: the layer is one module), then those these import,
-    and so on. The stage layer itself is left out: each stage counts its own cells of it."""
-    layer = ast.parse(_module_source('stages'))
-    imports = [node for node in ast.walk(layer) if isinstance(node, ast.ImportFrom) and _library_module(node)]
-    owner = {a.asname or a.name: _library_module(node) for node in imports for a in node.names}
-    cells = stage_layer_cells(stage)
-    used = {node.id for node in ast.walk(ast.parse(cells)) if isinstance(node, ast.Name)}
-    todo = imported_modules(cells) | {owner[name] for name in used & set(owner)}
-    found = set()
+    """The modules of this library that compute `stage`: its file of the stage layer (`mtc_nb/stages/<stage>.py`), the
+    modules it imports, those these import, and so on: read from the source, never kept by hand."""
+    todo, found = {f'stages.{stage}'}, set()
     while todo:
         module = todo.pop()
-        if module not in found and module != 'stages':
+        if module not in found:
             found.add(module)
-            todo |= imported_modules(_module_source(module))
+            todo |= imported_modules(_module_source(module), module)
     return tuple(sorted(found))
 
 # %% ../nbs/90b_manifests.ipynb #f736f5bb
@@ -171,9 +140,9 @@ def code_of(source: str) -> str:
 
 # %% ../nbs/90b_manifests.ipynb #8f9ab73f
 def _code_hash(stage: str) -> str:
-    """A hash of the code that computes `stage` (`code_of` its library modules and its cells of the stage layer):
-    changed code makes its outputs, and all after, stale (another stage's driver changing does not)."""
-    sources = [_module_source(m) for m in stage_modules(stage)] + [stage_layer_cells(stage)]
+    """A hash of the code that computes `stage` (`code_of` each of its `stage_modules`): changed code makes its outputs,
+    and all after, stale; a later stage's driver, the command line or the widgets changing does not."""
+    sources = [_module_source(module) for module in stage_modules(stage)]
     return hashlib.sha256(''.join(code_of(s) for s in sources).encode()).hexdigest()[:16]
 
 # %% ../nbs/90b_manifests.ipynb #3f736ae4

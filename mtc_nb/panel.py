@@ -14,7 +14,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .images import scan_images
-from .scenes import MODES, KINDS, GENERATORS, WORLDS, Style, draw_attributes
+from .scenes import MODES, SCENE_KINDS, GENERATORS, WORLDS, Style, draw_attributes
 from .scenes import plant, render
 from .text import is_utf8_name, one_line, printable_name
 
@@ -117,7 +117,7 @@ def panel_specs(gen: SimGenerator, n: int, seed: int = 0, world: str = 'layered'
     rows = []
     for i in range(n):
         rng = np.random.default_rng([seed, 9, index, i])
-        kind = KINDS[rng.integers(len(KINDS))]
+        kind = SCENE_KINDS[rng.integers(len(SCENE_KINDS))]
         cands = [m for m in MODES if kind in MODES[m].kinds]
         p = np.array([gen.rates[m] for m in cands], float)
         cum = np.cumsum(p / max(1.0, p.sum()))

@@ -19,9 +19,10 @@ from tqdm import tqdm
 from .core import write_json
 
 # %% auto #0
-__all__ = ['MODES', 'CATEGORIES', 'KINDS', 'VARIANTS', 'RARE_VARIANT_SHARE', 'GENERATORS', 'WORLDS', 'GROUNDS', 'MIN_STYLED_SIDE',
-           'Mode', 'Style', 'World', 'plant', 'draw_attributes', 'planted_modes', 'apply_style', 'render', 'twins',
-           'gallery', 'variant_gallery', 'assign_splits', 'sample_specs', 'make_dataset', 'world_summary']
+__all__ = ['MODES', 'CATEGORIES', 'SCENE_KINDS', 'VARIANTS', 'RARE_VARIANT_SHARE', 'GENERATORS', 'WORLDS', 'GROUNDS',
+           'MIN_STYLED_SIDE', 'Mode', 'Style', 'World', 'plant', 'draw_attributes', 'planted_modes', 'apply_style',
+           'render', 'twins', 'gallery', 'variant_gallery', 'assign_splits', 'sample_specs', 'make_dataset',
+           'world_summary']
 
 # %% ../nbs/01_scenes.ipynb #c8cb07b7
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ MODES = {
     ]
 }
 CATEGORIES = sorted({m.category for m in MODES.values()})
-KINDS = ('object', 'stack', 'glass', 'hand', 'road')
+SCENE_KINDS = ('object', 'stack', 'glass', 'hand', 'road')
 # the layered world's leaves: each mode in one of two variants, the first common, the second rare and often subtle
 VARIANTS = {
     'shadow_missing': (('none', 'no shadow at all'), ('faint', 'a shadow far too faint for the sunlight')),
@@ -588,7 +589,9 @@ def sample_specs(
     layout = WORLDS[world]
     split = assign_splits(np.random.default_rng([seed, 10**9]).permutation(n_images), splits)
     styles = list(GENERATORS)
-    kinds = [k for k in KINDS if any(k in MODES[m].kinds for m in modes)] if violation_rate > 0 else list(KINDS)
+    kinds = (
+        [k for k in SCENE_KINDS if any(k in MODES[m].kinds for m in modes)] if violation_rate > 0 else list(SCENE_KINDS)
+    )
     rows = []
     for i in range(n_images):
         rng = np.random.default_rng([seed, i])

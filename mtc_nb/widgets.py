@@ -22,7 +22,9 @@ from .classifier import load_activations
 from .dictionaries import load_dictionary, levels_of
 from .features import latent_codes, contact_sheet, concept_matrix, level_of
 from .metrics import auroc_matrix
-from .stages import load_scenes, stage_dictionaries, load_benchmark, benchmark_image, profile_scorer  # readers
+from .stages.scenes import load_scenes  # readers
+from .stages.features import stage_dictionaries
+from .stages.benchmark import load_benchmark, benchmark_image, profile_scorer
 
 # %% auto #0
 __all__ = ['ORDERS', 'png_bytes', 'img_tag', 'Inspector', 'FeatureInspector', 'calibration_html', 'ImageInspector',

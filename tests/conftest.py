@@ -8,8 +8,12 @@ os.environ.setdefault('MPLBACKEND', 'Agg')
 
 def run_chain(cfg, upto: str = 'benchmark', force: bool = False):
     "Test fixture: call the stage functions in data-flow order up to `upto`; returns each stage's result."
-    from mtc_nb.stages import scenes_stage, encoder_stage, classifier_stage, dictionaries_stage
-    from mtc_nb.stages import features_stage, benchmark_stage
+    from mtc_nb.stages.scenes import scenes_stage
+    from mtc_nb.stages.encoder import encoder_stage
+    from mtc_nb.stages.classifier import classifier_stage
+    from mtc_nb.stages.dictionaries import dictionaries_stage
+    from mtc_nb.stages.features import features_stage
+    from mtc_nb.stages.benchmark import benchmark_stage
 
     calls = {
         'scenes': lambda: scenes_stage(cfg, force=force),

@@ -12,7 +12,7 @@ from mtc_nb.manifests import StaleStageError
 from mtc_nb.cli import main
 from mtc_nb.scoring import write_labels
 from mtc_nb.panel import PANEL
-from mtc_nb.stages import label
+from mtc_nb.cli import label
 from mtc_nb.scenes import draw_attributes, render
 
 

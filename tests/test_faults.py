@@ -19,7 +19,7 @@ from mtc_nb.testing import tiny_clip
 from mtc_nb.images import ImageReadError, index_folders, read_image
 from mtc_nb.scenes import draw_attributes, render
 from mtc_nb.dictionaries import DictConfig, save_dictionary, load_dictionary
-from mtc_nb.stages import _completed_row
+from mtc_nb.stages.dictionaries import _completed_row
 from mtc_nb.training import train_dictionaries
 
 pytestmark = pytest.mark.faults
@@ -140,7 +140,7 @@ def test_reproduce_checks_its_inputs_before_any_stage(tmp_path, monkeypatch):
 
 
 def test_dictionary_workers_share_the_thread_budget(tmp_path):
-    from mtc_nb.stages import dictionary_workers
+    from mtc_nb.stages.dictionaries import dictionary_workers
 
     import os
 
@@ -367,10 +367,10 @@ def test_a_killed_embedding_resumes_where_it_stopped(tmp_path):
 
 
 KILL_POINTS = {
-    'encoder': ('mtc_nb.stages', 'adapt_top'),  # the stage layer's names: what its drivers call
-    'classifier': ('mtc_nb.stages', 'train_head'),
-    'features': ('mtc_nb.stages', 'analyse_dictionary'),
-    'benchmark': ('mtc_nb.stages', 'run_benchmark'),
+    'encoder': ('mtc_nb.stages.encoder', 'adapt_top'),  # the stage layer's names: what its drivers call
+    'classifier': ('mtc_nb.stages.classifier', 'train_head'),
+    'features': ('mtc_nb.stages.features', 'analyse_dictionary'),
+    'benchmark': ('mtc_nb.stages.benchmark', 'run_benchmark'),
 }
 
 

@@ -9,7 +9,10 @@ from mtc_nb.core import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / 'nbs').glob('*.ipynb'))
-MODULES = sorted(p.stem for p in (ROOT / 'mtc_nb').glob('*.py') if not p.stem.startswith('_'))
+LIBRARY = ROOT / 'mtc_nb'
+MODULES = sorted(
+    '.'.join(p.relative_to(LIBRARY).with_suffix('').parts) for p in LIBRARY.rglob('*.py') if p.stem[0] != '_'
+)
 
 
 def test_there_are_notebooks():

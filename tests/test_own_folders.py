@@ -192,7 +192,7 @@ def chain(tmp_path_factory):
 
 
 def test_a_failed_benchmark_rerun_keeps_the_last_outputs(chain, monkeypatch):
-    import mtc_nb.stages as stages
+    import mtc_nb.stages.benchmark as stages
 
     folder = chain.run_dir / 'benchmark'
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
@@ -208,7 +208,7 @@ def test_a_failed_benchmark_rerun_keeps_the_last_outputs(chain, monkeypatch):
 
 
 def test_label_names_the_settings_that_differ_from_the_run(chain, tmp_path):
-    from mtc_nb.stages import label
+    from mtc_nb.cli import label
 
     kw = {**_tiny(), 'data_dir': str(chain.path('data_dir')), 'figures_dir': str(chain.fig_dir)}
     kw.pop('dict_k')
@@ -225,7 +225,7 @@ def test_label_on_a_folder_with_no_image_says_so(chain, tmp_path, capsys):
 
 def test_label_writes_a_name_that_is_not_utf8(chain, tmp_path):
     import io
-    from mtc_nb.stages import label
+    from mtc_nb.cli import label
     from mtc_nb.scoring import write_labels
 
     name = tmp_path / os.fsdecode(b'gen\xe9.png')
@@ -334,7 +334,8 @@ def two_pass(req, n):
 
 
 def test_a_refused_key_leaves_the_features_stage_incomplete_and_a_fixed_one_finishes(folders_cfg):
-    from mtc_nb.stages import features_stage, benchmark_stage
+    from mtc_nb.stages.features import features_stage
+    from mtc_nb.stages.benchmark import benchmark_stage
 
     with LocalChatServer(lambda req, n: (401, {'error': {'message': 'bad key'}})) as srv:
         with pytest.raises(LMMFatalError, match='MTC_LMM_API_KEY'):
@@ -349,7 +350,8 @@ def test_a_refused_key_leaves_the_features_stage_incomplete_and_a_fixed_one_fini
 
 
 def test_failed_interpretations_are_asked_again_and_the_benchmark_follows(folders_cfg, monkeypatch):
-    import mtc_nb.stages as stages
+    import mtc_nb.stages.features as stages
+    from mtc_nb.stages.benchmark import benchmark_stage
     from mtc_nb.manifests import stage_state
 
     state = {'fail': True}
@@ -364,7 +366,7 @@ def test_failed_interpretations_are_asked_again_and_the_benchmark_follows(folder
         stages.features_stage(cfg, progress=False)
         first = read_manifest(cfg, 'features')
         assert first['retry'] and 'failed' in first['retry']  # complete, but marked to ask again
-        stages.benchmark_stage(cfg, progress=False)  # the run goes on with what was named
+        benchmark_stage(cfg, progress=False)  # the run goes on with what was named
         n_first, state['fail'] = len(srv.requests), False
         stages.features_stage(cfg, progress=False)  # the next run asks only for what failed
         asked_again = len(srv.requests) - n_first

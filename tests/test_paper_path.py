@@ -44,7 +44,7 @@ def test_a_changed_folder_makes_every_stage_stale(paper_cfg, monkeypatch):
     monkeypatch.delenv('MTC_CLIP_PATH', raising=False)
     run_chain(paper_cfg, upto='classifier')
     Image.new('RGB', (48, 48)).save(paper_cfg.path('image_root') / 'human_error' / 'genA' / 'new.png')
-    from mtc_nb.stages import classifier_stage
+    from mtc_nb.stages.classifier import classifier_stage
 
     with pytest.raises(StaleStageError, match='input images changed'):
         classifier_stage(paper_cfg)  # out of order: it would read h2 of the old folder
@@ -65,7 +65,7 @@ def test_missing_image_folders_are_a_clear_error(paper_cfg, tmp_path):
 
 def test_paper_profile_through_dictionaries_and_an_lmm_endpoint(paper_cfg, monkeypatch):
     "Folders + CLIP → classifier → dictionaries → features named by an LMM behind a local chat-completions server."
-    from mtc_nb.stages import features_stage
+    from mtc_nb.stages.features import features_stage
     from mtc_nb.testing import LocalChatServer
 
     monkeypatch.delenv('MTC_CLIP_PATH', raising=False)
@@ -101,7 +101,7 @@ def test_paper_profile_through_dictionaries_and_an_lmm_endpoint(paper_cfg, monke
     t = tables[rows[0]['name']]
     assert t.error[~t.skipped].eq('the road widens toward the horizon').all()
     # the benchmark on the user's generator folders (no simulated panel in the paper's setting)
-    from mtc_nb.stages import benchmark_stage
+    from mtc_nb.stages.benchmark import benchmark_stage
 
     generated = paper_cfg.path('image_root').parent / 'generated'
     rng = np.random.default_rng(1)
@@ -119,7 +119,7 @@ def test_paper_profile_through_dictionaries_and_an_lmm_endpoint(paper_cfg, monke
 
 def test_splice_fidelity_of_folders_uses_the_true_labels(paper_cfg, monkeypatch):
     "The dictionaries stage scores splicing against the folders' labels, not the classifier's own predictions."
-    from mtc_nb.stages import dictionaries_stage
+    from mtc_nb.stages.dictionaries import dictionaries_stage
     from mtc_nb.dictionaries import load_dictionary
     from mtc_nb.classifier import load_head
     from mtc_nb.metrics import splice_fidelity

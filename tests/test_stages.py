@@ -53,7 +53,7 @@ def test_a_stage_refuses_outputs_of_other_settings(base, tmp_path):
     cfg0, _, _ = base
     shutil.copytree(cfg0.run_dir.parent, tmp_path / 'data')
     cfg = tiny_profile(tmp_path, head_epochs=3)
-    from mtc_nb.stages import dictionaries_stage
+    from mtc_nb.stages.dictionaries import dictionaries_stage
 
     with pytest.raises(StaleStageError, match=r"head_epochs: 2 → 3"):
         dictionaries_stage(cfg, progress=False)
@@ -70,7 +70,7 @@ def test_every_dictionary_is_scored_against_the_planted_concepts(base):
     "Ground truth and the paper's relevance with the simulated namer, for every family alike (the claims read them)."
     import pandas as pd
     from mtc_nb.interpret import NAMER_MISREAD
-    from mtc_nb.stages import summarise_features
+    from mtc_nb.stages.features import summarise_features
 
     cfg, results, _ = base
     rows, _ = results['features']
@@ -184,7 +184,7 @@ def test_the_device_setting_places_the_work_not_the_results(base, tmp_path):
     for is a clear error. With a GPU, the stages the CPU completed are current for it (the device is in no
     fingerprint), and dictionaries it trains from them agree with the CPU's within the spread of training."""
     import torch
-    from mtc_nb.stages import dictionaries_stage
+    from mtc_nb.stages.dictionaries import dictionaries_stage
 
     cfg, results, _ = base
     cpu_cfg = tiny_profile(tmp_path / 'cpu', device='cpu')
