@@ -19,9 +19,9 @@ from .panel import PANEL, CLEAN, CONTROL
 from .prevalence import prevalence
 
 # %% auto #0
-__all__ = ['UNNAMED_DETECTORS', 'MIN_FEATURE_AUROC', 'UNINFORMATIVE_WIDTH', 'youden_threshold', 'best_detectors',
-           'calibrate_features', 'gate_features', 'labelled_sample', 'panel_sample', 'measure', 'ranking',
-           'validate_panel', 'calibration_notes', 'markdown_summary']
+__all__ = ['UNNAMED_DETECTORS', 'CALIBRATION_COLUMNS', 'MIN_FEATURE_AUROC', 'UNINFORMATIVE_WIDTH', 'youden_threshold',
+           'best_detectors', 'calibrate_features', 'gate_features', 'labelled_sample', 'panel_sample', 'measure',
+           'ranking', 'validate_panel', 'calibration_notes', 'markdown_summary']
 
 # %% ../nbs/09_benchmark.ipynb #cffb2091
 def youden_threshold(scores, truth) -> float:
@@ -66,6 +66,83 @@ def _shows(man: pd.DataFrame, kind: str, value: str) -> np.ndarray:
     only the first, so a feature is chosen and thresholded against every image of its failure."""
     return concept_values(man, kind).map(lambda values: value in values).to_numpy(bool)
 
+# %% ../nbs/09_benchmark.ipynb #0b9d62ec
+def _planted_candidates(A_val, man_val, lv: np.ndarray) -> list[dict]:
+    """A candidate per planted mode (its best latent on the validation split, at any level) and per category (its
+    best latent of the first level); none when the manifest has no modes."""
+    modes = sorted(set(man_val['mode']) - {'none', 'unknown'}) if 'mode' in man_val else []
+    if not modes:
+        return []
+    concepts = [('mode', m, lv >= 0) for m in modes]  # a mode alone in its category often lives in the first level
+    cats = sorted(set(man_val['category']) - {'none', 'unknown'})
+    concepts += [('category', c, lv == 0) for c in cats]
+    rows = []
+    for kind, value, allowed in concepts:
+        y_val = _shows(man_val, kind, value)
+        au = auroc_matrix(A_val, y_val[:, None].astype(float))[:, 0]
+        latent = int(np.flatnonzero(allowed)[np.nanargmax(np.where(np.isnan(au[allowed]), -1, au[allowed]))])
+        name = (
+            (MODES[value].description if value in MODES else value)
+            if kind == 'mode'
+            else describe_concept(f'{kind}:{value}')
+        )
+        rows.append({'feature': f'{kind}:{value}', 'kind': kind, 'concept': value, 'latent': latent, 'name': name})
+    return rows
+
+
+def _named_candidates(A_val, man_val, table: pd.DataFrame) -> list[dict]:
+    """A candidate per latent that the interpreter flagged in `table`, against the implausible label; where none is
+    flagged, the latents that best detect implausibility (`best_detectors`), unnamed."""
+    feature = lambda j, name: {
+        'feature': f'latent:{j}',
+        'kind': 'feature',
+        'concept': 'implausible',
+        'latent': int(j),
+        'name': one_line(name),
+    }
+    named = table[table.flagged & ~table.skipped]
+    rows = [feature(r.latent, r.error or r.commonality or f"latent {r.latent}") for r in named.itertuples()]
+    if named.empty:
+        detectors = best_detectors(A_val, man_val, mined=table.latent[~table.skipped])
+        rows += [feature(j, f"latent {j} (unnamed)") for j in detectors]
+    return rows
+
+# %% ../nbs/09_benchmark.ipynb #1cd25e35
+CALIBRATION_COLUMNS = [
+    'feature',
+    'kind',
+    'concept',
+    'latent',
+    'name',
+    'level',
+    'threshold',
+    'val_auroc',
+    'test_auroc',
+    'tpr',
+    'fpr',
+    'n_pos',
+    'n_neg',
+]
+
+
+def _calibrated(r: dict, A_val, man_val, A_test, man_test, levels, lv: np.ndarray) -> dict:
+    """Candidate `r` with its level, its threshold (Youden's on the validation split), its AUROC on both labelled
+    splits and its TPR and FPR on the test split."""
+    truth = lambda man: _shows(man, r['kind'], r['concept']) if r['kind'] != 'feature' else man.label.values == 1
+    j = r['latent']
+    thr = youden_threshold(A_val[:, j], truth(man_val))
+    au_val = auroc_matrix(A_val[:, [j]], truth(man_val)[:, None].astype(float))[0, 0]
+    au_test = auroc_matrix(A_test[:, [j]], truth(man_test)[:, None].astype(float))[0, 0]
+    det = _detection(A_test[:, j] >= thr, truth(man_test))
+    return {
+        **r,
+        'level': int(levels[lv[j]]),
+        'threshold': thr,
+        'val_auroc': float(au_val),
+        'test_auroc': float(au_test),
+        **det,
+    }
+
 # %% ../nbs/09_benchmark.ipynb #c3e4c27d
 def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> pd.DataFrame:
     """One row per candidate failure feature: its concept, latent, level, threshold (validation split), AUROCs, and
@@ -74,69 +151,11 @@ def calibrate_features(A_val, man_val, A_test, man_test, levels, table=None) -> 
     is flagged (no LMM named them, or the offline interpreter on folders without annotations) the latents that best
     detect implausibility (`best_detectors`), unnamed."""
     lv = level_of(levels, A_val.shape[1])
-    rows = []
-    modes = sorted(set(man_val['mode']) - {'none', 'unknown'}) if 'mode' in man_val else []
-    if modes:
-        concepts = [('mode', m, lv >= 0) for m in modes]  # a mode alone in its category often lives in the first level
-        cats = sorted(set(man_val['category']) - {'none', 'unknown'})
-        concepts += [('category', c, lv == 0) for c in cats]
-        for kind, value, allowed in concepts:
-            y_val = _shows(man_val, kind, value)
-            au = auroc_matrix(A_val, y_val[:, None].astype(float))[:, 0]
-            latent = int(np.flatnonzero(allowed)[np.nanargmax(np.where(np.isnan(au[allowed]), -1, au[allowed]))])
-            name = (
-                (MODES[value].description if value in MODES else value)
-                if kind == 'mode'
-                else describe_concept(f'{kind}:{value}')
-            )
-            rows.append({'feature': f'{kind}:{value}', 'kind': kind, 'concept': value, 'latent': latent, 'name': name})
-    elif table is not None:
-        feature = lambda j, name: {
-            'feature': f'latent:{j}',
-            'kind': 'feature',
-            'concept': 'implausible',
-            'latent': int(j),
-            'name': one_line(name),
-        }
-        named = table[table.flagged & ~table.skipped]
-        rows += [feature(r.latent, r.error or r.commonality or f"latent {r.latent}") for r in named.itertuples()]
-        if named.empty:
-            detectors = best_detectors(A_val, man_val, mined=table.latent[~table.skipped])
-            rows += [feature(j, f"latent {j} (unnamed)") for j in detectors]
-    out = []
-    for r in rows:
-        truth = lambda man: _shows(man, r['kind'], r['concept']) if r['kind'] != 'feature' else man.label.values == 1
-        j = r['latent']
-        thr = youden_threshold(A_val[:, j], truth(man_val))
-        au_val = auroc_matrix(A_val[:, [j]], truth(man_val)[:, None].astype(float))[0, 0]
-        au_test = auroc_matrix(A_test[:, [j]], truth(man_test)[:, None].astype(float))[0, 0]
-        det = _detection(A_test[:, j] >= thr, truth(man_test))
-        out.append(
-            {
-                **r,
-                'level': int(levels[lv[j]]),
-                'threshold': thr,
-                'val_auroc': float(au_val),
-                'test_auroc': float(au_test),
-                **det,
-            }
-        )
-    cols = [
-        'feature',
-        'kind',
-        'concept',
-        'latent',
-        'name',
-        'level',
-        'threshold',
-        'val_auroc',
-        'test_auroc',
-        'tpr',
-        'fpr',
-        'n_pos',
-        'n_neg',
-    ]
-    return pd.DataFrame(out).reindex(columns=cols).astype({'latent': int, 'level': int})
+    rows = _planted_candidates(A_val, man_val, lv)
+    if not rows and table is not None:
+        rows = _named_candidates(A_val, man_val, table)
+    out = [_calibrated(r, A_val, man_val, A_test, man_test, levels, lv) for r in rows]
+    return pd.DataFrame(out).reindex(columns=CALIBRATION_COLUMNS).astype({'latent': int, 'level': int})
 
 # %% ../nbs/09_benchmark.ipynb #70e86f56
 MIN_FEATURE_AUROC = 0.6  # a failure feature must detect its concept at least this well on both labelled splits
@@ -323,6 +342,62 @@ def _control_ok(overall: pd.DataFrame) -> bool | None:
     excess = (c.prevalence - a.prevalence) - (c.true - a.true)
     return bool(excess <= float(np.hypot(half(c), half(a))) + 1e-9)
 
+# %% ../nbs/09_benchmark.ipynb #13b40ec0
+def _covers(rows: pd.DataFrame, values: pd.Series) -> pd.Series:
+    "Whether each row's 95% interval holds its value in `values` (up to rounding)."
+    return (rows.ci_low <= values + 1e-9) & (values <= rows.ci_high + 1e-9)
+
+
+def _rate_numbers(overall: pd.DataFrame, raw_overall: pd.DataFrame) -> dict:
+    "How well the implausibility rates of the simulated generators are measured: rank agreement, errors, coverage."
+    rate_error = (overall.prevalence - overall.true).abs()
+    return {
+        'spearman_rate': float(spearmanr(overall.true, overall.prevalence).statistic),
+        'spearman_rate_raw': float(spearmanr(raw_overall.true, raw_overall.prevalence).statistic),
+        'rate_mae': float(rate_error.mean()),
+        'rate_max_error': float(rate_error.max()),
+        'rate_ci_coverage': float(_covers(overall, overall.true).mean()),
+    }
+
+
+def _style_numbers(cells: pd.DataFrame) -> dict:
+    """The failure prevalences' errors, interval coverage and interval width on generators whose style the
+    classifier saw in training and on those whose style it never saw."""
+    seen = {g.name: g.seen_style for g in PANEL}
+    is_seen = cells.generator.map(seen).fillna(True).astype(bool).values
+    err = (cells.prevalence - cells.true).abs()
+    inside = _covers(cells, cells.true)
+    width = cells.ci_high - cells.ci_low  # an interval that holds the truth says something only when it is narrow
+    share = lambda mask: float(mask.mean()) if len(mask) else None
+    return {
+        'seen_style_mae': float(err[is_seen].mean()) if is_seen.any() else None,
+        'unseen_style_mae': float(err[~is_seen].mean()) if (~is_seen).any() else None,
+        'seen_style_ci_coverage': share(inside[is_seen]),
+        'unseen_style_ci_coverage': share(inside[~is_seen]),
+        'seen_style_ci_width': float(width[is_seen].median()) if is_seen.any() else None,
+        'unseen_style_ci_width': float(width[~is_seen].median()) if (~is_seen).any() else None,
+        'estimates_inside_own_ci': share(_covers(cells, cells.prevalence)),
+    }
+
+# %% ../nbs/09_benchmark.ipynb #997c0724
+def _per_generator(cells: pd.DataFrame, overall: pd.DataFrame) -> dict:
+    "Per simulated generator: its style seen or not, its failures' error and coverage, its rate's error and flag."
+    seen = {g.name: g.seen_style for g in PANEL}
+    err = (cells.prevalence - cells.true).abs()
+    inside = _covers(cells, cells.true)
+    rate_error = (overall.prevalence - overall.true).abs()
+    flag = overall.outside_calibration if 'outside_calibration' in overall else pd.Series(None, overall.index)
+    return {
+        g: {
+            'seen_style': bool(seen.get(g, True)),
+            'mae': float(e.mean()),
+            'ci_coverage': float(inside[e.index].mean()) if len(e) else None,
+            'rate_error': float(rate_error[g]),
+            'outside_calibration': None if pd.isna(flag[g]) else bool(flag[g]),
+        }
+        for g, e in err.groupby(cells.generator)
+    }
+
 # %% ../nbs/09_benchmark.ipynb #97666211
 def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc: float = 0.9) -> dict | None:
     "The results.json `benchmark` section: how well the benchmark measures the simulated panel (None without it)."
@@ -331,52 +406,22 @@ def validate_panel(table: pd.DataFrame, features: pd.DataFrame, recovered_auroc:
         return None
     raw = table[table.simulated & (table.estimate == 'raw')]
     overall = sim[sim.level == 'overall'].set_index('generator')
-    rho = spearmanr(overall.true, overall.prevalence).statistic
     raw_overall = raw[raw.level == 'overall'].set_index('generator')
     recovered = set(features.concept[(features.kind == 'mode') & (features.test_auroc >= recovered_auroc)])
     cells = sim[(sim.level == 'mode') & sim['mode'].isin(recovered)]
     raw_cells = raw[(raw.level == 'mode') & raw['mode'].isin(recovered)]
     err = (cells.prevalence - cells.true).abs()
-    seen = {g.name: g.seen_style for g in PANEL}
-    is_seen = cells.generator.map(seen).fillna(True).astype(bool)
-    inside = (cells.ci_low <= cells.true + 1e-9) & (cells.true <= cells.ci_high + 1e-9)
-    own = (cells.ci_low <= cells.prevalence + 1e-9) & (cells.prevalence <= cells.ci_high + 1e-9)
-    width = cells.ci_high - cells.ci_low  # an interval that holds the truth says something only when it is narrow
-    share = lambda mask: float(mask.mean()) if len(mask) else None
-    rate_error = (overall.prevalence - overall.true).abs()
     flag = overall.outside_calibration if 'outside_calibration' in overall else pd.Series(None, overall.index)
-    per_generator = {
-        g: {
-            'seen_style': bool(seen.get(g, True)),
-            'mae': float(e.mean()),
-            'ci_coverage': share(inside[e.index]),
-            'rate_error': float(rate_error[g]),
-            'outside_calibration': None if pd.isna(flag[g]) else bool(flag[g]),
-        }
-        for g, e in err.groupby(cells.generator)
-    }
     return {
         'generators': sorted(overall.index),
         'simulated': True,
-        'spearman_rate': float(rho),
-        'spearman_rate_raw': float(spearmanr(raw_overall.true, raw_overall.prevalence).statistic),
-        'rate_mae': float(rate_error.mean()),
-        'rate_max_error': float(rate_error.max()),
-        'rate_ci_coverage': float(
-            ((overall.ci_low <= overall.true + 1e-9) & (overall.true <= overall.ci_high + 1e-9)).mean()
-        ),
+        **_rate_numbers(overall, raw_overall),
         'prevalence_mae': float(err.mean()) if len(err) else None,
         'prevalence_mae_raw': float((raw_cells.prevalence - raw_cells.true).abs().mean()) if len(cells) else None,
-        'ci_coverage': float(inside.mean()) if len(inside) else None,
+        'ci_coverage': float(_covers(cells, cells.true).mean()) if len(cells) else None,
         'control_ok': _control_ok(overall),
-        'seen_style_mae': float(err[is_seen.values].mean()) if is_seen.any() else None,
-        'unseen_style_mae': float(err[~is_seen.values].mean()) if (~is_seen).any() else None,
-        'seen_style_ci_coverage': share(inside[is_seen.values]),
-        'unseen_style_ci_coverage': share(inside[~is_seen.values]),
-        'seen_style_ci_width': float(width[is_seen.values].median()) if is_seen.any() else None,
-        'unseen_style_ci_width': float(width[~is_seen.values].median()) if (~is_seen).any() else None,
-        'estimates_inside_own_ci': share(own),
-        'per_generator': per_generator,
+        **_style_numbers(cells),
+        'per_generator': _per_generator(cells, overall),
         'labelled_sample': int(overall.n_labelled.max()) if 'n_labelled' in overall else 0,
         'outside_calibration': sorted(g for g, f in flag.items() if not pd.isna(f) and bool(f)),
         'recovered_modes': sorted(recovered),

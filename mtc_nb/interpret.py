@@ -23,10 +23,10 @@ from .images import read_image
 from .text import one_line
 
 # %% auto #0
-__all__ = ['OFFLINE', 'UNNAMED', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS', 'MAX_REPLY_CHARS', 'MAX_PHRASE_CHARS',
-           'MODE_CUES', 'FATAL_STATUS', 'RETRY_STATUS', 'NO_COMMON_ERRORS', 'PAPER_MIN_IMAGES', 'NAMER_MISREAD',
-           'describe_concept', 'offline_interpret', 'parse_reply', 'error_mode_of', 'LMMConfig', 'image_part',
-           'AnswerCache', 'LMMFatalError', 'LMMRequestError', 'LMMInterpreter', 'relevance', 'accuracy',
+__all__ = ['OFFLINE', 'OFFLINE_COLUMNS', 'UNNAMED', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS', 'MAX_REPLY_CHARS',
+           'MAX_PHRASE_CHARS', 'MODE_CUES', 'FATAL_STATUS', 'RETRY_STATUS', 'NO_COMMON_ERRORS', 'PAPER_MIN_IMAGES',
+           'NAMER_MISREAD', 'describe_concept', 'offline_interpret', 'parse_reply', 'error_mode_of', 'LMMConfig',
+           'image_part', 'AnswerCache', 'LMMFatalError', 'LMMRequestError', 'LMMInterpreter', 'relevance', 'accuracy',
            'simulated_error_pass', 'paper_metrics']
 
 # %% ../nbs/07_interpret.ipynb #48fea9e4
@@ -59,6 +59,71 @@ def describe_concept(concept: str) -> str:
         return "implausible images of any kind"
     return concept
 
+# %% ../nbs/07_interpret.ipynb #45f4e9b9
+OFFLINE_COLUMNS = [
+    'latent',
+    'interpreter',
+    'concept',
+    'score',
+    'commonality',
+    'error',
+    'error_mode',
+    'flagged',
+    'status',
+    'error_score',
+]
+
+
+def _unnamed_rows(table: pd.DataFrame) -> list[dict]:
+    "A row per latent not skipped, with no name: images without concept annotations (the user's folders) name none."
+    unnamed = {
+        'interpreter': OFFLINE,
+        'concept': None,
+        'score': np.nan,
+        'commonality': None,
+        'error': None,
+        'error_mode': None,
+        'flagged': False,
+        'status': UNNAMED,
+    }
+    return [{'latent': r.latent, **unnamed} for r in table[~table.skipped].itertuples()]
+
+# %% ../nbs/07_interpret.ipynb #dc2f0c80
+def _named_row(
+    latent: int,
+    overlaps: np.ndarray,
+    names: np.ndarray,
+    is_mode: np.ndarray,
+    error_ratio: float,
+    min_iou: float,
+    min_error_ratio: float,
+) -> dict:
+    """Latent `latent` named by the concept its top images overlap most (`overlaps`: its IoU with every concept of
+    `names`), and flagged as a failure feature when a planted mode overlaps at least `min_iou` and at least
+    `min_error_ratio` of its top images are errors."""
+    best = int(overlaps.argmax())
+    row = {
+        'latent': latent,
+        'interpreter': OFFLINE,
+        'concept': names[best],
+        'score': float(overlaps[best]),
+        'commonality': describe_concept(names[best]),
+        'error': None,
+        'error_mode': None,
+        'flagged': False,
+        'status': 'ok',
+    }
+    if is_mode.any():
+        m = np.flatnonzero(is_mode)[overlaps[is_mode].argmax()]
+        if overlaps[m] >= min_iou and error_ratio >= min_error_ratio:
+            row.update(
+                error=describe_concept(names[m]),
+                error_mode=names[m].split(':', 1)[1],
+                flagged=True,
+                error_score=float(overlaps[m]),
+            )
+    return row
+
 # %% ../nbs/07_interpret.ipynb #956dab18
 # the status of a latent the offline interpreter cannot name: images without concept annotations (the user's folders)
 UNNAMED = 'unnamed: no concept annotations to match; an LMM names features (set lmm_base_url and lmm_model)'
@@ -70,60 +135,16 @@ def offline_interpret(
     """Name every latent not skipped by its best-matching annotated concept (IoU on held-out images). Without mode,
     category or kind annotations (the user's folders) no latent is named: each gets the status `UNNAMED`."""
     C = concept_matrix(manifest)
-    cols = [
-        'latent',
-        'interpreter',
-        'concept',
-        'score',
-        'commonality',
-        'error',
-        'error_mode',
-        'flagged',
-        'status',
-        'error_score',
-    ]
     if not any(c.split(':', 1)[0] in ('mode', 'category', 'kind') for c in C.columns):  # the user's folders
-        unnamed = {
-            'interpreter': OFFLINE,
-            'concept': None,
-            'score': np.nan,
-            'commonality': None,
-            'error': None,
-            'error_mode': None,
-            'flagged': False,
-            'status': UNNAMED,
-        }
-        rows = [{'latent': r.latent, **unnamed} for r in table[~table.skipped].itertuples()]
-        return pd.DataFrame(rows, columns=cols)
+        return pd.DataFrame(_unnamed_rows(table), columns=OFFLINE_COLUMNS)
     IO = iou(A, C.values)
     names = np.array(C.columns)
     is_mode = np.array([c.startswith('mode:') for c in names])
-    rows = []
-    for r in table[~table.skipped].itertuples():
-        j = r.latent
-        b = int(IO[j].argmax())
-        row = {
-            'latent': j,
-            'interpreter': OFFLINE,
-            'concept': names[b],
-            'score': float(IO[j, b]),
-            'commonality': describe_concept(names[b]),
-            'error': None,
-            'error_mode': None,
-            'flagged': False,
-            'status': 'ok',
-        }
-        if is_mode.any():
-            m = np.flatnonzero(is_mode)[IO[j, is_mode].argmax()]
-            if IO[j, m] >= min_iou and r.error_ratio >= min_error_ratio:
-                row.update(
-                    error=describe_concept(names[m]),
-                    error_mode=names[m].split(':', 1)[1],
-                    flagged=True,
-                    error_score=float(IO[j, m]),
-                )
-        rows.append(row)
-    return pd.DataFrame(rows, columns=cols)  # the columns even when every latent was skipped
+    rows = [
+        _named_row(r.latent, IO[r.latent], names, is_mode, r.error_ratio, min_iou, min_error_ratio)
+        for r in table[~table.skipped].itertuples()
+    ]
+    return pd.DataFrame(rows, columns=OFFLINE_COLUMNS)  # the columns even when every latent was skipped
 
 # %% ../nbs/07_interpret.ipynb #2bac3fab
 PROMPT_VERSION = 'paper-2pass-v1'

@@ -127,6 +127,28 @@ def style_weights(h2_generator, h2_styles) -> np.ndarray:
     w = np.exp(-0.5 * ((d - d.min()) / tau) ** 2)
     return w / w.sum()
 
+# %% ../nbs/09c_prevalence.ipynb #e5961acc
+def _drawn_confusions(
+    cal: np.ndarray, cal_class, n_classes: int, Wc: np.ndarray, style_of_draw: np.ndarray
+) -> np.ndarray:
+    """Each bootstrap draw's confusion matrix (draws, features, classes + 1): the labelled images resampled with the
+    draw's weights (`Wc`), seen in the style picked for the draw (`cal`: styles × images × features)."""
+    Ms = np.empty((len(Wc), n_classes, n_classes + 1))
+    for s in np.unique(style_of_draw):  # the draws that calibrate with style s
+        draws = style_of_draw == s
+        Ms[draws] = confusion(cal[s], cal_class, n_classes, Wc[draws])
+    return Ms
+
+
+def _intervals(raw_b: np.ndarray, corr_b: np.ndarray, corrected: np.ndarray) -> tuple:
+    """(raw 95% interval, corrected 95% interval) from the draws: percentiles, the corrected one cut to [0, 1] and
+    stretched to hold the estimate wherever it lies outside."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)  # an all-NaN column: a feature no better than chance
+        ci = lambda x: (np.nanpercentile(x, 2.5, axis=0), np.nanpercentile(x, 97.5, axis=0))
+        raw_ci, (lo, hi) = ci(raw_b), tuple(np.clip(bound, 0, 1) for bound in ci(corr_b))
+    return raw_ci, (np.fmin(lo, corrected), np.fmax(hi, corrected))  # an estimate always lies in its interval
+
 # %% ../nbs/09c_prevalence.ipynb #ccdd47d1
 def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=None, weights=None, sample=None) -> dict:
     """Raw firing rates of the features (columns of `fire`, images × features; feature i stands for class i + 1) and
@@ -155,10 +177,7 @@ def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=N
     style_of_draw = rng.choice(n_styles, size=B, p=w) if n_styles > 1 else np.zeros(B, int)
     with np.errstate(invalid='ignore', divide='ignore'):  # no image without a label: the sample is all there is
         raw_b = (W @ fire) / W.sum(1, keepdims=True)
-    Ms = np.empty((B, n_classes, n_classes + 1))
-    for s in np.unique(style_of_draw):  # the draws that calibrate with style s
-        draws = style_of_draw == s
-        Ms[draws] = confusion(cal[s], cal_class, n_classes, Wc[draws])
+    Ms = _drawn_confusions(cal, cal_class, n_classes, Wc, style_of_draw)
     M = np.einsum('s,sfc->fc', w, np.stack([confusion(c, cal_class, n_classes) for c in cal]))
     raw = fire.mean(0) if len(fire) else np.full(n_classes, np.nan)
     beyond = None  # whether the sample shows the detectors erring beyond every calibration style (no sample: None)
@@ -176,11 +195,7 @@ def prevalence(fire, cal_fire, cal_class, B: int = 1000, seed: int = 0, groups=N
         corr_b, corrected = (known_b + n * p_b) / (n + n_s), (known + n * p) / (n + n_s)
         raw_b = (W @ fire + Ws @ s_fire) / (n + n_s)  # raw: the share of all the generator's images it fires on
         raw = (fire.sum(0) + s_fire.sum(0)) / (n + n_s)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)  # an all-NaN column: a feature no better than chance
-        ci = lambda x: (np.nanpercentile(x, 2.5, axis=0), np.nanpercentile(x, 97.5, axis=0))
-        raw_ci, (lo, hi) = ci(raw_b), tuple(np.clip(bound, 0, 1) for bound in ci(corr_b))
-        corr_ci = (np.fmin(lo, corrected), np.fmax(hi, corrected))  # an estimate always lies in its interval
+    raw_ci, corr_ci = _intervals(raw_b, corr_b, corrected)
     return {
         'raw': raw,
         'raw_ci': raw_ci,

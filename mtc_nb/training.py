@@ -107,6 +107,41 @@ def auxk_loss_and_grads(model: DictionaryStack, sel: tuple, resid, d_W_dec, dpre
     dpre.scatter_add_(2, idx[:, None].expand_as(f_aux), torch.bmm(de, rows.transpose(1, 2)).mul_(f_aux > 0))
     return aux
 
+# %% ../nbs/05b_training.ipynb #75c66efd
+def _decode_paths(f: torch.Tensor, sel, sparse: bool | None) -> tuple[bool, bool]:
+    """(decode through `SparseDecode`, compute AuxK's products in that decode's pass) for latents `f` and AuxK's
+    selection `sel`: by density when `sparse` is None, else as forced (AuxK then goes the decode's way)."""
+    if sparse is not None:
+        return sparse, sparse and sel is not None
+    sparse = int(torch.count_nonzero(f)) <= SPARSE_DECODE_MAX_DENSITY * f.numel()
+    fold = sparse and sel is not None and int(torch.count_nonzero(sel[0])) <= SPARSE_AUXK_MAX_DENSITY * sel[0].numel()
+    return sparse, fold
+
+
+def _dense_decoder_grads(model: DictionaryStack, f: torch.Tensor, R_s: torch.Tensor, d_W_dec: torch.Tensor):
+    """Dense path: W_dec's gradient, level block by level block, into `d_W_dec`, and the pre-activations' gradient
+    (M, B, d_sae) through the BatchTopK mask and the relu. `R_s`: each block's summed level gradients, scaled."""
+    bounds = [0] + model.levels
+    df = []
+    for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        d_W_dec[:, lo:hi].baddbmm_(f[..., lo:hi].transpose(1, 2), R_s[j], beta=0)
+        df.append(torch.bmm(R_s[j], model.W_dec[:, lo:hi].transpose(1, 2)))
+    return torch.cat(df, dim=2).mul_(f > 0)
+
+
+def _encoder_grads(model: DictionaryStack, x, xn, R0: torch.Tensor, dpre: torch.Tensor, grads: dict) -> None:
+    """The gradients of b_dec, W_skip, W_enc, b_enc and b_pre into `grads`, from the first level's summed gradient
+    `R0` and the pre-activations' gradient `dpre` (`xn`: the centred input)."""
+    M = len(model.cfgs)
+    torch.sum(R0, 1, out=grads['b_dec'])
+    if model.W_skip is not None:
+        torch.bmm(x.T.expand(M, -1, -1), R0, out=grads['W_skip'])
+    torch.bmm(xn.transpose(1, 2), dpre, out=grads['W_enc'])
+    torch.sum(dpre, 1, out=grads['b_enc'])
+    for m in range(M):
+        torch.mv(model.W_enc[m], grads['b_enc'][m], out=grads['b_pre'][m])  # per model: the same as alone
+    grads['b_pre'].div_(-model.x_scale[:, None])
+
 # %% ../nbs/05b_training.ipynb #5c3ac09b
 @torch.no_grad()
 def stack_loss_and_grads(
@@ -127,13 +162,7 @@ def stack_loss_and_grads(
     f = model.sparsify(pre)
     model.mark_fired(f)
     sel = model.aux_select(pre)  # AuxK's dead latents, after this batch's firing
-    if sparse is None:
-        sparse = int(torch.count_nonzero(f)) <= SPARSE_DECODE_MAX_DENSITY * f.numel()
-        fold = (
-            sparse and sel is not None and int(torch.count_nonzero(sel[0])) <= SPARSE_AUXK_MAX_DENSITY * sel[0].numel()
-        )
-    else:  # forced: AuxK's products go the decode's way
-        fold = sparse and sel is not None
+    sparse, fold = _decode_paths(f, sel, sparse)
     decoded = SparseDecode(model, f, sel[:2] if fold else None) if sparse else None
     recons = model.decode_levels(f, x, blocks=decoded.blocks if sparse else None)
     resid = y - recons[-1]
@@ -155,25 +184,13 @@ def stack_loss_and_grads(
         d_W, dpre, row_dots = decoded.backward(R_s, d_aux)
         grads['W_dec'].copy_(d_W)  # into recycled memory: handing d_W over costs more in fresh pages than the copy
     else:
-        bounds = [0] + model.levels
-        df = []
-        for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-            grads['W_dec'][:, lo:hi].baddbmm_(f[..., lo:hi].transpose(1, 2), R_s[j], beta=0)
-            df.append(torch.bmm(R_s[j], model.W_dec[:, lo:hi].transpose(1, 2)))
-        dpre = torch.cat(df, dim=2).mul_(f > 0)  # through the BatchTopK mask and the relu
-    torch.sum(R[0], 1, out=grads['b_dec'])
-    if model.W_skip is not None:
-        torch.bmm(x.T.expand(M, -1, -1), R[0], out=grads['W_skip'])
+        dpre = _dense_decoder_grads(model, f, R_s, grads['W_dec'])
     if sel is not None and not fold:  # AuxK not in a sparse decode's pass: dense
         aux = auxk_loss_and_grads(model, sel, resid, grads['W_dec'], dpre)
         row_dots = None
     if row_dots is None:  # a dense gradient: its rows' dot products in full
         row_dots = torch.linalg.vecdot(grads['W_dec'], model.W_dec)
-    torch.bmm(xn.transpose(1, 2), dpre, out=grads['W_enc'])
-    torch.sum(dpre, 1, out=grads['b_enc'])
-    for m in range(M):
-        torch.mv(model.W_enc[m], grads['b_enc'][m], out=grads['b_pre'][m])  # per model: the same as alone
-    grads['b_pre'].div_(-model.x_scale[:, None])
+    _encoder_grads(model, x, xn, R[0], dpre, grads)
     total = rec + model.aux_coefs * aux
     return total.sum(), rec, aux, tuple(grads.values()), row_dots
 
@@ -452,6 +469,61 @@ def eval_fvu(model, x, y, batch: int = 1024) -> torch.Tensor:
     recons = torch.cat([model(xb).recons for xb in x.split(batch)], dim=2)  # (G, M, n, d)
     return torch.stack([fvu(y, recons[g]) for g in range(recons.shape[0])]).float()
 
+# %% ../nbs/05b_training.ipynb #a4c46876
+def _pair(c: DictConfig, x, y) -> tuple:
+    "(input, target) of a config's kind: (h2, h1) for a transcoder, (h2, h2) for an SAE."
+    return x, y if c.is_transcoder else x
+
+
+def _group_state(idx: list[int], model, c: DictConfig, train, device: str) -> dict:
+    """A group's training state: its model initialised from the data and moved to `device`, its optimizer and
+    schedule, its seeded batch order, and room for the best epoch's weights."""
+    d_in, d_out = _pair(c, train.d_x, train.d_y)
+    if d_in != c.d_in or d_out != c.d_out:
+        raise ValueError(f"{c.kind}: activations are {d_in}→{d_out}, config says {c.d_in}→{c.d_out}")
+    gen = torch.Generator().manual_seed(c.seed)
+    model.init_from_data(*_pair(c, *train.sample(65536, gen)))
+    model.to(device).train()
+    steps = c.epochs * math.ceil(train.n / c.batch_size)
+    opt, sched, every = make_optimizer(model, c, steps)
+    best = [float('inf')] * len(idx)
+    return dict(
+        idx=idx, model=model, opt=opt, sched=sched, every=every, best=best, best_state=None, history=[], gen=gen, c=c
+    )
+
+# %% ../nbs/05b_training.ipynb #505da761
+def _train_epoch(s: dict, train, on) -> None:
+    "One pass of group state `s` over the training pairs (`on` moves a batch to the device), its schedule stepped."
+    c, model = s['c'], s['model']
+    model.train()
+    for xb, yb in train.batches(c.batch_size, s['gen']):
+        train_step(model, s['opt'], *_pair(c, on(xb), on(yb)))
+        if s['every'] == 'step':
+            s['sched'].step()
+    if s['every'] == 'epoch':
+        s['sched'].step()
+
+
+def _keep_best(s: dict, ep: int, v: torch.Tensor) -> None:
+    """Record epoch `ep`'s held-out FVU `v` (G, M) in group state `s`, and keep the weights of every model whose
+    level-weighted FVU improved."""
+    model = s['model']
+    if hasattr(model, 'level_w'):
+        score = (model.level_w.cpu().T * v).sum(0)
+    else:
+        score = (torch.tensor(s['c'].loss_weights) * v[:, 0]).sum()[None]
+    s['history'].append({'epoch': ep, 'val_fvu': v.T.tolist()})
+    improved = [j for j in range(len(s['idx'])) if float(score[j]) < s['best'][j]]
+    for j in improved:
+        s['best'][j] = float(score[j])
+    if improved and (s['best_state'] is None or isinstance(model, PaperRepoTranscoder)):
+        s['best_state'] = {k: t.detach().clone() for k, t in model.state_dict().items()}  # the whole state
+    elif improved:  # the improved models' slices of this epoch, copied in place (no second copy of the stack)
+        for k, t in model.state_dict().items():
+            if t.dim() and t.shape[0] == len(s['idx']):
+                for j in improved:
+                    s['best_state'][k][j].copy_(t[j])
+
 # %% ../nbs/05b_training.ipynb #357a2bc5
 def train_dictionaries(
     cfgs: list[DictConfig], h2_train, h1_train, h2_val, h1_val, progress: bool = True, device: str = 'cpu'
@@ -462,68 +534,18 @@ def train_dictionaries(
     if h1_train is None and not isinstance(h2_train, (InMemoryPairs, ShardedPairs)):
         raise TypeError("h1_train is None: then h2_train must be an InMemoryPairs or ShardedPairs source")
     train = h2_train if h1_train is None else InMemoryPairs(h2_train, h1_train)
-    pick = lambda c, x, y: (x, y if c.is_transcoder else x)
     on = lambda t: t.to(device, non_blocking=True)
     groups = [(idx, dictionary_model([cfgs[i] for i in idx])) for idx in _group(cfgs)]
     train.check_finite('training')
     InMemoryPairs(h2_val, h1_val).check_finite('validation')
     h2_val, h1_val = on(h2_val), on(h1_val)
-    states = []
-    for idx, model in groups:
-        c = cfgs[idx[0]]
-        d_in, d_out = pick(c, train.d_x, train.d_y)
-        if d_in != c.d_in or d_out != c.d_out:
-            raise ValueError(f"{c.kind}: activations are {d_in}→{d_out}, config says {c.d_in}→{c.d_out}")
-        gen = torch.Generator().manual_seed(c.seed)
-        model.init_from_data(*pick(c, *train.sample(65536, gen)))
-        model.to(device).train()
-        steps = c.epochs * math.ceil(train.n / c.batch_size)
-        opt, sched, every = make_optimizer(model, c, steps)
-        states.append(
-            dict(
-                idx=idx,
-                model=model,
-                opt=opt,
-                sched=sched,
-                every=every,
-                best=[float('inf')] * len(idx),
-                best_state=None,
-                history=[],
-                gen=gen,
-                c=c,
-            )
-        )
+    states = [_group_state(idx, model, cfgs[idx[0]], train, device) for idx, model in groups]
     epochs = max(s['c'].epochs for s in states)
     bar = tqdm(range(epochs), desc=f'training {len(cfgs)} dictionaries', unit='epoch', disable=not progress)
     for ep in bar:
-        for s in states:
-            if ep >= s['c'].epochs:
-                continue
-            c, model = s['c'], s['model']
-            model.train()
-            for xb, yb in train.batches(c.batch_size, s['gen']):
-                train_step(model, s['opt'], *pick(c, on(xb), on(yb)))
-                if s['every'] == 'step':
-                    s['sched'].step()
-            if s['every'] == 'epoch':
-                s['sched'].step()
-            xv, yv = pick(c, h2_val, h1_val)
-            v = eval_fvu(model, xv, yv).cpu()  # (G, M)
-            if hasattr(model, 'level_w'):
-                score = (model.level_w.cpu().T * v).sum(0)
-            else:
-                score = (torch.tensor(c.loss_weights) * v[:, 0]).sum()[None]
-            s['history'].append({'epoch': ep, 'val_fvu': v.T.tolist()})
-            improved = [j for j in range(len(s['idx'])) if float(score[j]) < s['best'][j]]
-            for j in improved:
-                s['best'][j] = float(score[j])
-            if improved and (s['best_state'] is None or isinstance(model, PaperRepoTranscoder)):
-                s['best_state'] = {k: t.detach().clone() for k, t in model.state_dict().items()}  # the whole state
-            elif improved:  # the improved models' slices of this epoch, copied in place (no second copy of the stack)
-                for k, t in model.state_dict().items():
-                    if t.dim() and t.shape[0] == len(s['idx']):
-                        for j in improved:
-                            s['best_state'][k][j].copy_(t[j])
+        for s in (s for s in states if ep < s['c'].epochs):
+            _train_epoch(s, train, on)
+            _keep_best(s, ep, eval_fvu(s['model'], *_pair(s['c'], h2_val, h1_val)).cpu())
         bar.set_postfix(best=f"{min(min(s['best']) for s in states):.3f}")
     out = [None] * len(cfgs)
     for s in states:

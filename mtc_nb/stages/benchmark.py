@@ -85,6 +85,65 @@ def canonical_checkpoint(cfg, seed: int | None = None) -> tuple[str, Path, dict]
         canon = [t for t in canon if t[2]['seed'] == seed]
     return min(canon, key=lambda t: t[2]['seed'])
 
+# %% ../../nbs/85_benchmark_stage.ipynb #84238e99
+def _unnamed_sheets(sheets: Path, table08: pd.DataFrame, features: pd.DataFrame) -> dict:
+    "Each benchmarked feature that no interpreter named: its contact sheet in `sheets` (None where none was drawn)."
+    flagged = set(table08.latent[table08.flagged])
+    return {
+        int(j): str(sheets / f'latent_{j:05d}.png') if (sheets / f'latent_{j:05d}.png').exists() else None
+        for j, kind in zip(features.latent, features.kind)
+        if kind == 'feature' and j not in flagged
+    }
+
+
+def _generator_images(cfg, folder: Path, seed: int, progress: bool) -> tuple[pd.DataFrame, list[dict]]:
+    """(every image to benchmark: the simulated panel rendered into `folder`/panel, then the generator folders under
+    `generated_root`; the folders' problems). Fails when there is neither."""
+    frames = []
+    if int(cfg.benchmark_images) > 0:
+        panel = make_panel(
+            folder / 'panel', int(cfg.benchmark_images), int(cfg.image_size), seed, progress, world=cfg.world
+        )
+        frames.append(panel.assign(simulated=True, path=[str(folder / 'panel' / f) for f in panel.file]))
+    real, problems = index_generated(cfg.path('generated_root'))
+    if len(real):
+        frames.append(real.assign(simulated=False, path=[str(cfg.path('generated_root') / f) for f in real.file]))
+    if not frames:
+        raise ValueError(
+            f"nothing to benchmark: benchmark_images is 0 and {cfg.path('generated_root')} holds no generator folder"
+        )
+    return pd.concat(frames, ignore_index=True), problems
+
+# %% ../../nbs/85_benchmark_stage.ipynb #15240cce
+def _readable(cfg, images: pd.DataFrame, ok, problems: list[dict]) -> pd.DataFrame:
+    """The images that read (`ok`); a generator none of whose images reads is named in `problems`, not dropped in
+    silence, and none readable at all is an error."""
+    readable = images.path.isin({str(p) for p in ok})
+    for g, n_read in readable.groupby(images.generator).sum().items():
+        if n_read == 0:
+            n = int((images.generator == g).sum())
+            problems.append({'generator': g, 'problem': f"none of its {n} image(s) could be read: left out"})
+    images = images[readable].reset_index(drop=True)
+    if images.empty:
+        said = '; '.join(f"{p['generator']}: {p['problem']}" for p in problems)
+        raise ValueError(f"no readable image to benchmark under {cfg.path('generated_root')} ({said})")
+    return images
+
+
+def _calibration_firing(scorer, test: dict, A_test, test_paths, folder: Path, n_styles: int, seed: int, progress: bool):
+    """(what fires on the labelled test split, as it is and in `n_styles` nuisance styles: styles × images × (1 +
+    features); each style's h2). The restyled copies are encoded into the cache, then deleted."""
+    cal_fire = [np.c_[test['h0'].numpy() > 0.5, scorer.firing(A_test)]]  # the labelled test split, as it is
+    h2_styles = [test['h2'].numpy()]
+    for copies in calibration_styles(test_paths, folder / 'calibration', n_styles, seed, progress):
+        h0_s, A_s, h2_s, bad, _ = scorer.codes(copies, progress=progress)
+        if bad:  # the project's own PNGs: a copy that does not read is a bug, not a user's file
+            raise RuntimeError(f"a restyled calibration image does not read: {bad[0]}")
+        cal_fire.append(np.c_[h0_s > 0.5, scorer.firing(A_s)])
+        h2_styles.append(h2_s.numpy())
+    shutil.rmtree(folder / 'calibration', ignore_errors=True)
+    return np.stack(cal_fire), h2_styles
+
 # %% ../../nbs/85_benchmark_stage.ipynb #7a8a960b
 def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: bool = True) -> dict:
     """Calibrate the failure features of one dictionary `checkpoint` (name, folder, config), score the simulated panel
@@ -102,56 +161,20 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
     A_val, A_test = (latent_codes(dictionary, s['h2'], device=cfg.torch_device).numpy() for s in (val, test))
     table08 = pd.read_parquet(stage_dir(cfg, 'features') / name / 'features.parquet')
     features, excluded = gate_features(calibrate_features(A_val, man_val, A_test, man_test, levels, table08))
-    sheets = stage_dir(cfg, 'features') / name / 'sheets'
-    flagged = set(table08.latent[table08.flagged])
-    unnamed = {
-        int(j): str(sheets / f'latent_{j:05d}.png') if (sheets / f'latent_{j:05d}.png').exists() else None
-        for j, kind in zip(features.latent, features.kind)
-        if kind == 'feature' and j not in flagged
-    }
+    unnamed = _unnamed_sheets(stage_dir(cfg, 'features') / name / 'sheets', table08, features)
     error_ratio = {int(k): float(v) for k, v in zip(table08.latent, table08.error_ratio) if k in set(features.latent)}
     scorer = Scorer(
         stage_encoder(cfg), head, dictionary, features, error_ratio, cfg.run_dir / 'cache', cfg.torch_device
     )
-    frames = []
-    if int(cfg.benchmark_images) > 0:
-        panel = make_panel(
-            folder / 'panel', int(cfg.benchmark_images), int(cfg.image_size), seed, progress, world=cfg.world
-        )
-        frames.append(panel.assign(simulated=True, path=[str(folder / 'panel' / f) for f in panel.file]))
-    real, problems = index_generated(cfg.path('generated_root'))
-    if len(real):
-        frames.append(real.assign(simulated=False, path=[str(cfg.path('generated_root') / f) for f in real.file]))
-    if not frames:
-        raise ValueError(
-            f"nothing to benchmark: benchmark_images is 0 and {cfg.path('generated_root')} holds no generator folder"
-        )
-    images = pd.concat(frames, ignore_index=True)
+    images, problems = _generator_images(cfg, folder, seed, progress)
     h0, A, h2, unreadable, ok = scorer.codes([Path(p) for p in images.path], progress=progress)
     unreadable = [(printable_name(f), reason) for f, reason in unreadable]
-    readable = images.path.isin({str(p) for p in ok})
-    for g, n_read in readable.groupby(images.generator).sum().items():
-        if n_read == 0:  # a generator none of whose images reads is named, not dropped in silence
-            n = int((images.generator == g).sum())
-            problems.append({'generator': g, 'problem': f"none of its {n} image(s) could be read: left out"})
-    images = images[readable].reset_index(drop=True)
-    if images.empty:
-        said = '; '.join(f"{p['generator']}: {p['problem']}" for p in problems)
-        raise ValueError(f"no readable image to benchmark under {cfg.path('generated_root')} ({said})")
+    images = _readable(cfg, images, ok, problems)
     images['labelled'] = panel_sample(images, int(cfg.values.get('benchmark_labelled_sample', 0)), seed)
     fire = np.c_[h0 > 0.5, scorer.firing(A)]
-    cal_fire = [np.c_[test['h0'].numpy() > 0.5, scorer.firing(A_test)]]  # the labelled test split, as it is
-    h2_styles = [test['h2'].numpy()]
-    test_paths = [Path(image_dir) / f for f in man_test.file]
     n_styles = int(cfg.values.get('benchmark_calibration_styles', 0))
-    for copies in calibration_styles(test_paths, folder / 'calibration', n_styles, seed, progress):
-        h0_s, A_s, h2_s, bad, _ = scorer.codes(copies, progress=progress)
-        if bad:  # the project's own PNGs: a copy that does not read is a bug, not a user's file
-            raise RuntimeError(f"a restyled calibration image does not read: {bad[0]}")
-        cal_fire.append(np.c_[h0_s > 0.5, scorer.firing(A_s)])
-        h2_styles.append(h2_s.numpy())
-    shutil.rmtree(folder / 'calibration', ignore_errors=True)  # encoded into the cache: the copies are not kept
-    cal_fire = np.stack(cal_fire)  # (styles, test images, 1 + features)
+    test_paths = [Path(image_dir) / f for f in man_test.file]
+    cal_fire, h2_styles = _calibration_firing(scorer, test, A_test, test_paths, folder, n_styles, seed, progress)
     B = int(cfg.benchmark_bootstrap)
     h2_images = h2.numpy()
     h2_of = lambda g: h2_images[(images.generator == g).values]

@@ -17,7 +17,8 @@ from ..dictionaries import load_dictionary
 from .scenes import load_scenes
 
 # %% auto #0
-__all__ = ['stage_dictionaries', 'lmm_config', 'analyse_dictionary', 'features_stage', 'lmm_retry', 'summarise_features']
+__all__ = ['SEED_MEANS', 'stage_dictionaries', 'lmm_config', 'analyse_dictionary', 'features_stage', 'lmm_retry',
+           'summarise_features']
 
 # %% ../../nbs/84_features_stage.ipynb #9fa087bd
 from ..dictionaries import levels_of
@@ -56,6 +57,63 @@ def lmm_config(cfg):
         seed=int(cfg.seed),
     )
 
+# %% ../../nbs/84_features_stage.ipynb #5a060c24
+def _map_error_modes(table: pd.DataFrame, man: pd.DataFrame) -> dict:
+    """Map each flagged feature's error, as the LMM wrote it, to a planted mode of `man` (into `table.error_mode`);
+    returns how many flagged features mapped and how many matched several modes."""
+    planted = sorted(set(man['mode']) - {'none', 'unknown'})
+    mapped = [error_mode_of(e, planted) if f else (None, []) for e, f in zip(table.error, table.flagged)]
+    table['error_mode'] = [m for m, _ in mapped]
+    flagged = table.flagged & ~table.skipped
+    return {
+        'flagged': int(flagged.sum()),
+        'mapped': int(table.error_mode[flagged].notna().sum()),
+        'ambiguous': int(sum(len(h) > 1 for (_, h), f in zip(mapped, flagged) if f)),
+    }
+
+
+def _planted_scores(table: pd.DataFrame, A: np.ndarray, man: pd.DataFrame, levels: list, seed: int) -> dict:
+    "Scores against the planted modes: recovery, the category → mode hierarchy, ground truth, the paper's metrics."
+    rec = mode_recovery(A, man)
+    return {
+        'mode_coverage': rec['coverage'],
+        'modes': rec['modes'],
+        'hierarchy': hierarchy(A, man, levels),
+        'ground_truth': ground_truth_scores(A, man, levels),
+        'paper_metrics': {f'{e:g}': paper_metrics(table, man, e, seed=seed) for e in NAMER_MISREAD},
+    }
+
+# %% ../../nbs/84_features_stage.ipynb #e1754a5c
+def _lmm_judgement(lmm, table: pd.DataFrame, A: np.ndarray, man: pd.DataFrame, path_of, cfg) -> dict:
+    """The LMM's accuracy (its judge's votes on each flagged feature's top images) and detection score (the top 5
+    against 5 random images where the feature is silent) over the first `lmm_judged_features` flagged features."""
+    flagged = table[table.flagged & ~table.skipped].head(int(cfg.lmm_judged_features))
+    rng = np.random.default_rng(cfg.seed)
+    judged, det = [], []
+    for r in flagged.itertuples():
+        votes = lmm.judge(r.error, r.top_ids, path_of)
+        judged.append(np.mean([v is True for v in votes]))
+        silent = man.id.values[A[:, r.latent] <= 0]  # random images where it does not fire (else: outside its top list)
+        if not len(silent):
+            silent = np.setdiff1d(man.id.values, r.top_ids)
+        neg = rng.choice(silent, min(5, len(silent)), replace=False)
+        det.append(lmm.detection_score(r.error, r.top_ids[:5], neg, path_of))
+    return {
+        'lmm_accuracy': float(np.mean(judged)) if judged else float('nan'),
+        'detection_score': float(np.nanmean(det)) if np.isfinite(det).any() else float('nan'),  # NaN: no negative
+    }
+
+
+def _write_sheets(table: pd.DataFrame, manifest: pd.DataFrame, path_of, folder, cfg) -> None:
+    "Contact sheets into `folder`, afresh: every mined latent's (`feature_sheets = all`), or the N most relevant."
+    lab = manifest.set_index('id').label
+    shutil.rmtree(folder, ignore_errors=True)
+    latents = None
+    if str(cfg.feature_sheets) != 'all':
+        mined = table[~table.skipped].sort_values(['flagged', 'error_ratio'], ascending=False, kind='stable')
+        latents = mined.latent.head(int(cfg.feature_sheets)).tolist()
+    write_contact_sheets(table, path_of, lambda i: lab[i], folder, latents=latents, threads=cfg.workers)
+
 # %% ../../nbs/84_features_stage.ipynb #40f383fd
 def analyse_dictionary(
     name, folder, c, cfg, acts, ids, manifest, path_of, lmm=None, sheets: bool = False
@@ -92,55 +150,18 @@ def analyse_dictionary(
         'per_level': rel['per_level'],
     }
     if has_modes and lmm:  # the LMM describes errors in words: map each to a planted mode where the data has them
-        planted = sorted(set(man['mode']) - {'none', 'unknown'})
-        mapped = [error_mode_of(e, planted) if f else (None, []) for e, f in zip(table.error, table.flagged)]
-        table['error_mode'] = [m for m, _ in mapped]
-        flagged = table.flagged & ~table.skipped
-        row['error_mode_mapping'] = {
-            'flagged': int(flagged.sum()),
-            'mapped': int(table.error_mode[flagged].notna().sum()),
-            'ambiguous': int(sum(len(h) > 1 for (_, h), f in zip(mapped, flagged) if f)),
-        }
+        row['error_mode_mapping'] = _map_error_modes(table, man)
     if has_modes:
         row.update(accuracy(table, manifest))
-        rec = mode_recovery(A, man)
-        row['mode_coverage'] = rec['coverage']
-        row['modes'] = rec['modes']
-        row['hierarchy'] = hierarchy(A, man, levels)
-        row['ground_truth'] = ground_truth_scores(A, man, levels)
-        row['paper_metrics'] = {f'{e:g}': paper_metrics(table, man, e, seed=int(c['seed'])) for e in NAMER_MISREAD}
+        row.update(_planted_scores(table, A, man, levels, int(c['seed'])))
     if lmm:
-        flagged = table[table.flagged & ~table.skipped].head(int(cfg.lmm_judged_features))
-        rng = np.random.default_rng(cfg.seed)
-        judged, det = [], []
-        for r in flagged.itertuples():
-            votes = lmm.judge(r.error, r.top_ids, path_of)
-            judged.append(np.mean([v is True for v in votes]))
-            silent = man.id.values[
-                A[:, r.latent] <= 0
-            ]  # random images where it does not fire (else: outside its top list)
-            if not len(silent):
-                silent = np.setdiff1d(man.id.values, r.top_ids)
-            neg = rng.choice(silent, min(5, len(silent)), replace=False)
-            det.append(lmm.detection_score(r.error, r.top_ids[:5], neg, path_of))
-        row['lmm_accuracy'] = float(np.mean(judged)) if judged else float('nan')
-        row['detection_score'] = (
-            float(np.nanmean(det)) if np.isfinite(det).any() else float('nan')
-        )  # NaN: no image left to serve as a negative
-        row.update(
-            {f'lmm_{k}': v - before[k] for k, v in lmm.stats.items()}
-        )  # this dictionary's requests, cache hits, tokens, failures
+        row.update(_lmm_judgement(lmm, table, A, man, path_of, cfg))
+        row.update({f'lmm_{k}': v - before[k] for k, v in lmm.stats.items()})  # this dictionary's requests, hits, …
     out = cfg.run_dir / 'features' / name
     out.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out / 'features.parquet')
     if sheets:  # written afresh, so no sheet of an earlier run outlives its latent
-        lab = manifest.set_index('id').label
-        shutil.rmtree(out / 'sheets', ignore_errors=True)
-        latents = None  # feature_sheets = all: a sheet per mined latent; N: the N most relevant
-        if str(cfg.feature_sheets) != 'all':
-            mined = table[~table.skipped].sort_values(['flagged', 'error_ratio'], ascending=False, kind='stable')
-            latents = mined.latent.head(int(cfg.feature_sheets)).tolist()
-        write_contact_sheets(table, path_of, lambda i: lab[i], out / 'sheets', latents=latents, threads=cfg.workers)
+        _write_sheets(table, manifest, path_of, out / 'sheets', cfg)
     return table, row
 
 # %% ../../nbs/84_features_stage.ipynb #285b68ab
@@ -184,23 +205,25 @@ def lmm_retry(lmm, tables: dict) -> str | None:
     print(f"[mtc] features: {why}. The stage completes with what it has; the next run asks again.", flush=True)
     return why
 
-# %% ../../nbs/84_features_stage.ipynb #0466b172
-def summarise_features(d: pd.DataFrame) -> dict:
-    """The `features` section of results.json for one model family: over the stage's rows `d` of that kind (one per
-    seed), the mean and spread of relevance, accuracy and coverage, LMM totals, per-level relevance, per-mode AUROC."""
-    out = {'interpreter': d.interpreter.iloc[0], 'n_seeds': len(d)}
-    for col in (
-        'n_mined',
-        'n_interpreted',
-        'relevance_count',
-        'relevance_fraction',
-        'threshold_relevance_count',
-        'threshold_relevance_fraction',
-        'accuracy',
-        'mode_coverage',
-        'lmm_accuracy',
-        'detection_score',
-    ):
+# %% ../../nbs/84_features_stage.ipynb #a3579636
+SEED_MEANS = (
+    'n_mined',
+    'n_interpreted',
+    'relevance_count',
+    'relevance_fraction',
+    'threshold_relevance_count',
+    'threshold_relevance_fraction',
+    'accuracy',
+    'mode_coverage',
+    'lmm_accuracy',
+    'detection_score',
+)
+
+
+def _seed_means(d: pd.DataFrame) -> dict:
+    "Mean and spread over seeds of each column of `SEED_MEANS` that the rows `d` hold (counts rounded)."
+    out = {}
+    for col in SEED_MEANS:
         if col in d and d[col].notna().any():
             v = d[col].astype(float)
             out[col] = float(v.mean())
@@ -208,51 +231,77 @@ def summarise_features(d: pd.DataFrame) -> dict:
     for col in ('relevance_count', 'threshold_relevance_count'):
         if col in out:
             out[col] = int(round(out[col]))
-    totals = [c for c in d if c.startswith('lmm_') and c != 'lmm_accuracy']  # requests, cache hits, tokens, failures
-    for col in totals:
-        out[col] = int(d[col].sum())  # over seeds
-    levels = d.levels.iloc[0]  # per Matryoshka level (keyed by its cumulative width): mean over seeds
+    return out
+
+
+def _per_level_relevance(d: pd.DataFrame) -> dict:
+    "Relevance per Matryoshka level (keyed by its cumulative width), the mean over seeds."
+    levels = d.levels.iloc[0]
     keys = ('relevance_count', 'relevance_fraction', 'threshold_relevance_count', 'threshold_relevance_fraction')
-    out['per_level'] = {
+    return {
         int(levels[g]): {k: float(np.nanmean([pl[g][k] for pl in d.per_level if g in pl])) for k in keys}
         for g in range(len(levels))
         if any(g in pl for pl in d.per_level)
     }
+
+# %% ../../nbs/84_features_stage.ipynb #f17bba15
+def _mode_aurocs(d: pd.DataFrame) -> dict:
+    "Per planted mode, the best latent's AUROC (mean and spread over seeds) and precision among its top 20 images."
+    modes = sorted(d.modes.iloc[0])
+    au = np.array([[m[x]['auroc'] for x in modes] for m in d.modes])
+    p20 = np.array([[m[x]['precision_at_20'] for x in modes] for m in d.modes])
+    return {
+        'mode_auroc': dict(zip(modes, au.mean(0).round(4).tolist())),
+        'mode_auroc_std': dict(zip(modes, au.std(0).round(4).tolist())),
+        'mode_precision_at_20': dict(zip(modes, p20.mean(0).round(4).tolist())),
+        'mean_best_auroc': float(au.mean()),
+    }
+
+
+def _paper_metrics_over_seeds(d: pd.DataFrame) -> dict:
+    "The paper's relevance with the simulated namer, per misread share: mean and spread over seeds."
+    runs = [p for p in d.paper_metrics if isinstance(p, dict)]
+    seeds = lambda e, k: np.array([r[e][k] for r in runs], float)  # a stage read back holds NaN as None
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)  # no feature named in any seed: NaN, said as such
+        return {
+            e: {k: float(np.nanmean(seeds(e, k))) for k in runs[0][e]}
+            | {k + '_std': float(np.nanstd(seeds(e, k))) for k in runs[0][e]}
+            for e in (runs[0] if runs else {})
+        }
+
+
+def _hierarchy_over_seeds(trees: list[dict]) -> dict:
+    """Which concepts each level's matched latents stand for, over seeds: categories first, modes later, if nested."""
+    first_cat = [h['per_level'][0]['category_share'] for h in trees]
+    last_mode = [h['per_level'][-1]['mode_share'] for h in trees]
+    return {
+        'first_level_category_share': float(np.nanmean(first_cat)),
+        'first_level_category_share_std': float(np.nanstd(first_cat)),
+        'last_level_mode_share': float(np.nanmean(last_mode)),
+        'last_level_mode_share_std': float(np.nanstd(last_mode)),
+        'category_share_per_level': {
+            int(x['level']): float(np.nanmean([h['per_level'][g]['category_share'] for h in trees]))
+            for g, x in enumerate(trees[0]['per_level'])
+        },
+    }
+
+# %% ../../nbs/84_features_stage.ipynb #0466b172
+def summarise_features(d: pd.DataFrame) -> dict:
+    """The `features` section of results.json for one model family: over the stage's rows `d` of that kind (one per
+    seed), the mean and spread of relevance, accuracy and coverage, LMM totals, per-level relevance, per-mode AUROC."""
+    out = {'interpreter': d.interpreter.iloc[0], 'n_seeds': len(d), **_seed_means(d)}
+    totals = [c for c in d if c.startswith('lmm_') and c != 'lmm_accuracy']  # requests, cache hits, tokens, failures
+    for col in totals:
+        out[col] = int(d[col].sum())  # over seeds
+    out['per_level'] = _per_level_relevance(d)
     if 'modes' in d:
-        modes = sorted(d.modes.iloc[0])
-        au = np.array([[m[x]['auroc'] for x in modes] for m in d.modes])
-        p20 = np.array([[m[x]['precision_at_20'] for x in modes] for m in d.modes])
-        out['mode_auroc'] = dict(zip(modes, au.mean(0).round(4).tolist()))
-        out['mode_auroc_std'] = dict(zip(modes, au.std(0).round(4).tolist()))
-        out['mode_precision_at_20'] = dict(zip(modes, p20.mean(0).round(4).tolist()))
-        out['mean_best_auroc'] = float(au.mean())
+        out.update(_mode_aurocs(d))
     if 'ground_truth' in d:  # the ground-truth scores of the seeds' dictionaries
         out['ground_truth'] = summarise_ground_truth([g for g in d.ground_truth if isinstance(g, dict)])
-    if 'paper_metrics' in d:  # the paper's relevance with the simulated namer, per misread share
-        runs = [p for p in d.paper_metrics if isinstance(p, dict)]
-        seeds = lambda e, k: np.array([r[e][k] for r in runs], float)  # a stage read back holds NaN as None
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning)  # no feature named in any seed: NaN, said as such
-            out['paper_metrics'] = {
-                e: {k: float(np.nanmean(seeds(e, k))) for k in runs[0][e]}
-                | {k + '_std': float(np.nanstd(seeds(e, k))) for k in runs[0][e]}
-                for e in (runs[0] if runs else {})
-            }
+    if 'paper_metrics' in d:
+        out['paper_metrics'] = _paper_metrics_over_seeds(d)
     trees = [h for h in d.hierarchy if isinstance(h, dict) and h.get('per_level')] if 'hierarchy' in d else []
-    if trees:  # which concepts each level's matched latents stand for: categories first, modes later, if nested
-        share = lambda h, g, k: h['per_level'][g][k]
-        first_cat, last_mode = (
-            [share(h, 0, 'category_share') for h in trees],
-            [share(h, -1, 'mode_share') for h in trees],
-        )
-        out['hierarchy'] = {
-            'first_level_category_share': float(np.nanmean(first_cat)),
-            'first_level_category_share_std': float(np.nanstd(first_cat)),
-            'last_level_mode_share': float(np.nanmean(last_mode)),
-            'last_level_mode_share_std': float(np.nanstd(last_mode)),
-            'category_share_per_level': {
-                int(x['level']): float(np.nanmean([h['per_level'][g]['category_share'] for h in trees]))
-                for g, x in enumerate(trees[0]['per_level'])
-            },
-        }
+    if trees:
+        out['hierarchy'] = _hierarchy_over_seeds(trees)
     return out
