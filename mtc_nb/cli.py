@@ -13,7 +13,7 @@ from .reproduce import RunLockedError, StageFailedError, run_stages
 from .results import build_docs, build_readme, check_results
 
 # %% auto #0
-__all__ = ['embed_profile_images', 'label', 'embed_command', 'variant_settings', 'main']
+__all__ = ['embed_profile_images', 'label', 'embed_command', 'variant_settings', 'generate_command', 'main']
 
 # %% ../nbs/90e_cli.ipynb #4de8471c
 def _committed_results(ref: str, root: Path) -> dict:
@@ -115,9 +115,61 @@ def _add_param_option(parser, help_text: str) -> None:
         '-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'), help=help_text
     )
 
+# %% ../nbs/90e_cli.ipynb #8467f28b
+def _add_generate_parser(sub) -> None:
+    "The options of `mtc generate`: what to ask for, and of which back end."
+    g = sub.add_parser('generate', help='make a generator folder of images from the prompt suite (resumable)')
+    g.add_argument('--generator', required=True, help='the folder name under --root, e.g. my-model-v2')
+    g.add_argument('--suite', default=None, help='a prompt suite CSV (default: data/prompts/physics_prompts.csv)')
+    g.add_argument('--per-law', type=int, default=None, help='at most N prompts of each law (default: all)')
+    g.add_argument('--phenomena', nargs='*', default=None, help='only these phenomena of the suite')
+    g.add_argument('--seeds', nargs='+', type=int, default=[0], help='seeds (sample indices for an endpoint)')
+    g.add_argument('--root', default='data/generated', help='where generator folders live (relative: to the project)')
+    g.add_argument('--retry-refused', action='store_true', help='ask again for prompts the model refused before')
+    g.add_argument('--endpoint', help='an OpenAI-compatible base URL, e.g. https://api.openai.com/v1')
+    g.add_argument('--model', help="the endpoint's image model")
+    g.add_argument('--size', default='1024x1024', help='image size the endpoint is asked for')
+    g.add_argument('--key-env', default='MTC_IMAGE_API_KEY', help='the environment variable holding the API key')
+    g.add_argument('--workers', type=int, default=4, help='requests in flight at once')
+    g.add_argument('--send-seed', action='store_true', help='send the seed in the request (servers that take one)')
+    g.add_argument('--pipeline', help='a diffusers pipeline folder (save_pretrained), instead of an endpoint')
+    g.add_argument('--device', default='auto', help='where the pipeline runs: auto, cpu, cuda, cuda:N')
+    g.add_argument('--steps', type=int, default=30, help='denoising steps of the pipeline')
+    g.add_argument('--guidance', type=float, default=7.0, help="the pipeline's guidance scale")
+
+# %% ../nbs/90e_cli.ipynb #5890bf7d
+def generate_command(a, root: Path) -> dict:
+    "`mtc generate`: the suite and the back end from the parsed arguments `a`; prints what the folder now holds."
+    from mtc_nb.generate import GenerationError, ImageEndpoint, LocalPipeline, generate
+    from mtc_nb.prompts import load_suite, sample_suite
+
+    if bool(a.endpoint) == bool(a.pipeline):
+        raise ValueError("give either --endpoint URL --model NAME, or --pipeline FOLDER")
+    if a.endpoint and not a.model:
+        raise ValueError("--endpoint needs --model")
+    suite = load_suite(a.suite)
+    if a.per_law or a.phenomena:
+        suite = sample_suite(suite, a.per_law or len(suite), phenomena=a.phenomena)
+    if a.endpoint:
+        backend = ImageEndpoint(a.endpoint, a.model, a.size, a.key_env, max_workers=a.workers, send_seed=a.send_seed)
+    else:
+        backend = LocalPipeline(a.pipeline, a.device, a.steps, a.guidance)
+    out = Path(a.root) if Path(a.root).is_absolute() else root / a.root
+    try:
+        record = generate(suite, a.generator, backend, a.seeds, out, retry_refused=a.retry_refused)
+    except GenerationError as e:
+        raise SystemExit(f"mtc generate: {e}") from None
+    folder = out / a.generator
+    print(
+        f"[mtc] {folder}: {record['images']} of {len(suite) * len(a.seeds)} images; {record['refused']} refused, "
+        f"{record['failed']} failed (each with its reason in {folder / 'failures.csv'}); a rerun makes what is missing"
+    )
+    return record
+
 # %% ../nbs/90e_cli.ipynb #06bf0e3f
 def main(argv: list[str] | None = None) -> None:
-    "Command line: `mtc reproduce`, `mtc embed`, `mtc label`, `mtc check-results`, `mtc readme` (`mtc COMMAND --help`)."
+    """Command line: `mtc reproduce`, `mtc generate`, `mtc embed`, `mtc label`, `mtc check-results`, `mtc readme`
+    (`mtc COMMAND --help`)."""
     import argparse
 
     ap = argparse.ArgumentParser(prog='mtc', description=main.__doc__)
@@ -143,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     lab.add_argument('--profile', default='default', help='whose trained artifacts to use')
     lab.add_argument('--format', default='jsonl', choices=['jsonl', 'csv'])
     _add_param_option(lab, 'override a setting of the profile, e.g. -p data_dir /elsewhere')
+    _add_generate_parser(sub)
     m = sub.add_parser('readme', help='build README.md from nbs/index.ipynb and docs/ from docs/src/')
     m.add_argument('--check', action='store_true', help='exit 1 if README.md or a docs page is out of date')
     a = ap.parse_args(argv)
@@ -159,6 +212,8 @@ def _dispatch(a, root: Path) -> None:
         run_stages(a.profile, a.stages, force=a.force, **{**variant, **{k: _parse(v) for k, v in a.param}})
     elif a.cmd == 'embed':
         embed_command(a.profile, a.workers, a.shard_rows, **{k: _parse(v) for k, v in a.param})
+    elif a.cmd == 'generate':
+        generate_command(a, root)
     elif a.cmd == 'label':
         import sys
         from mtc_nb.scoring import write_labels

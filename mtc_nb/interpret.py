@@ -26,8 +26,8 @@ from .text import one_line
 __all__ = ['OFFLINE', 'OFFLINE_COLUMNS', 'UNNAMED', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS', 'MAX_REPLY_CHARS',
            'MAX_PHRASE_CHARS', 'MODE_CUES', 'FATAL_STATUS', 'RETRY_STATUS', 'NO_COMMON_ERRORS', 'PAPER_MIN_IMAGES',
            'NAMER_MISREAD', 'describe_concept', 'offline_interpret', 'parse_reply', 'error_mode_of', 'LMMConfig',
-           'image_part', 'AnswerCache', 'LMMFatalError', 'LMMRequestError', 'LMMInterpreter', 'relevance', 'accuracy',
-           'simulated_error_pass', 'paper_metrics']
+           'image_part', 'AnswerCache', 'LMMFatalError', 'LMMRequestError', 'retry_after', 'LMMInterpreter',
+           'relevance', 'accuracy', 'simulated_error_pass', 'paper_metrics']
 
 # %% ../nbs/07_interpret.ipynb #48fea9e4
 OFFLINE = 'offline-concepts'
@@ -301,7 +301,7 @@ FATAL_STATUS = {401: 'refused the API key', 403: 'refused access', 404: 'has no 
 RETRY_STATUS = {408, 409, 429}  # and every 5xx
 
 
-def _retry_after(response) -> float | None:
+def retry_after(response) -> float | None:
     "The seconds a `Retry-After` header asks a client to wait (at most 60), else None."
     value = response.headers.get('retry-after') if response is not None else None
     try:
@@ -375,7 +375,7 @@ def _try(self: LMMInterpreter, content):
             )
             raise LMMFatalError(self.fatal) from None
         retry = code in RETRY_STATUS or code >= 500
-        return None, (retry, _retry_after(e.response)), f"HTTP {code}: {one_line(e.message, 200)}"
+        return None, (retry, retry_after(e.response)), f"HTTP {code}: {one_line(e.message, 200)}"
     except openai.APIConnectionError as e:  # a refused connection, a time-out
         return None, (True, None), f"{type(e).__name__}: {one_line(e, 200)}"
     except ValueError as e:  # a body that is not JSON (a connection torn mid-reply)

@@ -19,8 +19,8 @@ from .scenes import plant, render
 from .text import is_utf8_name, one_line, printable_name
 
 # %% auto #0
-__all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SIDE_TABLES', 'LABELS', 'SimGenerator', 'panel_specs', 'make_panel',
-           'index_generated']
+__all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SIDE_TABLES', 'GENERATION_RECORDS', 'LABELS', 'SimGenerator',
+           'panel_specs', 'make_panel', 'index_generated']
 
 # %% ../nbs/09a_panel.ipynb #628011ef
 @dataclass(frozen=True)
@@ -158,6 +158,7 @@ def make_panel(
 
 # %% ../nbs/09a_panel.ipynb #41bd6420
 SIDE_TABLES = {'prompts.csv': ('file', 'prompt'), 'labels.csv': ('file', 'label')}  # beside a generator's images
+GENERATION_RECORDS = ('generation.json', 'failures.csv')  # what `mtc generate` writes beside them: read by no stage
 LABELS = {'plausible': 0, 'implausible': 1}  # a labels.csv label, case and spaces aside
 
 
@@ -220,7 +221,7 @@ def index_generated(root: str | Path) -> tuple[pd.DataFrame, list[dict]]:
         if not is_utf8_name(gen_dir.name):
             note(gen_dir, "the folder's name is not valid UTF-8 (shown with \\x escapes): rename it; left out")
             continue
-        files, left_out = scan_images(gen_dir, expected=tuple(SIDE_TABLES))
+        files, left_out = scan_images(gen_dir, expected=(*SIDE_TABLES, *GENERATION_RECORDS))
         for s in left_out:
             note(gen_dir, f"{s['file']} left out: {s['reason']}")
         if not files:
