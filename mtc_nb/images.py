@@ -4,7 +4,7 @@
 
 # %% ../nbs/01b_images.ipynb #a588ec98
 from __future__ import annotations
-import errno, hashlib, io, os
+import errno, fnmatch, hashlib, io, os
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +91,8 @@ def _why_not_an_image(path: Path) -> str | None:
 # %% ../nbs/01b_images.ipynb #658bcd08
 def scan_images(folder: Path, expected: tuple = ()) -> tuple[list[Path], list[dict]]:
     """(the image files under `folder`, by extension and sorted; one {'file', 'reason'} per other file, left out).
-    Hidden files and folders (macOS `._` resource forks among them) are passed over silently, and so are the names of
-    `expected` at the top of `folder` (a generator's `prompts.csv`). Links are followed; a link to nothing, a loop, or
+    Hidden files and folders (macOS `._` resource forks among them) are passed over silently, and so are the names
+    matching a pattern of `expected` at the top of `folder` (a generator's `prompts.csv`, `labels-*.csv`). Links are followed; a link to nothing, a loop, or
     a name that is not UTF-8 is left out with its reason. One policy for every reader of image folders."""
     folder = Path(folder)
     found, left_out, searched = [], [], set()
@@ -106,7 +106,7 @@ def scan_images(folder: Path, expected: tuple = ()) -> tuple[list[Path], list[di
         searched.add(os.path.realpath(here))
         dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
         for name in sorted(files):
-            if name.startswith('.') or (here == folder and name in expected):
+            if name.startswith('.') or (here == folder and any(fnmatch.fnmatchcase(name, p) for p in expected)):
                 continue
             why = _why_not_an_image(here / name)
             if why:

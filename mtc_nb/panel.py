@@ -158,7 +158,7 @@ def make_panel(
 
 # %% ../nbs/09a_panel.ipynb #41bd6420
 SIDE_TABLES = {'prompts.csv': ('file', 'prompt'), 'labels.csv': ('file', 'label')}  # beside a generator's images
-GENERATION_RECORDS = ('generation.json', 'failures.csv')  # what `mtc generate` writes beside them: read by no stage
+GENERATION_RECORDS = ('generation.json', 'failures.csv', 'labels-*.csv')  # `mtc generate`'s records, more labellers'
 LABELS = {'plausible': 0, 'implausible': 1}  # a labels.csv label, case and spaces aside
 
 

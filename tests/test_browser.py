@@ -2,7 +2,7 @@
 headless Chromium (Debian's, driven by playwright), run, another latent chosen, the view checked to change; and the
 static HTML of the executed notebook, opened in the same browser, showing the inspector's preview."""
 
-import json, os, secrets, shutil, socket, subprocess, sys, time, urllib.request
+import contextlib, json, os, secrets, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import pytest
@@ -60,8 +60,9 @@ def browser():
         chromium.close()
 
 
-def test_the_feature_inspector_live_in_jupyterlab(run, browser, tmp_path):
-    folder, lab = run
+@contextlib.contextmanager
+def jupyterlab(lab: Path, folder: Path, log: Path):
+    "JupyterLab on 127.0.0.1 over `lab` (its state under `folder`): yields the address of a notebook with its token."
     port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, 'JUPYTER_CONFIG_DIR': str(folder / 'jupyter_config'), 'HF_HUB_OFFLINE': '1'}
     server = subprocess.Popen(
@@ -76,7 +77,7 @@ def test_the_feature_inspector_live_in_jupyterlab(run, browser, tmp_path):
             '--allow-root',
             f'--LabApp.workspaces_dir={folder / "workspaces"}',
         ],
-        stdout=open(tmp_path / 'jupyterlab.log', 'w'),
+        stdout=open(log, 'w'),
         stderr=subprocess.STDOUT,
         env=env,
     )
@@ -87,23 +88,40 @@ def test_the_feature_inspector_live_in_jupyterlab(run, browser, tmp_path):
                 urllib.request.urlopen(f'http://127.0.0.1:{port}/api/status?token={token}', timeout=2)
                 break
             except OSError:
-                assert server.poll() is None and time.time() < deadline, (tmp_path / 'jupyterlab.log').read_text()
+                assert server.poll() is None and time.time() < deadline, log.read_text()
                 time.sleep(0.5)
+        yield lambda name: f'http://127.0.0.1:{port}/lab/tree/{name}?token={token}'
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert server.poll() is not None
+
+
+def run_first_cell(page, rendered, tmp_path: Path) -> None:
+    "Run a notebook's first cell once the kernel is connected, until `rendered` (a locator) shows."
+    page.locator('.jp-Notebook').first.wait_for(timeout=60_000)
+    page.get_by_text('Python 3 (mtc_nb) | Idle').first.wait_for(timeout=90_000)  # the kernel is connected
+    for attempt in range(3):  # keys sent before the kernel is connected are lost: send them again
+        page.locator('.jp-Cell .jp-InputPrompt').first.click()  # the cell, in command mode
+        page.keyboard.press('Control+Enter')  # run it
+        try:
+            rendered.first.wait_for(timeout=60_000)
+            return
+        except playwright.TimeoutError:
+            page.screenshot(path=str(tmp_path / f'attempt_{attempt}.png'), full_page=True)
+    raise AssertionError(f"the widget never rendered: see {tmp_path}")
+
+
+def test_the_feature_inspector_live_in_jupyterlab(run, browser, tmp_path):
+    folder, lab = run
+    with jupyterlab(lab, folder, tmp_path / 'jupyterlab.log') as address:
         page = browser.new_page(viewport={'width': 1400, 'height': 1000})
-        page.goto(f'http://127.0.0.1:{port}/lab/tree/inspect.ipynb?token={token}')
-        page.locator('.jp-Notebook').first.wait_for(timeout=60_000)
-        page.get_by_text('Python 3 (mtc_nb) | Idle').first.wait_for(timeout=90_000)  # the kernel is connected
+        page.goto(address('inspect.ipynb'))
         info = page.locator('.mtc-feature-info')
-        for attempt in range(3):  # keys sent before the kernel is connected are lost: send them again
-            page.locator('.jp-Cell .jp-InputPrompt').first.click()  # the cell, in command mode
-            page.keyboard.press('Control+Enter')  # run it
-            try:
-                info.first.wait_for(timeout=60_000)
-                break
-            except playwright.TimeoutError:
-                page.screenshot(path=str(tmp_path / f'attempt_{attempt}.png'), full_page=True)
-        else:
-            raise AssertionError(f"the inspector never rendered: see {tmp_path}")
+        run_first_cell(page, info, tmp_path)
         before = info.first.inner_text()
         assert 'latent' in before and 'error ratio' in before
         page.locator('.mtc-latent select').select_option(index=1)
@@ -114,13 +132,6 @@ def test_the_feature_inspector_live_in_jupyterlab(run, browser, tmp_path):
         assert after != before and 'latent' in after  # another latent, another view
         page.screenshot(path=str(tmp_path / 'feature_inspector.png'), full_page=True)
         assert (tmp_path / 'feature_inspector.png').stat().st_size > 10_000
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    assert server.poll() is not None
 
 
 def test_the_static_html_shows_the_preview(run, browser, tmp_path):
@@ -173,3 +184,39 @@ def test_no_name_runs_in_a_readers_browser(own_run, browser):
         if page_file.name in ('09_benchmark.html', 'summary.html'):
             assert 'onerror=alert(1)' in page.inner_text('body')  # the name is there, as text
         page.close()
+
+
+def test_the_annotator_in_jupyterlab_keeps_its_labels_across_a_reload(browser, tmp_path):
+    "Label by click and by key in JupyterLab, reload the page: the labels are on disk and the widget resumes."
+    from PIL import Image
+
+    gen = tmp_path / 'gen'
+    gen.mkdir()
+    for i in range(3):
+        Image.new('RGB', (48, 48), (80 * i, 90, 160)).save(gen / f'{i}.png')
+    lab = tmp_path / 'lab'
+    lab.mkdir()
+    source = f"from mtc_nb.annotate import Annotator\nannotator = Annotator({str(gen)!r}, seed=0).show()"
+    nb = notebook(tmp_path)
+    nb['cells'][0]['source'] = [source]
+    (lab / 'label.ipynb').write_text(json.dumps(nb))
+    labels = gen / 'labels.csv'
+    rows = lambda: len(labels.read_text().splitlines()) - 1 if labels.exists() else 0
+    with jupyterlab(lab, tmp_path, tmp_path / 'jupyterlab.log') as address:
+        page = browser.new_page(viewport={'width': 1400, 'height': 1000})
+        page.goto(address('label.ipynb'))
+        progress = page.locator('.mtc-annotator-progress')
+        run_first_cell(page, progress, tmp_path)
+        assert '0 of 3 labelled' in progress.first.inner_text()
+        page.get_by_role('button', name='implausible (i)').first.click()
+        page.wait_for_function("() => document.querySelector('.mtc-annotator-progress').innerText.includes('1 of 3')")
+        page.get_by_placeholder('type p, i, s, u or 1-9 here').first.fill('p')  # the keyboard path
+        page.wait_for_function("() => document.querySelector('.mtc-annotator-progress').innerText.includes('2 of 3')")
+        assert rows() == 2  # on disk at once
+        page.reload()
+        progress = page.locator('.mtc-annotator-progress')
+        run_first_cell(page, progress, tmp_path)
+        assert '2 of 3 labelled' in progress.first.inner_text()  # resumed from the file
+    import pandas as pd
+
+    assert sorted(pd.read_csv(labels).label) == ['implausible', 'plausible']
