@@ -92,8 +92,9 @@ def _why_not_an_image(path: Path) -> str | None:
 def scan_images(folder: Path, expected: tuple = ()) -> tuple[list[Path], list[dict]]:
     """(the image files under `folder`, by extension and sorted; one {'file', 'reason'} per other file, left out).
     Hidden files and folders (macOS `._` resource forks among them) are passed over silently, and so are the names
-    matching a pattern of `expected` at the top of `folder` (a generator's `prompts.csv`, `labels-*.csv`). Links are followed; a link to nothing, a loop, or
-    a name that is not UTF-8 is left out with its reason. One policy for every reader of image folders."""
+    matching a pattern of `expected` at the top of `folder` (a generator's `prompts.csv`, `labels-*.csv`). Links are
+    followed; a link to nothing, a loop, or a name that is not UTF-8 is left out with its reason. One policy for every
+    reader of image folders."""
     folder = Path(folder)
     found, left_out, searched = [], [], set()
     leave = lambda p, reason: left_out.append({'file': printable_name(p.relative_to(folder)), 'reason': reason})
