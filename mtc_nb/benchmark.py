@@ -19,9 +19,10 @@ from .panel import PANEL, CLEAN, CONTROL
 from .prevalence import prevalence
 
 # %% auto #0
-__all__ = ['UNNAMED_DETECTORS', 'CALIBRATION_COLUMNS', 'MIN_FEATURE_AUROC', 'UNINFORMATIVE_WIDTH', 'youden_threshold',
-           'best_detectors', 'calibrate_features', 'gate_features', 'labelled_sample', 'panel_sample', 'measure',
-           'ranking', 'validate_panel', 'calibration_notes', 'markdown_summary']
+__all__ = ['UNNAMED_DETECTORS', 'CALIBRATION_COLUMNS', 'MIN_FEATURE_AUROC', 'PHENOMENON_COLUMNS', 'UNINFORMATIVE_WIDTH',
+           'youden_threshold', 'best_detectors', 'calibrate_features', 'gate_features', 'labelled_sample',
+           'panel_sample', 'measure', 'by_phenomenon', 'ranking', 'validate_panel', 'calibration_notes',
+           'markdown_summary']
 
 # %% ../nbs/09_benchmark.ipynb #cffb2091
 def youden_threshold(scores, truth) -> float:
@@ -302,6 +303,38 @@ def measure(
                 )
     return pd.DataFrame(rows)
 
+# %% ../nbs/09_benchmark.ipynb #7d9fd8f6
+PHENOMENON_COLUMNS = ['generator', 'phenomenon', 'n', 'prompts', 'raw', 'corrected', 'ci_low', 'ci_high']
+
+
+def by_phenomenon(images: pd.DataFrame, fire, cal_fire, man_test, B: int, seed: int, weights=None) -> pd.DataFrame:
+    """Per generator and phenomenon (the images whose `phenomenon` is known): the implausibility rate (column 0 of
+    `fire`), raw and corrected, with the corrected rate's 95% interval over `B` resamples of whole prompts."""
+    if 'phenomenon' not in images or images.phenomenon.isna().all():
+        return pd.DataFrame(columns=PHENOMENON_COLUMNS)
+    weights = weights or {}
+    implausible = (man_test.label.values == 1).astype(int)
+    known = images.phenomenon.notna().values
+    where = np.flatnonzero(known)
+    rows = []
+    for (g, phenomenon), local in images[known].groupby(['generator', 'phenomenon'], sort=True).indices.items():
+        idx = where[local]
+        prompts = images.prompt.iloc[idx] if images.prompt.iloc[idx].notna().all() else None
+        p = prevalence(fire[idx][:, [0]], cal_fire[..., [0]], implausible, B, seed, prompts, weights.get(g))
+        rows.append(
+            {
+                'generator': g,
+                'phenomenon': phenomenon,
+                'n': len(idx),
+                'prompts': int(prompts.nunique()) if prompts is not None else len(idx),
+                'raw': float(p['raw'][0]),
+                'corrected': float(p['corrected'][0]),
+                'ci_low': float(p['corrected_ci'][0][0]),
+                'ci_high': float(p['corrected_ci'][1][0]),
+            }
+        )
+    return pd.DataFrame(rows, columns=PHENOMENON_COLUMNS)
+
 # %% ../nbs/09_benchmark.ipynb #02c1226a
 def ranking(images: pd.DataFrame, fire, cal_fire, man_test, B: int, seed: int, weights=None) -> pd.DataFrame:
     "Generators ranked by corrected implausibility rate (1 = fails most), with each rank's 95% interval."
@@ -504,6 +537,22 @@ def _failures_section(corrected: pd.DataFrame, tag) -> list[str]:
         out.append('No failure feature entered the benchmark: the rates above are all it measures (see below).')
     return out
 
+# %% ../nbs/09_benchmark.ipynb #bbfeaee8
+def _phenomena_section(phenomena: pd.DataFrame) -> list[str]:
+    "Each generator's implausibility rate per phenomenon of the prompt suite, corrected, with its 95% interval."
+    out = [
+        '',
+        '## Per phenomenon of the prompt suite (corrected implausibility rate)',
+        '',
+        '| generator | phenomenon | images (prompts) | rate | 95% interval |',
+        '|---|---|---|---|---|',
+    ]
+    return out + [
+        f"| {markdown_text(r.generator)} | {markdown_text(r.phenomenon)} | {r.n} ({r.prompts}) | {r.corrected:.3f} "
+        f"| {r.ci_low:.3f}–{r.ci_high:.3f} |"
+        for r in phenomena.itertuples()
+    ]
+
 # %% ../nbs/09_benchmark.ipynb #5a563025
 def _validation_section(summary: dict) -> list[str]:
     "How well the benchmark recovered the simulated panel's known truth (`validate_panel`)."
@@ -565,6 +614,7 @@ def markdown_summary(
     problems: list | None = None,
     unnamed: dict | None = None,
     profile: str = 'default',
+    phenomena: pd.DataFrame | None = None,
 ) -> str:
     """The benchmark in a page of Markdown: ranking, each generator's most prevalent failures, validation, causal flags;
     then the unnamed features (with their contact sheets and how to name them), the features left out and why, and
@@ -580,6 +630,7 @@ def markdown_summary(
         ]
     out += _ranking_section(ranks, tag) + calibration_notes(table)
     out += _failures_section(table[table.estimate == 'corrected'], tag)
+    out += _phenomena_section(phenomena) if phenomena is not None and len(phenomena) else []
     out += _validation_section(summary) if summary else []
     out += _causal_section(causal)
     out += _unnamed_section(unnamed, profile) if unnamed else []

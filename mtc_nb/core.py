@@ -76,7 +76,11 @@ def _data_problems(v: dict) -> list[str]:
     from mtc_nb.scenes import MODES, WORLDS
 
     out = [p for name, low in _MINIMUM.items() if name in v and (p := _int_at_least(v, name, low))]
-    choices = {'dataset': ('scenes', 'folders'), 'encoder': ('efficientnet-lite0', 'clip'), 'world': tuple(WORLDS)}
+    choices = {
+        'dataset': ('scenes', 'folders', 'labelled'),
+        'encoder': ('efficientnet-lite0', 'clip'),
+        'world': tuple(WORLDS),
+    }
     out += [f"{k} = {v[k]!r}: one of {list(c)}" for k, c in choices.items() if k in v and v[k] not in c]
     for name in ('finetune_lr', 'head_lr'):
         if name in v and not (isinstance(v[name], (int, float)) and v[name] > 0):

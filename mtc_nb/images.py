@@ -17,7 +17,7 @@ from .text import is_utf8_name, printable_name
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'UNDECODABLE_EXTS', 'MIN_IMAGE_SIDE', 'ImageReadError', 'read_image', 'scan_images', 'check_images',
-           'index_folders', 'images_per_class_needed']
+           'split_by_class', 'index_folders', 'images_per_class_needed']
 
 # %% ../nbs/01b_images.ipynb #f2221100
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff')  # what PIL decodes (GIF: 1st frame)
@@ -154,6 +154,30 @@ def check_images(root: Path, files: list[Path], labels: list[int]) -> tuple[list
         skipped.append(copy)
     return [i for i in keep if i not in in_both], skipped
 
+# %% ../nbs/01b_images.ipynb #cfd7931f
+def split_by_class(df: pd.DataFrame, splits, seed: int, root, skipped: list, classes_from: str) -> pd.DataFrame:
+    """`df` (one row per usable image, its 0/1 `label`) with a `split` column: each class split on its own, so that
+    every split holds both. A class missing or too small for the splits is an error naming `root`, where the images
+    came from (`classes_from`) and what was found."""
+    if df.empty or df.label.nunique() < 2:
+        raise ValueError(
+            f"No usable images, or a single class, under {root} ({len(skipped)} files left out): "
+            f"need images of both classes ({classes_from})"
+        )
+    counts = df.label.value_counts()
+    if counts.min() < (need := images_per_class_needed(splits)):
+        raise ValueError(
+            f"Too few images under {root} for the splits {tuple(splits)}: each class needs at least "
+            f"{need} so that every split holds both (found {counts.get(0, 0)} plausible, "
+            f"{counts.get(1, 0)} implausible, {len(skipped)} files left out)"
+        )
+    rng, split = np.random.default_rng(seed), np.empty(len(df), object)
+    for label in (0, 1):  # split each class on its own: every split holds both
+        rows_of_label = np.flatnonzero(df.label.values == label)
+        split[rows_of_label] = assign_splits(rng.permutation(len(rows_of_label)), splits)
+    df.insert(1, 'split', split)
+    return df
+
 # %% ../nbs/01b_images.ipynb #69c850bc
 def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
     """A manifest for images in `root/human_correct` (label 0) and `root/human_error` (label 1), each file read once
@@ -185,25 +209,7 @@ def index_folders(root: str | os.PathLike, splits=(0.8, 0.05, 0.15), seed: int =
                 file=str(files[i].relative_to(root)),
             )
         )
-    df = pd.DataFrame(rows)
-    if df.empty or df.label.nunique() < 2:
-        raise ValueError(
-            f"No usable images, or a single class, under {root} ({len(skipped)} files left out): "
-            "need images in both human_correct/ and human_error/"
-        )
-    counts = df.label.value_counts()
-    if counts.min() < (need := images_per_class_needed(splits)):
-        raise ValueError(
-            f"Too few images under {root} for the splits {tuple(splits)}: each class needs at least "
-            f"{need} so that every split holds both (found {counts.get(0, 0)} plausible, "
-            f"{counts.get(1, 0)} implausible, {len(skipped)} files left out)"
-        )
-    rng, split = np.random.default_rng(seed), np.empty(len(df), object)
-    for label in (0, 1):  # split each class on its own: every split holds both
-        rows_of_label = np.flatnonzero(df.label.values == label)
-        split[rows_of_label] = assign_splits(rng.permutation(len(rows_of_label)), splits)
-    df.insert(1, 'split', split)
-    return df, skipped
+    return split_by_class(pd.DataFrame(rows), splits, seed, root, skipped, 'human_correct/ and human_error/'), skipped
 
 # %% ../nbs/01b_images.ipynb #21403559
 def images_per_class_needed(splits) -> int:

@@ -154,7 +154,7 @@ def stage_specs(cfg: Profile) -> dict:
         if stage == 'encoder' and cfg.values.get('encoder') == 'clip':
             settings['clip_path'] = str(cfg.path('clip_path'))
         inputs = None
-        if stage == 'scenes' and cfg.values.get('dataset') == 'folders':
+        if stage == 'scenes' and cfg.values.get('dataset') in ('folders', 'labelled'):
             inputs = _folder_listing(cfg.path('image_root'))
         if stage == 'benchmark':
             inputs = _folder_listing(cfg.path('generated_root'))

@@ -13,14 +13,14 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from .images import scan_images
+from .images import check_images, scan_images, split_by_class
 from .scenes import MODES, SCENE_KINDS, GENERATORS, WORLDS, Style, draw_attributes
 from .scenes import plant, render
 from .text import is_utf8_name, one_line, printable_name
 
 # %% auto #0
 __all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SIDE_TABLES', 'GENERATION_RECORDS', 'LABELS', 'SimGenerator',
-           'panel_specs', 'make_panel', 'index_generated']
+           'panel_specs', 'make_panel', 'index_generated', 'index_labelled']
 
 # %% ../nbs/09a_panel.ipynb #628011ef
 @dataclass(frozen=True)
@@ -209,7 +209,8 @@ def _labels_of(table: pd.DataFrame, name: str) -> tuple[pd.Series, list[str]]:
 
 # %% ../nbs/09a_panel.ipynb #688efe93
 def index_generated(root: str | Path) -> tuple[pd.DataFrame, list[dict]]:
-    """(one row per image under root/<generator>/: id, generator, file (relative to root), prompt, label, mode;
+    """(one row per image under root/<generator>/: id, generator, file (relative to root), prompt, label, mode,
+    phenomenon;
     one {'generator', 'problem'} per thing a user should know: files left out, side-table problems, a generator
     folder with no image). A problem of one generator never stops another."""
     root = Path(root)
@@ -244,12 +245,38 @@ def index_generated(root: str | Path) -> tuple[pd.DataFrame, list[dict]]:
                 note(gen_dir, f"{name}: {len(unknown)} row(s) name no image of the folder (e.g. {unknown[0]!r})")
         prompts, labels = tables['prompts.csv'], tables['labels.csv']
         df['prompt'] = df.rel.map(prompts.set_index('file').prompt) if prompts is not None else None
+        if prompts is not None and 'phenomenon' in prompts:  # made by `mtc generate`: the suite's phenomenon
+            df['phenomenon'] = df.rel.map(prompts.set_index('file').phenomenon)
         if labels is not None:
             values, found = _labels_of(labels, 'labels.csv')
             problems += [{'generator': gen_dir.name, 'problem': p} for p in found]
             df['label'] = df.rel.map(dict(zip(labels.file, values)))
             df['mode'] = df.rel.map(labels.set_index('file')['mode']) if 'mode' in labels else None
         frames.append(df.drop(columns='rel'))
-    cols = ['id', 'generator', 'file', 'prompt', 'label', 'mode']
+    cols = ['id', 'generator', 'file', 'prompt', 'label', 'mode', 'phenomenon']
     out = pd.concat(frames, ignore_index=True).reindex(columns=cols) if frames else pd.DataFrame(columns=cols)
     return out, problems
+
+# %% ../nbs/09a_panel.ipynb #40e4fb5c
+def index_labelled(root: str | Path, splits=(0.8, 0.05, 0.15), seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
+    """A manifest of the labelled images of every generator folder under `root`, each read once (`check_images`):
+    (the usable images with their splits, one {'file', 'reason'} per file or problem left out)."""
+    images, problems = index_generated(root)
+    labelled = images[images.label.notna()].reset_index(drop=True)
+    labels = labelled.label.astype(int).tolist()
+    keep, unusable = check_images(Path(root), [Path(root) / f for f in labelled.file], labels)
+    rows = labelled.iloc[keep]
+    df = pd.DataFrame(
+        {
+            'id': rows.file.values,
+            'label': rows.label.astype(int).values,
+            'mode': np.where(rows.label.astype(int).values == 1, 'unknown', 'none'),
+            'category': np.where(rows.label.astype(int).values == 1, 'unknown', 'none'),
+            'kind': 'unknown',
+            'generator': rows.generator.values,
+            'file': rows.file.values,
+        }
+    )
+    skipped = [{'file': p['generator'], 'reason': p['problem']} for p in problems] + unusable
+    where = "the labels.csv of each generator folder (the annotator, 14_annotate, writes them)"
+    return split_by_class(df, splits, seed, root, skipped, where), skipped

@@ -35,8 +35,8 @@ def _run_record(cfg: Profile, name: str, fingerprint: str) -> dict:
 # %% ../nbs/90d_reproduce.ipynb #94312468
 def check_inputs(cfg: Profile) -> None:
     """Fail before any stage runs (and writes into the user's figures) when the profile's inputs are missing: the
-    CLIP folder of the clip encoder, the two class folders of `dataset = folders` (settings are checked when the profile
-    loads)."""
+    CLIP folder of the clip encoder, the two class folders of `dataset = folders`, the folder of generator folders of
+    `dataset = labelled` (settings are checked when the profile loads)."""
     if cfg.encoder == 'clip' and not (cfg.path('clip_path') / 'config.json').exists():
         raise FileNotFoundError(
             f"No CLIP weights at {cfg.path('clip_path')} (clip_path, or $MTC_CLIP_PATH): put "
@@ -49,6 +49,11 @@ def check_inputs(cfg: Profile) -> None:
             raise FileNotFoundError(
                 f"Expected folders of images {missing} under {cfg.path('image_root')} (image_root); see data/README.md"
             )
+    if cfg.dataset == 'labelled' and not cfg.path('image_root').is_dir():
+        raise FileNotFoundError(
+            f"Expected generator folders with labels.csv under {cfg.path('image_root')} (image_root): make them with "
+            "`mtc generate` and label them with the annotator (notebook 14_annotate)"
+        )
 
 # %% ../nbs/90d_reproduce.ipynb #61799359
 _PROGRESS_LINE = re.compile(r'^(?:(?P<desc>[^\n:|]{1,80}): +)?\d{1,3}%\|')  # a tqdm bar's line, by its description

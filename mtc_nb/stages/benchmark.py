@@ -69,7 +69,7 @@ def profile_scorer(cfg) -> Scorer:
 
 # %% ../../nbs/85_benchmark_stage.ipynb #112fe586
 from ..panel import make_panel
-from ..benchmark import calibrate_features, gate_features, measure, ranking, validate_panel
+from ..benchmark import by_phenomenon, calibrate_features, gate_features, measure, ranking, validate_panel
 from ..prevalence import calibration_styles, style_weights
 from ..benchmark import panel_sample
 from ..causal import causal_check
@@ -181,6 +181,7 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
     weights = {g: style_weights(h2_of(g), h2_styles) for g in images.generator.unique()} if n_styles else None
     table = measure(images, fire, cal_fire, man_test, features, B, seed, weights)
     ranks = ranking(images, fire, cal_fire, man_test, B, seed, weights)
+    phenomena = by_phenomenon(images, fire, cal_fire, man_test, B, seed, weights)
     causal = causal_check(dictionary, head, h2, A, features, levels, seed=seed)
     images['implausibility'] = h0
     for j, f in enumerate(features.feature):
@@ -193,6 +194,7 @@ def run_benchmark(cfg, checkpoint: tuple, folder: Path, seed: int, progress: boo
         'unnamed': unnamed,
         'causal': causal,
         'ranking': ranks,
+        'phenomena': phenomena,
         'images': images,
         'summary': validate_panel(table, features),
         'unreadable': unreadable,
@@ -214,11 +216,13 @@ def benchmark_stage(cfg, force: bool = False, progress: bool = True) -> dict:
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir(parents=True)
     out = run_benchmark(cfg, canonical_checkpoint(cfg), fresh, int(cfg.seed), progress)
-    for stem in ('table', 'features', 'excluded', 'causal', 'ranking', 'images'):
+    for stem in ('table', 'features', 'excluded', 'causal', 'ranking', 'phenomena', 'images'):
         out[stem].to_parquet(fresh / f'{stem}.parquet', index=False)
     out['table'].to_csv(fresh / 'table.csv', index=False)
+    out['phenomena'].to_csv(fresh / 'phenomena.csv', index=False)
     write_json(fresh / 'scorer.json', {'dictionary': out['name'], 'error_ratio': out['error_ratio']})
     notes = {'excluded': out['excluded'], 'problems': out['problems'], 'unnamed': out['unnamed'], 'profile': cfg.name}
+    notes['phenomena'] = out['phenomena']
     summary = markdown_summary(out['table'], out['ranking'], out['causal'], out['summary'], **notes)
     (fresh / 'summary.md').write_text(summary, encoding='utf-8')
     swap_in(fresh, folder)
@@ -252,6 +256,7 @@ def load_benchmark(cfg) -> dict:
         'features': read('features'),
         'causal': read('causal'),
         'ranking': read('ranking'),
+        'phenomena': read('phenomena') if (folder / 'phenomena.parquet').exists() else None,
         'images': read('images'),
         'excluded': read('excluded') if (folder / 'excluded.parquet').exists() else None,
         'summary': done['summary'],

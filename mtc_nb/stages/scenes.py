@@ -16,19 +16,22 @@ __all__ = ['scenes_stage', 'load_scenes']
 
 # %% ../../nbs/80_scenes_stage.ipynb #e8cc902a
 from ..images import index_folders
+from ..panel import index_labelled
 from ..scenes import make_dataset
 
 
 def scenes_stage(cfg, force: bool = False) -> tuple[pd.DataFrame, Path]:
-    """The dataset of profile `cfg`: (manifest, image folder); generated scenes, or the user's folders for
-    `dataset = folders`. Reused while the stage's fingerprint is unchanged; `force` makes it again."""
+    """The dataset of profile `cfg`: (manifest, image folder); generated scenes, the user's class folders for
+    `dataset = folders`, or the labelled images of generator folders for `dataset = labelled`. Reused while the
+    stage's fingerprint is unchanged; `force` makes it again."""
     spec, done = open_stage(cfg, 'scenes', force)
     if done:
         return load_scenes(cfg)
     folder = stage_dir(cfg, 'scenes')
-    if cfg.dataset == 'folders':
+    if cfg.dataset in ('folders', 'labelled'):
         image_dir = cfg.path('image_root')
-        df, skipped = index_folders(image_dir, cfg.splits, cfg.seed)
+        index = index_folders if cfg.dataset == 'folders' else index_labelled
+        df, skipped = index(image_dir, cfg.splits, cfg.seed)
         folder.mkdir(parents=True, exist_ok=True)
         df.to_parquet(folder / 'manifest.parquet', index=False)
         write_json(folder / 'skipped.json', skipped)
@@ -60,5 +63,5 @@ def load_scenes(cfg) -> tuple[pd.DataFrame, Path]:
     "The scenes stage's outputs (manifest, image folder); the stage must be complete and current."
     require_stage(cfg, 'scenes')
     folder = stage_dir(cfg, 'scenes')
-    image_dir = cfg.path('image_root') if cfg.dataset == 'folders' else folder / 'images'
+    image_dir = folder / 'images' if cfg.dataset == 'scenes' else cfg.path('image_root')
     return pd.read_parquet(folder / 'manifest.parquet'), image_dir
