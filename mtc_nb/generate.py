@@ -253,6 +253,23 @@ def read_record(folder: str | Path) -> dict:
     path = Path(folder) / 'generation.json'
     return json.loads(path.read_text()) if path.exists() else {}
 
+# %% ../nbs/13_generate.ipynb #06bf8d4d
+def _ended(todo: pd.DataFrame, attempt, workers: int):
+    """Yield (file, outcome) of each job of `todo` as it ends: one at a time in this thread (a local model runs fastest
+    in the thread that set torch up), or up to `workers` requests in flight. Stopping the loop (an error, a kill)
+    starts no further job; those running end first."""
+    if workers <= 1:
+        for r in todo.itertuples():
+            yield r.file, attempt(r.prompt, int(r.seed))
+        return
+    pool = ThreadPoolExecutor(workers)
+    try:
+        running = {pool.submit(attempt, r.prompt, int(r.seed)): r.file for r in todo.itertuples()}
+        for future in as_completed(running):
+            yield running[future], future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
 # %% ../nbs/13_generate.ipynb #e5581629
 def generate(
     suite: pd.DataFrame,
@@ -298,21 +315,17 @@ def generate(
             raise
 
     bar = tqdm(total=len(todo), desc=f'generating {generator}', unit='image', disable=not progress)
-    pool = ThreadPoolExecutor(max(1, int(backend.max_workers)))
     try:
-        running = {pool.submit(attempt, r.prompt, int(r.seed)): r.file for r in todo.itertuples()}
-        for future in as_completed(running):
-            outcome = future.result()
+        for file, outcome in _ended(todo, attempt, int(backend.max_workers)):
             if outcome is None:
                 continue
             if outcome.png is not None:
-                _write_atomic(folder / running[future], outcome.png)
+                _write_atomic(folder / file, outcome.png)
                 outcome.png = None
-            outcomes[running[future]] = outcome
+            outcomes[file] = outcome
             bar.update()
     finally:
         stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)  # a stop (an error, a kill): what is running ends, no more starts
         bar.close()
         seconds = [o.seconds for o in outcomes.values() if o.status == 'ok']
         run = {

@@ -122,3 +122,42 @@ def test_settings_that_cannot_work_are_refused_before_any_request(tmp_path):
     bad.write_text('prompt_id,prompt\na,b\n')
     with pytest.raises(SystemExit, match='suite.csv'):
         main(generate_args(tmp_path, 'x', 'http://127.0.0.1:9/v1', '--suite', str(bad)))
+
+
+def test_from_prompts_to_a_failure_report_per_phenomenon(tmp_path):
+    "Generate with the stand-in, label in the widget (scripted), train on the labels, benchmark by phenomenon."
+    import numpy as np
+    from PIL import Image
+    from conftest import run_chain, tiny_profile
+    from mtc_nb.annotate import Annotator
+    from mtc_nb.generate import ImageEndpoint, generate
+
+    suite = sample_suite(load_suite(), 1, phenomena=['shadows_light', 'buoyancy'])
+    shadows = set(suite.prompt[suite.phenomenon == 'shadows_light'])
+
+    def respond(request, n):  # the stand-in gets shadows wrong on even seeds, buoyancy only on seed 0
+        wrong = request['seed'] % 2 == 0 if request['prompt'] in shadows else request['seed'] == 0
+        return image_reply((220, n, 30) if wrong else (30, n, 220), size=(32, 32))  # n: no two images alike
+
+    root = tmp_path / 'generated'
+    with LocalChatServer(respond) as server:
+        generate(suite, 'stand-in', ImageEndpoint(server.url, 'm', send_seed=True), range(6), root, progress=False)
+    annotator = Annotator(root / 'stand-in', seed=0)
+    while annotator.current is not None:  # a person's judgement, scripted: red is the failure
+        red = np.asarray(Image.open(root / 'stand-in' / annotator.current))[..., 0].mean() > 128
+        annotator.press('implausible' if red else 'plausible')
+    cfg = tiny_profile(
+        tmp_path,
+        dataset='labelled',
+        image_root=str(root),
+        generated_root=str(root),
+        benchmark_images=0,
+        benchmark_calibration_styles=0,
+        head_epochs=30,
+    )
+    bench = run_chain(cfg)['benchmark']
+    phenomena = bench['phenomena'].set_index('phenomenon')
+    assert set(phenomena.index) == {'shadows_light', 'buoyancy'} and (phenomena.n == phenomena.prompts * 6).all()
+    assert phenomena.corrected['shadows_light'] > phenomena.corrected['buoyancy']
+    summary = (cfg.run_dir / 'benchmark' / 'summary.md').read_text()
+    assert '## Per phenomenon of the prompt suite' in summary and 'shadows\\_light' in summary
