@@ -298,6 +298,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'mtc_nb.generate._ask_once': ('generate.html#_ask_once', 'mtc_nb/generate.py'),
                                  'mtc_nb.generate._ended': ('generate.html#_ended', 'mtc_nb/generate.py'),
                                  'mtc_nb.generate._jobs': ('generate.html#_jobs', 'mtc_nb/generate.py'),
+                                 'mtc_nb.generate._maker': ('generate.html#_maker', 'mtc_nb/generate.py'),
+                                 'mtc_nb.generate._pending': ('generate.html#_pending', 'mtc_nb/generate.py'),
                                  'mtc_nb.generate._write_atomic': ('generate.html#_write_atomic', 'mtc_nb/generate.py'),
                                  'mtc_nb.generate._write_records': ('generate.html#_write_records', 'mtc_nb/generate.py'),
                                  'mtc_nb.generate.ask_endpoint': ('generate.html#ask_endpoint', 'mtc_nb/generate.py'),

@@ -270,6 +270,28 @@ def _ended(todo: pd.DataFrame, attempt, workers: int):
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
+# %% ../nbs/13_generate.ipynb #735c9fd5
+def _pending(folder: Path, jobs: pd.DataFrame, retry_refused: bool) -> pd.DataFrame:
+    "The jobs without an image in `folder`, less those refused before (unless `retry_refused`)."
+    refused = set()
+    if (folder / 'failures.csv').exists() and not retry_refused:
+        before = pd.read_csv(folder / 'failures.csv', keep_default_na=False)
+        refused = set(before.file[before.status == 'refused'])
+    return jobs[[not (folder / f).exists() and f not in refused for f in jobs.file]]
+
+
+def _maker(backend, client=None):
+    "make(prompt, seed) -> Outcome for `backend`: an endpoint's client, or a pipeline loaded once."
+    if isinstance(backend, ImageEndpoint):
+        import openai
+
+        client = client or openai.OpenAI(
+            base_url=backend.base_url, api_key=backend.api_key(), max_retries=0, timeout=backend.timeout
+        )
+        return lambda prompt, seed: ask_endpoint(backend, client, prompt, seed)
+    pipe = backend.load()
+    return lambda prompt, seed: run_pipeline(backend, pipe, prompt, seed)
+
 # %% ../nbs/13_generate.ipynb #e5581629
 def generate(
     suite: pd.DataFrame,
@@ -287,21 +309,8 @@ def generate(
     folder = generator_folder(root, generator)
     folder.mkdir(parents=True, exist_ok=True)
     jobs = _jobs(suite, seeds)
-    refused = set()
-    if (folder / 'failures.csv').exists() and not retry_refused:
-        before = pd.read_csv(folder / 'failures.csv', keep_default_na=False)
-        refused = set(before.file[before.status == 'refused'])
-    todo = jobs[[not (folder / f).exists() and f not in refused for f in jobs.file]]
-    if isinstance(backend, ImageEndpoint):
-        import openai
-
-        client = client or openai.OpenAI(
-            base_url=backend.base_url, api_key=backend.api_key(), max_retries=0, timeout=backend.timeout
-        )
-        make = lambda prompt, seed: ask_endpoint(backend, client, prompt, seed)
-    else:
-        pipe = backend.load() if len(todo) else None
-        make = lambda prompt, seed: run_pipeline(backend, pipe, prompt, seed)
+    todo = _pending(folder, jobs, retry_refused)
+    make = _maker(backend, client) if len(todo) else None
     outcomes, started = {}, datetime.now(timezone.utc).isoformat(timespec='seconds')
     stop = threading.Event()  # set by a request that stops the run, or by an interruption: no request starts after it
 
