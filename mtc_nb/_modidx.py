@@ -367,6 +367,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'mtc_nb.interpret._unnamed_rows': ('interpret.html#_unnamed_rows', 'mtc_nb/interpret.py'),
                                   'mtc_nb.interpret.accuracy': ('interpret.html#accuracy', 'mtc_nb/interpret.py'),
                                   'mtc_nb.interpret.describe_concept': ('interpret.html#describe_concept', 'mtc_nb/interpret.py'),
+                                  'mtc_nb.interpret.endpoint_key': ('interpret.html#endpoint_key', 'mtc_nb/interpret.py'),
                                   'mtc_nb.interpret.error_mode_of': ('interpret.html#error_mode_of', 'mtc_nb/interpret.py'),
                                   'mtc_nb.interpret.image_part': ('interpret.html#image_part', 'mtc_nb/interpret.py'),
                                   'mtc_nb.interpret.offline_interpret': ('interpret.html#offline_interpret', 'mtc_nb/interpret.py'),

@@ -9,14 +9,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
 from .core import resolve_device, write_json
-from .interpret import FATAL_STATUS, RETRY_STATUS, retry_after
+from .interpret import FATAL_STATUS, RETRY_STATUS, endpoint_key, retry_after
 from .text import one_line
 
 # %% auto #0
@@ -88,13 +87,11 @@ class ImageEndpoint:
     send_seed: bool = False  # pass the seed in the request body (for servers that take one)
 
     def api_key(self) -> str:
-        "The key from the environment; a local server may go without one."
-        key = os.environ.get(self.api_key_env)
-        if key:
-            return key
-        if urlparse(self.base_url).hostname in ('127.0.0.1', 'localhost', '::1'):
-            return 'no-key'
-        raise GenerationError(f"set the environment variable {self.api_key_env} to the API key of {self.base_url}")
+        "The key from the environment (`endpoint_key`); a local server may go without one."
+        try:
+            return endpoint_key(self.api_key_env, self.base_url)
+        except ValueError as e:
+            raise GenerationError(str(e)) from None
 
     def record(self) -> dict:
         "What `generation.json` keeps of this back end (the key's variable, never the key)."

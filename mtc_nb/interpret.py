@@ -25,9 +25,9 @@ from .text import one_line
 # %% auto #0
 __all__ = ['OFFLINE', 'OFFLINE_COLUMNS', 'UNNAMED', 'PROMPT_VERSION', 'ERROR_CHECKLIST', 'PROMPTS', 'MAX_REPLY_CHARS',
            'MAX_PHRASE_CHARS', 'MODE_CUES', 'FATAL_STATUS', 'RETRY_STATUS', 'NO_COMMON_ERRORS', 'PAPER_MIN_IMAGES',
-           'NAMER_MISREAD', 'describe_concept', 'offline_interpret', 'parse_reply', 'error_mode_of', 'LMMConfig',
-           'image_part', 'AnswerCache', 'LMMFatalError', 'LMMRequestError', 'retry_after', 'LMMInterpreter',
-           'relevance', 'accuracy', 'simulated_error_pass', 'paper_metrics']
+           'NAMER_MISREAD', 'describe_concept', 'offline_interpret', 'parse_reply', 'error_mode_of', 'endpoint_key',
+           'LMMConfig', 'image_part', 'AnswerCache', 'LMMFatalError', 'LMMRequestError', 'retry_after',
+           'LMMInterpreter', 'relevance', 'accuracy', 'simulated_error_pass', 'paper_metrics']
 
 # %% ../nbs/07_interpret.ipynb #48fea9e4
 OFFLINE = 'offline-concepts'
@@ -218,6 +218,17 @@ def error_mode_of(description: str | None, modes=None) -> tuple[str | None, list
     hits = [m for m in (modes or MODE_CUES) if re.search(MODE_CUES[m], description, re.I)]
     return (hits[0] if len(hits) == 1 else None), hits
 
+# %% ../nbs/07_interpret.ipynb #8e9ff3f9
+def endpoint_key(api_key_env: str, base_url: str) -> str:
+    """The API key of an OpenAI-compatible endpoint, from the environment variable `api_key_env` only (never a
+    setting, so never in a notebook or a record); a server on this machine may go without one."""
+    key = os.environ.get(api_key_env)
+    if key:
+        return key
+    if urlparse(base_url).hostname in ('127.0.0.1', 'localhost', '::1'):
+        return 'no-key'
+    raise ValueError(f"set the environment variable {api_key_env} to the API key of {base_url}")
+
 # %% ../nbs/07_interpret.ipynb #cd63630f
 @dataclass(frozen=True)
 class LMMConfig:
@@ -239,12 +250,7 @@ class LMMConfig:
     max_tokens: int = 200  # answer length cap
 
     def api_key(self) -> str:
-        key = os.environ.get(self.api_key_env)
-        if key:
-            return key
-        if urlparse(self.base_url).hostname in ('127.0.0.1', 'localhost', '::1'):
-            return 'no-key'
-        raise ValueError(f"set the environment variable {self.api_key_env} to the API key of {self.base_url}")
+        return endpoint_key(self.api_key_env, self.base_url)
 
 # %% ../nbs/07_interpret.ipynb #9d7903f0
 def image_part(path, max_px: int = 800) -> dict:
