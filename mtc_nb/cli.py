@@ -141,12 +141,15 @@ def _add_generate_parser(sub) -> None:
 def generate_command(a, root: Path) -> dict:
     "`mtc generate`: the suite and the back end from the parsed arguments `a`; prints what the folder now holds."
     from mtc_nb.generate import GenerationError, ImageEndpoint, LocalPipeline, generate
-    from mtc_nb.prompts import load_suite, sample_suite
+    from mtc_nb.prompts import PHENOMENA, load_suite, sample_suite
 
     if bool(a.endpoint) == bool(a.pipeline):
         raise ValueError("give either --endpoint URL --model NAME, or --pipeline FOLDER")
     if a.endpoint and not a.model:
         raise ValueError("--endpoint needs --model")
+    unknown = sorted(set(a.phenomena or []) - set(PHENOMENA))
+    if unknown:
+        raise ValueError(f"--phenomena {unknown}: not phenomena of the suite, which are {list(PHENOMENA)}")
     suite = load_suite(a.suite)
     if a.per_law or a.phenomena:
         suite = sample_suite(suite, a.per_law or len(suite), phenomena=a.phenomena)
@@ -161,7 +164,7 @@ def generate_command(a, root: Path) -> dict:
         raise SystemExit(f"mtc generate: {e}") from None
     folder = out / a.generator
     print(
-        f"[mtc] {folder}: {record['images']} of {len(suite) * len(a.seeds)} images; {record['refused']} refused, "
+        f"[mtc] {folder}: {record['images']} images; {record['refused']} refused, "
         f"{record['failed']} failed (each with its reason in {folder / 'failures.csv'}); a rerun makes what is missing"
     )
     return record

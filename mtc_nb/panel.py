@@ -20,7 +20,7 @@ from .text import is_utf8_name, one_line, printable_name
 
 # %% auto #0
 __all__ = ['UNSEEN_STYLES', 'PANEL', 'CLEAN', 'CONTROL', 'SIDE_TABLES', 'GENERATION_RECORDS', 'LABELS', 'SimGenerator',
-           'panel_specs', 'make_panel', 'index_generated', 'index_labelled']
+           'panel_specs', 'make_panel', 'read_side_table', 'index_generated', 'index_labelled']
 
 # %% ../nbs/09a_panel.ipynb #628011ef
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ GENERATION_RECORDS = ('generation.json', 'failures.csv', 'labels-*.csv')  # `mtc
 LABELS = {'plausible': 0, 'implausible': 1}  # a labels.csv label, case and spaces aside
 
 
-def _read_side_table(path: Path, columns: tuple) -> tuple[pd.DataFrame | None, list[str]]:
+def read_side_table(path: Path, columns: tuple) -> tuple[pd.DataFrame | None, list[str]]:
     """An optional prompts.csv / labels.csv of a generator folder: (its rows, one per file, or None; the problems
     found, each a sentence). The separator is sniffed (`,`, `;`, tab); column names are read case-blind; a file listed
     twice keeps one row when the rows agree and none when they differ. A table that cannot be read, or lacks a
@@ -239,7 +239,7 @@ def index_generated(root: str | Path) -> tuple[pd.DataFrame, list[dict]]:
         )
         tables = {}
         for name, columns in SIDE_TABLES.items():
-            tables[name], found = _read_side_table(gen_dir / name, columns)
+            tables[name], found = read_side_table(gen_dir / name, columns)
             problems += [{'generator': gen_dir.name, 'problem': p} for p in found]
             if tables[name] is not None and (unknown := sorted(set(tables[name].file) - set(rel))):
                 note(gen_dir, f"{name}: {len(unknown)} row(s) name no image of the folder (e.g. {unknown[0]!r})")

@@ -4,6 +4,7 @@
 
 # %% ../nbs/12_prompts.ipynb #dd42e2b1
 from __future__ import annotations
+import re
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,13 @@ PHENOMENA = {
 DEFAULT_SUITE = Path('data/prompts/physics_prompts.csv')  # under the project's root
 
 # %% ../nbs/12_prompts.ipynb #a5787de4
+_PROMPT_ID = re.compile(r'[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*)*')
+
+
 def suite_problems(suite: pd.DataFrame) -> list[str]:
-    "Every problem of a prompt suite read as text, each naming its column or its rows (line numbers of the CSV)."
+    """Every problem of a prompt suite read as text, each naming its column or its rows (line numbers of the CSV). An
+    id is parts joined by `/`, each letters and digits with single `.`, `_` or `-` between them, at most 100 characters:
+    so each id makes a file name of its own."""
     missing = [c for c in SUITE_COLUMNS if c not in suite]
     if missing:
         return [f"missing column(s) {missing}: a suite has the columns {list(SUITE_COLUMNS)}"]
@@ -49,6 +55,11 @@ def suite_problems(suite: pd.DataFrame) -> list[str]:
         empty = suite[column].str.strip() == ''
         if empty.any():
             problems.append(f"{column} empty on line(s) {line(empty)}")
+    malformed = ~suite.prompt_id.map(lambda s: len(s) <= 100 and bool(_PROMPT_ID.fullmatch(s)))
+    if malformed.any():
+        problems.append(
+            f"prompt_id not of the form part/part/… (letters, digits, single . _ -) on line(s) {line(malformed)}"
+        )
     twice = suite.prompt_id.duplicated(keep=False)
     if twice.any():
         problems.append(f"prompt_id used twice on line(s) {line(twice)}")

@@ -210,7 +210,7 @@ def test_the_annotator_in_jupyterlab_keeps_its_labels_across_a_reload(browser, t
         assert '0 of 3 labelled' in progress.first.inner_text()
         page.get_by_role('button', name='implausible (i)').first.click()
         page.wait_for_function("() => document.querySelector('.mtc-annotator-progress').innerText.includes('1 of 3')")
-        page.get_by_placeholder('type p, i, s, u or 1-9 here').first.fill('p')  # the keyboard path
+        page.get_by_placeholder('type p, i, s, u or 0-9 here').first.fill('p')  # the keyboard path
         page.wait_for_function("() => document.querySelector('.mtc-annotator-progress').innerText.includes('2 of 3')")
         assert rows() == 2  # on disk at once
         page.reload()

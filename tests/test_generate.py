@@ -29,7 +29,7 @@ def test_a_folder_filled_from_an_endpoint_is_what_the_benchmark_reads(tmp_path, 
         main(generate_args(tmp_path, 'gen-a', server.url, '--seeds', '0', '1', '--size', '16x16'))
         assert {r['json']['size'] for r in server.requests} == {'16x16'}
         assert all(r['json']['response_format'] == 'b64_json' for r in server.requests)
-    assert f"{2 * n_prompts()} of {2 * n_prompts()} images" in capsys.readouterr().out
+    assert f"{2 * n_prompts()} images; 0 refused, 0 failed" in capsys.readouterr().out
     images, problems = index_generated(tmp_path)
     assert problems == [] and len(images) == 2 * n_prompts() and set(images.generator) == {'gen-a'}
     prompts = pd.read_csv(tmp_path / 'gen-a' / 'prompts.csv')
@@ -61,7 +61,7 @@ def test_every_failure_of_the_endpoint_is_reported_and_the_rest_goes_on(tmp_path
     assert 'HTTP 429' in failures.detail[by_prompt[limited]] and 'HTTP 500' in failures.detail[by_prompt[broken]]
     assert 'malformed image' in failures.detail[by_prompt[garbled]]
     out = capsys.readouterr().out
-    assert f"{len(suite) - 4} of {len(suite)} images; 1 refused, 3 failed" in out
+    assert f"{len(suite) - 4} images; 1 refused, 3 failed" in out
     with LocalChatServer(lambda request, n: (401, {'error': {'message': 'Incorrect API key provided'}})) as server:
         with pytest.raises(SystemExit, match='MTC_IMAGE_API_KEY'):
             main(generate_args(tmp_path, 'gen-b', server.url))
@@ -122,6 +122,11 @@ def test_settings_that_cannot_work_are_refused_before_any_request(tmp_path):
     bad.write_text('prompt_id,prompt\na,b\n')
     with pytest.raises(SystemExit, match='suite.csv'):
         main(generate_args(tmp_path, 'x', 'http://127.0.0.1:9/v1', '--suite', str(bad)))
+    with pytest.raises(SystemExit, match='not phenomena of the suite'):
+        main(
+            ['generate', '--generator', 'x', '--root', str(tmp_path), '--endpoint', 'http://127.0.0.1:9/v1']
+            + ['--model', 'm', '--phenomena', 'shadow']
+        )
 
 
 def test_from_prompts_to_a_failure_report_per_phenomenon(tmp_path):
