@@ -96,7 +96,8 @@ def _module_source(module: str) -> str:
     return Path(importlib.util.find_spec(f'mtc_nb.{module}').origin).read_text(encoding='utf-8')
 
 # %% ../nbs/90b_manifests.ipynb #6234b8bd
-def imported_modules(source: str, module: str = '') -> set[str]:
+@functools.lru_cache(maxsize=256)  # a process asks for every stage's specs many times: each source is parsed once
+def imported_modules(source: str, module: str = '') -> frozenset[str]:
     """The modules of this library that Python `source`, the text of module `module`, imports (`from .X import`,
     `from ..X import`, `from mtc_nb.X import`, `import mtc_nb.X`), wherever the import stands: at the top or inside a
     function. Named as `module` is: `core`, `stages.scenes`."""
@@ -110,7 +111,7 @@ def imported_modules(source: str, module: str = '') -> set[str]:
             names.add(node.module or '')
         elif isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
-    return {name.removeprefix('mtc_nb.') for name in names if name.startswith('mtc_nb.')}
+    return frozenset(name.removeprefix('mtc_nb.') for name in names if name.startswith('mtc_nb.'))
 
 # %% ../nbs/90b_manifests.ipynb #7a7b75ab
 def stage_modules(stage: str) -> tuple[str, ...]:
