@@ -15,7 +15,7 @@ from .images import scan_images
 from .text import printable_name
 from .encoders import cache_frozen, frozen_part
 from .features import latent_codes
-from .panel import SIDE_TABLES
+from .panel import GENERATION_RECORDS, SIDE_TABLES
 
 # %% auto #0
 __all__ = ['Scorer', 'score_images', 'image_paths', 'write_labels']
@@ -101,7 +101,7 @@ def image_paths(targets) -> tuple[list[Path], list[tuple[str, str]]]:
     out, left_out = [], []
     for t in map(Path, targets):
         if t.is_dir():
-            found, skipped = scan_images(t, expected=tuple(SIDE_TABLES))  # a generator folder's tables are expected
+            found, skipped = scan_images(t, expected=(*SIDE_TABLES, *GENERATION_RECORDS))  # a generator folder's tables
             out += found
             left_out += [(printable_name(t / s['file']), s['reason']) for s in skipped]
         elif t.exists():
