@@ -4,16 +4,16 @@
 
 # %% ../nbs/14_annotate.ipynb #443f6395
 from __future__ import annotations
-import html, os
+import html
 from datetime import datetime, timezone
 from pathlib import Path
 
 import ipywidgets as w
 import numpy as np
 import pandas as pd
-from PIL import Image
 from sklearn.metrics import cohen_kappa_score
 
+from .core import write_atomic
 from .images import ImageReadError, read_image, scan_images
 from .panel import GENERATION_RECORDS, SIDE_TABLES, read_side_table
 from .prompts import PHENOMENA
@@ -47,11 +47,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
 
 
 def write_labels(path: str | Path, labels: pd.DataFrame) -> None:
-    "Write `labels` whole: a temporary file beside it, then a rename (a crash leaves the old file or the new one)."
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    labels.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    "Write `labels` whole (`write_atomic`: a crash leaves the old file or the new one)."
+    write_atomic(path, labels.to_csv(index=False).encode())
 
 # %% ../nbs/14_annotate.ipynb #ee15e87d
 def label_order(files: list[str], seed: int = 0, scores: dict | None = None) -> list[str]:

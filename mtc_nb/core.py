@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_core.ipynb #0f2c3c71
 from __future__ import annotations
-import configparser, json, os, random, re
+import configparser, json, os, random, re, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['ENV_SETTINGS', 'find_root', 'settings_problems', 'validate_settings', 'Profile', 'load_profile', 'seed_everything',
-           'stage_threads', 'resolve_device', 'machine_info', 'write_json', 'update_results']
+           'stage_threads', 'resolve_device', 'machine_info', 'write_atomic', 'write_json', 'update_results']
 
 # %% ../nbs/90_core.ipynb #ce8a2b93
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -346,14 +346,21 @@ def _jsonable(o):
     return o
 
 # %% ../nbs/90_core.ipynb #2f85220d
-def write_json(path: str | os.PathLike, obj) -> Path:
-    "Write `obj` as JSON atomically (numpy scalars converted)."
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` whole: a temporary file of its own beside it (hidden, so no folder scan counts it), then
+    a rename. A crash leaves the old file or the new one, and two writers never share a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + '.tmp')
-    tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + '\n')
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    with os.fdopen(fd, 'wb') as f:
+        f.write(data)
     os.replace(tmp, path)
     return path
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    "Write `obj` as JSON atomically (numpy scalars converted)."
+    return write_atomic(path, (json.dumps(_jsonable(obj), indent=2, sort_keys=False) + '\n').encode())
 
 # %% ../nbs/90_core.ipynb #82f08290
 def update_results(cfg: Profile, **sections) -> dict:

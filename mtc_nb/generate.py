@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_generate.ipynb #b376d530
 from __future__ import annotations
-import base64, contextlib, io, os, re, tempfile, threading, time, uuid
+import base64, contextlib, io, re, threading, time, uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -15,7 +15,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from .core import resolve_device, write_json
+from .core import resolve_device, write_atomic, write_json
 from .interpret import FATAL_STATUS, RETRY_STATUS, endpoint_key, retry_after
 from .text import one_line
 
@@ -238,14 +238,6 @@ RECORD_EVERY = 25  # images between two rewrites of the records during a run
 BAD_REQUESTS_IN_A_ROW = 3  # HTTP 400s (not refusals) in a row that stop a run: the request itself is wrong
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    "Write `data` to `path` whole: a temporary file of its own beside it, then a rename."
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    with os.fdopen(fd, 'wb') as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
     "A record table as text (no file: no rows)."
     if not path.exists():
@@ -264,7 +256,8 @@ def _merged_prompts(folder: Path, jobs: pd.DataFrame) -> pd.DataFrame:
     "A row per image on disk: this run's jobs for the images they name, the earlier rows for every other image."
     old = _read_table(folder / 'prompts.csv', PROMPT_COLUMNS)
     now = jobs.loc[[(folder / f).exists() for f in jobs.file], PROMPT_COLUMNS]
-    kept = old.loc[[f not in set(now.file) and (folder / f).exists() for f in old.file]]
+    listed = set(now.file)
+    kept = old.loc[[f not in listed and (folder / f).exists() for f in old.file]]
     return pd.concat([kept, now], ignore_index=True).sort_values('file', ignore_index=True)
 
 
@@ -283,8 +276,8 @@ def _write_records(folder: Path, jobs: pd.DataFrame, outcomes: dict, backend, ru
     counts and times, this run's entry replaced as it goes); returns the record."""
     prompts = _merged_prompts(folder, jobs)
     failures = _merged_failures(folder, jobs, outcomes, set(prompts.file))
-    _write_atomic(folder / 'prompts.csv', prompts.to_csv(index=False).encode())
-    _write_atomic(folder / 'failures.csv', failures.to_csv(index=False).encode())
+    write_atomic(folder / 'prompts.csv', prompts.to_csv(index=False).encode())
+    write_atomic(folder / 'failures.csv', failures.to_csv(index=False).encode())
     old = read_record(folder)
     record = {
         'schema_version': 1,
@@ -439,7 +432,7 @@ def generate(
                 if outcome is None:
                     continue
                 if outcome.png is not None:
-                    _write_atomic(folder / file, outcome.png)
+                    write_atomic(folder / file, outcome.png)
                     outcome.png = None
                 outcomes[file] = outcome
                 bar.update()
